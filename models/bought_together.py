@@ -1,0 +1,166 @@
+"""Online "bought together" counts with lift, attachment rate and time decay.
+
+Decay is exponential with a half-life. Instead of shrinking every count as time
+passes, new observations are weighted up by ``2 ** ((ts - t0) / half_life)``:
+ratios (attachment rate, lift) are unchanged by a common scale, and absolute
+counts are scaled back down when read, so an update costs O(basket²) and
+nothing has to sweep the tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+DAY = 86_400.0
+_RESCALE_AT = 1e150
+
+
+@dataclass(frozen=True, slots=True)
+class Complement:
+    """A product bought with an anchor, with the evidence for it."""
+
+    product_id: str
+    score: float
+    anchor_id: str
+    attachment_rate: float
+    lift: float
+    support: float
+
+
+class BoughtTogether:
+    """Co-occurrence of products in orders, learned one order at a time.
+
+    >>> bt = BoughtTogether(half_life=None)
+    >>> for basket in (["phone", "case"], ["phone", "case"], ["phone", "charger"], ["mug"]):
+    ...     bt.observe_basket(basket, ts=0.0)
+    >>> round(bt.attachment_rate("phone", "case"), 3)
+    0.667
+    >>> round(bt.lift("phone", "case"), 3)
+    1.333
+    >>> [c.product_id for c in bt.complements([("phone", 1.0)], now=0.0, min_support=2)]
+    ['case']
+    """
+
+    def __init__(self, half_life: Optional[float] = 90 * DAY, max_neighbours: int = 100,
+                 max_basket: int = 60, lift_exponent: float = 0.2) -> None:
+        self.half_life = half_life
+        self.max_neighbours = max_neighbours
+        self.max_basket = max_basket
+        self.lift_exponent = lift_exponent
+        self._items: dict[str, float] = {}
+        self._pairs: dict[str, dict[str, float]] = {}
+        self._orders = 0.0
+        self._t0: Optional[float] = None
+
+    # -- learning -------------------------------------------------------------
+    def observe_basket(self, product_ids: Iterable[str], ts: float, weight: float = 1.0) -> None:
+        """Count one order (or one cart) of distinct products at time ``ts``."""
+        basket = list(dict.fromkeys(product_ids))
+        if not basket:
+            return
+        w = weight * self._inflation(ts)
+        self._orders += w
+        for pid in basket:
+            self._items[pid] = self._items.get(pid, 0.0) + w
+        # Very large orders (wholesale) say little about complements and cost O(n²).
+        paired = basket[: self.max_basket]
+        for a in paired:
+            row = self._pairs.setdefault(a, {})
+            for b in paired:
+                if a != b:
+                    row[b] = row.get(b, 0.0) + w
+            if len(row) > 2 * self.max_neighbours:
+                self._prune(a)
+
+    def _prune(self, pid: str) -> None:
+        row = self._pairs[pid]
+        keep = sorted(row.items(), key=lambda kv: kv[1], reverse=True)[: self.max_neighbours]
+        self._pairs[pid] = dict(keep)
+
+    def _inflation(self, ts: float) -> float:
+        if not self.half_life:
+            return 1.0
+        if self._t0 is None:
+            self._t0 = ts
+        factor = 2.0 ** ((ts - self._t0) / self.half_life)
+        if factor > _RESCALE_AT:
+            self._rescale(ts)
+            factor = 1.0
+        return factor
+
+    def _rescale(self, ts: float) -> None:
+        scale = 1.0 / self._inflation_at(ts)
+        self._orders *= scale
+        self._items = {k: v * scale for k, v in self._items.items()}
+        self._pairs = {a: {b: v * scale for b, v in row.items()} for a, row in self._pairs.items()}
+        self._t0 = ts
+
+    def _inflation_at(self, now: float) -> float:
+        if not self.half_life or self._t0 is None:
+            return 1.0
+        return 2.0 ** ((now - self._t0) / self.half_life)
+
+    # -- reading --------------------------------------------------------------
+    @property
+    def products(self) -> int:
+        return len(self._items)
+
+    def orders(self, now: Optional[float] = None) -> float:
+        """Decayed number of orders seen (as of ``now``; raw scale without it)."""
+        return self._orders / (self._inflation_at(now) if now is not None else 1.0)
+
+    def item_count(self, pid: str, now: float) -> float:
+        return self._items.get(pid, 0.0) / self._inflation_at(now)
+
+    def attachment_rate(self, anchor: str, pid: str) -> float:
+        """Share of orders with ``anchor`` that also hold ``pid``."""
+        n = self._items.get(anchor, 0.0)
+        return self._pairs.get(anchor, {}).get(pid, 0.0) / n if n else 0.0
+
+    def lift(self, anchor: str, pid: str) -> float:
+        """How much likelier ``pid`` is in an order with ``anchor`` than in any order."""
+        na, nb = self._items.get(anchor, 0.0), self._items.get(pid, 0.0)
+        both = self._pairs.get(anchor, {}).get(pid, 0.0)
+        return both * self._orders / (na * nb) if na and nb else 0.0
+
+    def popular(self, k: int, exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
+        """The ``k`` most bought products (decayed), with their raw-scale counts."""
+        skip = set(exclude)
+        ranked = sorted(self._items.items(), key=lambda kv: kv[1], reverse=True)
+        return [kv for kv in ranked if kv[0] not in skip][:k]
+
+    def complements(self, anchors: Sequence[tuple[str, float]], now: float,
+                    min_support: float = 2.0, min_lift: float = 1.0) -> list[Complement]:
+        """Products bought with the weighted ``anchors``, best first.
+
+        A candidate's score is the anchors' weighted mean of attachment rate ×
+        lift ** lift_exponent: attachment rate says how often it completes the
+        anchor, the lift term keeps best-sellers from winning everywhere.
+        """
+        scale = self._inflation_at(now)
+        total_weight = sum(w for _, w in anchors) or 1.0
+        scores: dict[str, float] = {}
+        best: dict[str, tuple[float, Complement]] = {}
+        for anchor, weight in anchors:
+            na = self._items.get(anchor)
+            if not na:
+                continue
+            for pid, both in self._pairs.get(anchor, {}).items():
+                if both / scale < min_support:
+                    continue
+                lift = both * self._orders / (na * self._items[pid])
+                if lift < min_lift:
+                    continue
+                attach = both / na
+                part = weight * attach * lift ** self.lift_exponent
+                scores[pid] = scores.get(pid, 0.0) + part
+                if pid not in best or part > best[pid][0]:
+                    best[pid] = (part, Complement(pid, 0.0, anchor, attach, lift, both / scale))
+        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+        out = []
+        for pid, score in ranked:
+            c = best[pid][1]
+            out.append(Complement(pid, score / total_weight, c.anchor_id, c.attachment_rate,
+                                  c.lift, c.support))
+        return out
+

@@ -1,0 +1,84 @@
+"""Candidate items for an offer: upgrades of the anchor, or complements of the order."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from models.bought_together import BoughtTogether
+from models.catalog import Catalog
+from models.events import Product
+from models.rules import OfferRules
+
+#: Score of the nearest higher tier in the anchor's family; each further tier gets 0.9x.
+FAMILY_SCORE = 1.0
+#: Base score of a same-category upgrade, raised by its popularity.
+CATEGORY_SCORE = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A product that could be offered, its relevance and why."""
+
+    product_id: str
+    score: float
+    reason: str
+    price: Optional[float] = None
+
+
+def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: OfferRules,
+            now: float) -> list[Candidate]:
+    """Upgrades of the anchor: its family's higher tiers first, else pricier items of its category.
+
+    >>> from models.events import Product
+    >>> c = Catalog()
+    >>> for pid, price, tier in (("s-128", 700.0, 1), ("s-256", 800.0, 2), ("s-1t", 1500.0, 3)):
+    ...     c.upsert(Product(pid, price, name=pid.upper(), family="s", tier=tier))
+    >>> [(x.product_id, x.reason) for x in upsells(c.get("s-128"), c, BoughtTogether(), OfferRules(), 0)]
+    [('s-256', 'same line, S-256, +14%')]
+    """
+    ladder = [p for p in catalog.higher_tiers(anchor.product_id)
+              if _step_ok(anchor.price, p.price, 0.0, rules.family_max_step, rules)]
+    if ladder:
+        return [Candidate(p.product_id, FAMILY_SCORE * 0.9 ** rank,
+                          f"same line, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price)
+                for rank, p in enumerate(ladder)]
+    if anchor.category is None:
+        return []
+    low = anchor.price * (1 + (rules.upsell_min_step if rules.price_rules else 0.0))
+    high = anchor.price * (1 + rules.upsell_max_step) if rules.price_rules else float("inf")
+    out = []
+    for p in catalog.in_category_between(anchor.category, low, high):
+        if p.product_id == anchor.product_id or p.price <= anchor.price:
+            continue
+        bought_count = bought.item_count(p.product_id, now)
+        score = CATEGORY_SCORE + 0.5 * bought_count / (bought_count + 5.0)
+        if anchor.brand and p.brand == anchor.brand:
+            score += 0.1
+        out.append(Candidate(p.product_id, score,
+                             f"same category, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price))
+    return sorted(out, key=lambda c: c.score, reverse=True)
+
+
+def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: BoughtTogether,
+                rules: OfferRules, now: float, min_relevance: float) -> list[Candidate]:
+    """Complements of the weighted anchors from "bought together" counts, best first."""
+    out = []
+    families = {p.family for p in map(catalog.get, (a for a, _ in anchors)) if p and p.family}
+    for c in bought.complements(anchors, now, rules.min_support, rules.min_lift):
+        if c.score < min_relevance:
+            break
+        product = catalog.get(c.product_id)
+        if product is not None and product.family is not None and product.family in families:
+            continue  # another tier of what they have is an upsell or a substitute, not a complement
+        anchor = catalog.get(c.anchor_id)
+        label = anchor.label if anchor else c.anchor_id
+        reason = (f"often bought with {label}: in {c.attachment_rate:.0%} of its orders, "
+                  f"{c.lift:.1f}x the usual rate")
+        out.append(Candidate(c.product_id, c.score, reason, product.price if product else None))
+    return out
+
+
+def _step_ok(anchor_price: float, price: float, low: float, high: float, rules: OfferRules) -> bool:
+    if price <= anchor_price:
+        return False
+    return not rules.price_rules or low <= price / anchor_price - 1 <= high

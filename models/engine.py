@@ -1,0 +1,101 @@
+"""One step of nextoffer: an event in, the shopper's new state and at most one offer out.
+
+The engine is what workers, the offline evaluation and tests all run, so the
+figures measured off-line are the live pipeline's figures.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from models.bought_together import DAY, BoughtTogether
+from models.catalog import Catalog
+from models.events import CART, LineItem, Product, ShopperEvent
+from models.offer import Offer
+from models.policy import OfferPolicy, Situation
+from models.rules import OfferRules
+from models.shopper import ShopperState
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerSettings:
+    """Settings of the online learners."""
+
+    half_life: float = field(default=90 * DAY, metadata={
+        "doc": "Seconds after which a 'bought together' observation counts half (time decay)."})
+    max_neighbours: int = field(default=100, metadata={
+        "doc": "Complements remembered per product (the strongest are kept)."})
+    max_basket: int = field(default=60, metadata={
+        "doc": "Products of one order paired for 'bought together' (larger orders are wholesale)."})
+    lift_exponent: float = field(default=0.2, metadata={
+        "doc": "Weight of lift beside attachment rate in a complement's score (0 = attachment only)."})
+
+
+@dataclass(frozen=True, slots=True)
+class Basket:
+    """An order's products and prices: what every worker's learners learn from."""
+
+    user_id: str
+    ts: float
+    items: tuple[LineItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What processing one event produced."""
+
+    applied: bool                      # False for a duplicate event
+    offer: Optional[Offer] = None
+    reason: str = "duplicate"          # why there is no offer, or "offer"
+    basket: Optional[Basket] = None    # set by purchases
+
+
+class OfferEngine:
+    """Holds the shared learners and the policy; processes one shopper event at a time.
+
+    >>> engine = OfferEngine(OfferRules())
+    >>> engine.learn_basket(Basket("u0", 0.0, (LineItem("tea", 1, 4.0), LineItem("mug", 1, 6.0))))
+    >>> engine.learn_basket(Basket("u2", 1.0, (LineItem("tea", 1, 4.0), LineItem("mug", 1, 6.0))))
+    >>> engine.learn_basket(Basket("u3", 2.0, (LineItem("cake", 1, 9.0),)))
+    >>> shopper = ShopperState("u1")
+    >>> out = engine.process(shopper, ShopperEvent("cart", "add", "e1", "u1", 3.0, product_id="tea",
+    ...                                            price=4.0), generated_at=3.0)
+    >>> out.offer.kind.value, out.offer.product_ids
+    ('cross_sell', ['mug'])
+    """
+
+    def __init__(self, rules: OfferRules, learners: LearnerSettings = LearnerSettings(),
+                 catalog: Optional[Catalog] = None) -> None:
+        self.rules = rules
+        self.catalog = catalog if catalog is not None else Catalog()
+        self.bought = BoughtTogether(learners.half_life, learners.max_neighbours,
+                                     learners.max_basket, learners.lift_exponent)
+        self.policy = OfferPolicy(rules, self.catalog, self.bought)
+
+    def process(self, shopper: ShopperState, event: ShopperEvent, generated_at: float) -> Outcome:
+        """Apply ``event`` to ``shopper`` (in place) and decide its offer."""
+        order = shopper.order_lines(event) if event.source == CART and event.type == "purchase" else ()
+        if not shopper.apply(event):
+            return Outcome(False)
+        self._observe_products(event, order)
+        basket = Basket(event.user_id, event.ts, order) if order else None
+        decision = self.policy.decide(Situation(event, shopper, order, event.ts, generated_at))
+        if decision.offer is not None:
+            shopper.record_offer(decision.offer.offer_id, decision.offer.product_ids, event.ts,
+                                 self.rules.fatigue_window)
+        return Outcome(True, decision.offer, decision.reason, basket)
+
+    def learn_basket(self, basket: Basket) -> None:
+        """Learn from one order; every worker calls this for every order of every shopper."""
+        for line in basket.items:
+            self.catalog.observe(line.product_id, line.price)
+        self.bought.observe_basket([line.product_id for line in basket.items], basket.ts)
+
+    def update_product(self, product: Product) -> None:
+        self.catalog.upsert(product)
+
+    def _observe_products(self, event: ShopperEvent, order: tuple[LineItem, ...]) -> None:
+        if event.product_id:
+            self.catalog.observe(event.product_id, event.price, event.category, event.brand)
+        for line in order:
+            self.catalog.observe(line.product_id, line.price)

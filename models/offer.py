@@ -1,0 +1,98 @@
+"""The offer a shopper is shown, and where it is shown."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Placement(str, Enum):
+    """Where on the storefront an offer is shown."""
+
+    PRODUCT_PAGE = "product_page"
+    CART = "cart"
+    CHECKOUT = "checkout"
+    POST_PURCHASE = "post_purchase"
+
+
+class Kind(str, Enum):
+    """Upsell: a better tier of the anchor. Cross-sell: a complement of it."""
+
+    UPSELL = "upsell"
+    CROSS_SELL = "cross_sell"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferItem:
+    """One offered product with its relevance score and a human-readable reason."""
+
+    product_id: str
+    score: float
+    reason: str
+    price: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"product_id": self.product_id, "score": round(self.score, 6),
+                               "reason": self.reason}
+        if self.price is not None:
+            out["price"] = self.price
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A next-best offer: one kind, one anchor, one to three items.
+
+    >>> item = OfferItem("case-1", 0.4, "often bought with Phone X", 19.0)
+    >>> offer = Offer(offer_id_for("e1", Placement.CART), "u1", Placement.CART,
+    ...               Kind.CROSS_SELL, "phone-x", (item,), "e1", 100.0, 3700.0)
+    >>> offer.to_dict()["kind"], len(offer.to_dict()["items"])
+    ('cross_sell', 1)
+    """
+
+    offer_id: str
+    user_id: str
+    placement: Placement
+    kind: Kind
+    anchor_product_id: str
+    items: tuple[OfferItem, ...]
+    event_id: str
+    generated_at: float
+    expires_at: float
+    policy: str = "greedy"
+    propensity: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's JSON object, as a plain dict."""
+        return {
+            "offer_id": self.offer_id,
+            "user_id": self.user_id,
+            "placement": self.placement.value,
+            "kind": self.kind.value,
+            "anchor_product_id": self.anchor_product_id,
+            "items": [item.to_dict() for item in self.items],
+            "event_id": self.event_id,
+            "generated_at": self.generated_at,
+            "expires_at": self.expires_at,
+            "policy": self.policy,
+            "propensity": self.propensity,
+            **self.extra,
+        }
+
+    @property
+    def product_ids(self) -> list[str]:
+        return [item.product_id for item in self.items]
+
+
+_OFFER_NAMESPACE = uuid.UUID("6b8f3c1e-2a47-4f0e-9d1a-6e0c5b7a9f21")
+
+
+def offer_id_for(event_id: str, placement: Placement) -> str:
+    """A stable offer id: replaying the same event yields the same id, so retries are idempotent.
+
+    >>> offer_id_for("e1", Placement.CART) == offer_id_for("e1", Placement.CART)
+    True
+    """
+    return str(uuid.uuid5(_OFFER_NAMESPACE, f"{event_id}\x1f{placement.value}"))

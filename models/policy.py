@@ -1,0 +1,151 @@
+"""The offer policy: for one event, at most one offer, of one kind, that obeys every rule."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from models.bought_together import BoughtTogether
+from models.candidates import Candidate, cross_sells, upsells
+from models.catalog import Catalog
+from models.events import LineItem, ShopperEvent
+from models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
+from models.rules import OfferRules
+from models.shopper import ShopperState
+
+#: Which kind each placement tries first (the domain guide: upsell before commitment,
+#: complements after it; at checkout only small add-ons).
+KIND_ORDER = {
+    Placement.PRODUCT_PAGE: (Kind.UPSELL, Kind.CROSS_SELL),
+    Placement.CART: (Kind.CROSS_SELL, Kind.UPSELL),
+    Placement.CHECKOUT: (Kind.CROSS_SELL,),
+    Placement.POST_PURCHASE: (Kind.CROSS_SELL, Kind.UPSELL),
+}
+#: Weight of the other products of the cart or order beside the anchor.
+CONTEXT_WEIGHT = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The policy's answer: an offer, or None and why not."""
+
+    offer: Optional[Offer]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """Everything the policy looks at for one event."""
+
+    event: ShopperEvent
+    shopper: ShopperState
+    order: tuple[LineItem, ...]   # what a purchase bought (empty for other events)
+    now: float                    # event time: drives cool-downs and windows
+    generated_at: float           # processing time: stamps the offer
+
+
+class OfferPolicy:
+    """Greedy policy: the best eligible items of the first kind the placement allows.
+
+    >>> from models.events import Product, ShopperEvent
+    >>> c = Catalog()
+    >>> c.upsert(Product("s-128", 700.0, family="s", tier=1))
+    >>> c.upsert(Product("s-256", 800.0, family="s", tier=2))
+    >>> policy = OfferPolicy(OfferRules(), c, BoughtTogether())
+    >>> event = ShopperEvent("clickstream", "view", "e1", "u1", 0.0, product_id="s-128")
+    >>> d = policy.decide(Situation(event, ShopperState("u1"), (), 0.0, 100.0))
+    >>> d.offer.kind.value, d.offer.product_ids
+    ('upsell', ['s-256'])
+    """
+
+    name = "greedy"
+
+    def __init__(self, rules: OfferRules, catalog: Catalog, bought: BoughtTogether) -> None:
+        self.rules = rules
+        self.catalog = catalog
+        self.bought = bought
+
+    def decide(self, situation: Situation) -> Decision:
+        placement = situation.event.placement
+        if placement is None:
+            return Decision(None, "no_placement")
+        anchor_id, context = self._anchor(placement, situation)
+        if anchor_id is None:
+            return Decision(None, "no_anchor")
+        for kind in KIND_ORDER[placement]:
+            items = self._items(kind, placement, anchor_id, context, situation)
+            if items:
+                return Decision(self._offer(situation, placement, kind, anchor_id, items), "offer")
+        return Decision(None, "nothing_relevant")
+
+    # -- the anchor and its context ------------------------------------------
+    def _anchor(self, placement: Placement, s: Situation) -> tuple[Optional[str], list[str]]:
+        cart = list(s.shopper.cart)
+        if placement in (Placement.PRODUCT_PAGE, Placement.CART):
+            anchor = s.event.product_id
+            return anchor, [pid for pid in cart if pid != anchor]
+        lines = s.order if placement is Placement.POST_PURCHASE else [
+            LineItem(pid, qty, price) for pid, (qty, price) in s.shopper.cart.items()]
+        if not lines:
+            return None, []
+        top = max(lines, key=lambda line: (line.price or 0.0) * line.quantity)
+        return top.product_id, [line.product_id for line in lines if line.product_id != top.product_id]
+
+    # -- candidates, rules, ranking ------------------------------------------
+    def _items(self, kind: Kind, placement: Placement, anchor_id: str, context: Sequence[str],
+               s: Situation) -> list[OfferItem]:
+        anchor = self.catalog.get(anchor_id)
+        if kind is Kind.UPSELL:
+            candidates = upsells(anchor, self.catalog, self.bought, self.rules, s.now) if anchor else []
+        else:
+            weighted = [(anchor_id, 1.0)] + [(pid, CONTEXT_WEIGHT) for pid in context]
+            checkout = placement is Placement.CHECKOUT
+            threshold = self.rules.checkout_min_relevance if checkout else self.rules.min_relevance
+            candidates = cross_sells(weighted, self.catalog, self.bought, self.rules, s.now, threshold)
+            candidates = [c for c in candidates if self._price_share_ok(c, anchor, placement, s)]
+        eligible = [c for c in candidates if self.exclusion(c.product_id, anchor_id, s) is None]
+        ranked = sorted(eligible, key=self._business_value, reverse=True)
+        return [OfferItem(c.product_id, c.score, c.reason, c.price) for c in ranked[: self.rules.max_items]]
+
+    def exclusion(self, pid: str, anchor_id: str, s: Situation) -> Optional[str]:
+        """Why the hygiene rules forbid offering ``pid`` now, or None if they allow it."""
+        rules, shopper = self.rules, s.shopper
+        product = self.catalog.get(pid)
+        if pid == anchor_id:
+            return "anchor"
+        if pid in shopper.cart:
+            return "in_cart"
+        bought_at = shopper.purchases.get(pid)
+        if bought_at is not None and s.now - bought_at < rules.repurchase_window:
+            return "just_bought"
+        if any(line.product_id == pid for line in s.order):
+            return "just_bought"
+        if product is not None and not product.available(rules.min_stock):
+            return "unavailable"
+        declined_at = shopper.declined.get(pid)
+        if declined_at is not None and s.now - declined_at < rules.decline_cooldown:
+            return "declined"
+        if shopper.times_shown(pid, s.now, rules.fatigue_window) >= rules.max_impressions:
+            return "frequency_cap"
+        return None
+
+    def _price_share_ok(self, c: Candidate, anchor, placement: Placement, s: Situation) -> bool:
+        if not self.rules.price_rules or c.price is None:
+            return True
+        if placement is Placement.CHECKOUT:
+            return c.price <= self.rules.checkout_max_share * max(s.shopper.cart_value, anchor.price if anchor else 0.0)
+        if anchor is None:
+            return True
+        return c.price <= self.rules.cross_sell_max_share * anchor.price
+
+    def _business_value(self, c: Candidate) -> float:
+        product = self.catalog.get(c.product_id)
+        margin = product.margin if product is not None and product.margin is not None else 0.0
+        return c.score * (1.0 + self.rules.margin_weight * margin)
+
+    def _offer(self, s: Situation, placement: Placement, kind: Kind, anchor_id: str,
+               items: list[OfferItem]) -> Offer:
+        return Offer(
+            offer_id=offer_id_for(s.event.event_id, placement),
+            user_id=s.event.user_id, placement=placement, kind=kind, anchor_product_id=anchor_id,
+            items=tuple(items), event_id=s.event.event_id, generated_at=s.generated_at,
+            expires_at=s.generated_at + self.rules.offer_ttl, policy=self.name, propensity=1.0)

@@ -1,0 +1,69 @@
+"""The rules that keep offers helpful instead of pushy, with their defaults.
+
+Every threshold of the domain guide is a field here; ``streams.settings`` fills
+them from the environment (``NEXTOFFER_<FIELD>``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY = 86_400.0
+
+
+def _doc(text: str, **kw):
+    return field(metadata={"doc": text}, **kw)
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRules:
+    """Thresholds of the offer policy. Defaults follow the domain guide.
+
+    >>> OfferRules().max_items
+    3
+    >>> OfferRules.relevance_only().price_rules
+    False
+    """
+
+    max_items: int = _doc("Most items in one offer (the guide: at most 3).", default=3)
+    min_relevance: float = _doc(
+        "Cross-sell relevance threshold: an item scoring below it is not offered (better nothing "
+        "than a bad offer).", default=0.02)
+    min_support: float = _doc(
+        "Fewest (decayed) orders a pair must share before it counts as bought together.", default=2.0)
+    min_lift: float = _doc(
+        "Least lift (how much likelier B is with A than alone) for a cross-sell.", default=1.0)
+    price_rules: bool = _doc(
+        "Apply the price rules (upsell band, cross-sell share); off for data without reliable prices.",
+        default=True)
+    upsell_min_step: float = _doc("Upsell price at least this much above the anchor (0.2 = +20%).",
+                                  default=0.20)
+    upsell_max_step: float = _doc("Upsell price at most this much above the anchor (0.4 = +40%).",
+                                  default=0.40)
+    family_max_step: float = _doc(
+        "Upper price step for tiers of the anchor's own product family, which the catalog declares "
+        "as its upgrade ladder (1.0 = up to twice the price).", default=1.0)
+    cross_sell_max_share: float = _doc(
+        "Cross-sell item price at most this share of the anchor's price.", default=0.25)
+    checkout_max_share: float = _doc(
+        "At checkout, add-ons cost at most this share of the cart's value (small one-click items).",
+        default=0.15)
+    checkout_min_relevance: float = _doc(
+        "At checkout only highly relevant add-ons: relevance at least this.", default=0.05)
+    min_stock: int = _doc("Never promote an item with known stock below this.", default=1)
+    decline_cooldown: float = _doc(
+        "Seconds a declined or dismissed item is not offered again to that shopper.", default=7 * DAY)
+    repurchase_window: float = _doc(
+        "Seconds after a purchase during which the same item is not offered again.", default=30 * DAY)
+    max_impressions: int = _doc(
+        "Frequency cap: times one item may be offered to one shopper within the fatigue window.",
+        default=3)
+    fatigue_window: float = _doc("Seconds of the frequency cap's window.", default=DAY)
+    margin_weight: float = _doc(
+        "Margin tie-break: score multiplied by (1 + margin_weight * margin), so only near-equal "
+        "relevance is reordered.", default=0.05)
+    offer_ttl: float = _doc("Seconds an offer stays valid (its expires_at).", default=3600.0)
+
+    @classmethod
+    def relevance_only(cls, **overrides) -> "OfferRules":
+        """Hygiene rules on, price rules off: for data without categories or reliable prices."""
+        return cls(price_rules=False, **overrides)

@@ -1,0 +1,159 @@
+"""Per-shopper state: cart, recent views and purchases, declines, offer fatigue, spend.
+
+Kept compact (bounded lists and maps) because one exists per active shopper; it
+travels through a Faust table as the plain dict of :meth:`ShopperState.to_dict`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from models.events import CART, FEEDBACK, LineItem, ShopperEvent
+
+MAX_SEEN_EVENTS = 64
+MAX_VIEWS = 12
+MAX_PURCHASES = 100
+MAX_SHOWN = 60
+MAX_DECLINED = 60
+MAX_OFFERS = 8
+MAX_CART_LINES = 200
+
+_NEGATIVE_FEEDBACK = ("decline", "dismiss")
+
+
+@dataclass(slots=True)
+class ShopperState:
+    """What nextoffer remembers of one shopper.
+
+    >>> s = ShopperState("u1")
+    >>> s.apply(ShopperEvent("cart", "add", "e1", "u1", 5.0, product_id="p1", price=2.0))
+    True
+    >>> s.apply(ShopperEvent("cart", "add", "e1", "u1", 5.0, product_id="p1", price=2.0))
+    False
+    >>> s.cart
+    {'p1': [1, 2.0]}
+    >>> ShopperState.from_dict(s.to_dict()) == s
+    True
+    """
+
+    user_id: str
+    cart: dict[str, list] = field(default_factory=dict)          # pid -> [quantity, unit price]
+    views: list[str] = field(default_factory=list)               # most recent last
+    purchases: dict[str, float] = field(default_factory=dict)    # pid -> last bought at
+    declined: dict[str, float] = field(default_factory=dict)     # pid -> declined at
+    shown: dict[str, list] = field(default_factory=dict)         # pid -> [times, first shown at]
+    offers: dict[str, list] = field(default_factory=dict)        # offer_id -> product ids
+    seen: list[str] = field(default_factory=list)                # recent event ids, for dedup
+    orders: int = 0
+    spend: float = 0.0
+    first_ts: Optional[float] = None
+    last_ts: Optional[float] = None
+    session_id: Optional[str] = None
+
+    # -- applying events ------------------------------------------------------
+    def apply(self, event: ShopperEvent) -> bool:
+        """Apply an event once; returns False (and changes nothing) for a duplicate event_id."""
+        if event.event_id in self.seen:
+            return False
+        _push(self.seen, event.event_id, MAX_SEEN_EVENTS)
+        self.first_ts = event.ts if self.first_ts is None else min(self.first_ts, event.ts)
+        self.last_ts = event.ts if self.last_ts is None else max(self.last_ts, event.ts)
+        if event.session_id:
+            self.session_id = event.session_id
+        if event.source == CART:
+            self._apply_cart(event)
+        elif event.source == FEEDBACK:
+            self._apply_feedback(event)
+        elif event.type in ("view", "click") and event.product_id:
+            if event.product_id in self.views:
+                self.views.remove(event.product_id)
+            _push(self.views, event.product_id, MAX_VIEWS)
+        return True
+
+    def _apply_cart(self, event: ShopperEvent) -> None:
+        pid = event.product_id
+        if event.type == "add" and pid:
+            qty, price = self.cart.get(pid, [0, event.price])
+            if pid in self.cart or len(self.cart) < MAX_CART_LINES:
+                self.cart[pid] = [qty + event.quantity, event.price if event.price is not None else price]
+        elif event.type == "remove" and pid and pid in self.cart:
+            left = self.cart[pid][0] - event.quantity
+            if left > 0:
+                self.cart[pid][0] = left
+            else:
+                del self.cart[pid]
+        elif event.type == "purchase":
+            self._apply_purchase(event)
+
+    def _apply_purchase(self, event: ShopperEvent) -> None:
+        lines = self.order_lines(event)
+        for line in lines:
+            self.purchases.pop(line.product_id, None)
+            self.purchases[line.product_id] = event.ts
+            self.cart.pop(line.product_id, None)
+        if not event.items and not event.product_id:
+            self.cart.clear()
+        _trim_map(self.purchases, MAX_PURCHASES)
+        self.orders += 1
+        self.spend += sum((line.price or 0.0) * line.quantity for line in lines)
+
+    def order_lines(self, event: ShopperEvent) -> tuple[LineItem, ...]:
+        """The lines a purchase buys: its items, its one product, or else the whole cart."""
+        if event.items:
+            return event.items
+        if event.product_id:
+            known = self.cart.get(event.product_id, [event.quantity, None])
+            return (LineItem(event.product_id, event.quantity,
+                             event.price if event.price is not None else known[1]),)
+        return tuple(LineItem(pid, qty, price) for pid, (qty, price) in self.cart.items())
+
+    def _apply_feedback(self, event: ShopperEvent) -> None:
+        if event.type not in _NEGATIVE_FEEDBACK:
+            return
+        targets = [event.product_id] if event.product_id else self.offers.get(event.offer_id or "", [])
+        for pid in targets:
+            self.declined.pop(pid, None)
+            self.declined[pid] = event.ts
+        _trim_map(self.declined, MAX_DECLINED)
+
+    # -- offers shown ---------------------------------------------------------
+    def record_offer(self, offer_id: str, product_ids: list[str], now: float, window: float) -> None:
+        """Remember what was offered, for feedback by offer_id and the frequency cap."""
+        self.offers[offer_id] = list(product_ids)
+        _trim_map(self.offers, MAX_OFFERS)
+        for pid in product_ids:
+            times, since = self.shown.pop(pid, [0, now])
+            self.shown[pid] = [1, now] if now - since > window else [times + 1, since]
+        _trim_map(self.shown, MAX_SHOWN)
+
+    def times_shown(self, pid: str, now: float, window: float) -> int:
+        times, since = self.shown.get(pid, (0, now))
+        return 0 if now - since > window else times
+
+    @property
+    def cart_value(self) -> float:
+        return sum(qty * (price or 0.0) for qty, price in self.cart.values())
+
+    # -- serialisation --------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"u": self.user_id, "c": self.cart, "v": self.views, "p": self.purchases,
+                "d": self.declined, "s": self.shown, "o": self.offers, "e": self.seen,
+                "n": self.orders, "m": self.spend, "f": self.first_ts, "l": self.last_ts,
+                "i": self.session_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ShopperState":
+        return cls(data["u"], data["c"], data["v"], data["p"], data["d"], data["s"], data["o"],
+                   data["e"], data["n"], data["m"], data["f"], data["l"], data["i"])
+
+
+def _push(items: list, value: Any, limit: int) -> None:
+    items.append(value)
+    if len(items) > limit:
+        del items[: len(items) - limit]
+
+
+def _trim_map(mapping: dict, limit: int) -> None:
+    # dicts keep insertion order and callers re-insert on touch: the oldest go first.
+    while len(mapping) > limit:
+        del mapping[next(iter(mapping))]
