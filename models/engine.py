@@ -54,14 +54,14 @@ class OfferEngine:
     """Holds the shared learners and the policy; processes one shopper event at a time.
 
     >>> engine = OfferEngine(OfferRules())
-    >>> engine.learn_basket(Basket("u0", 0.0, (LineItem("tea", 1, 4.0), LineItem("mug", 1, 6.0))))
-    >>> engine.learn_basket(Basket("u2", 1.0, (LineItem("tea", 1, 4.0), LineItem("mug", 1, 6.0))))
+    >>> engine.learn_basket(Basket("u0", 0.0, (LineItem("teapot", 1, 40.0), LineItem("tea", 1, 6.0))))
+    >>> engine.learn_basket(Basket("u2", 1.0, (LineItem("teapot", 1, 40.0), LineItem("tea", 1, 6.0))))
     >>> engine.learn_basket(Basket("u3", 2.0, (LineItem("cake", 1, 9.0),)))
     >>> shopper = ShopperState("u1")
-    >>> out = engine.process(shopper, ShopperEvent("cart", "add", "e1", "u1", 3.0, product_id="tea",
-    ...                                            price=4.0), generated_at=3.0)
+    >>> out = engine.process(shopper, ShopperEvent("cart", "add", "e1", "u1", 3.0, product_id="teapot",
+    ...                                            price=40.0), generated_at=3.0)
     >>> out.offer.kind.value, out.offer.product_ids
-    ('cross_sell', ['mug'])
+    ('cross_sell', ['tea'])
     """
 
     def __init__(self, rules: OfferRules, learners: LearnerSettings = LearnerSettings(),

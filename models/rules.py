@@ -29,7 +29,8 @@ class OfferRules:
         "Cross-sell relevance threshold: an item scoring below it is not offered (better nothing "
         "than a bad offer).", default=0.02)
     min_support: float = _doc(
-        "Fewest (decayed) orders a pair must share before it counts as bought together.", default=2.0)
+        "Fewest orders a pair must share before it counts as bought together. Counts decay, so "
+        "1.5 means two orders within about half a half-life.", default=1.5)
     min_lift: float = _doc(
         "Least lift (how much likelier B is with A than alone) for a cross-sell.", default=1.0)
     price_rules: bool = _doc(
