@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Creates the project's virtual environment (.venv) and installs nextoffer with its test tools.
+# Idempotent: a second run only checks. Set NEXTOFFER_PYTHON to choose the interpreter.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=${NEXTOFFER_PYTHON:-python3}
+VENV=$ROOT/.venv
+command -v "$PY" >/dev/null || { echo "[setup] error: $PY not found; install Python 3.10+" >&2; exit 1; }
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+  { echo "[setup] error: Python 3.10+ is needed ($("$PY" --version))" >&2; exit 1; }
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PY" -m venv "$VENV" || { echo "[setup] error: venv failed (Debian: apt-get install -y python3-venv)" >&2; exit 1; }
+fi
+stamp=$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "[setup] installing nextoffer and its dependencies into .venv"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+  rm -f "$VENV"/.installed-* && touch "$stamp"
+fi
+echo "[setup] python environment ready ($("$VENV/bin/python" --version))"

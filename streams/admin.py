@@ -1,0 +1,73 @@
+"""Creating and checking nextoffer's topics (kafka-python's admin client)."""
+from __future__ import annotations
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streams.settings import Settings
+from streams.topics import topic_specs
+
+
+class TopicError(RuntimeError):
+    """The cluster's topics do not fit the settings; the message says what to do."""
+
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+                                client_id=f"{settings.topic(settings.app_id)}-admin",
+                                request_timeout_ms=15_000)
+    except KafkaError:
+        raise TopicError(f"no Kafka broker answers at {settings.kafka_bootstrap_servers}; start one "
+                         "(deploy/kafka.sh start) or set KAFKA_BOOTSTRAP_SERVERS") from None
+
+
+def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
+    """Create missing topics; fail if an existing input topic has another partition count.
+
+    Returns the names created. Shopper topics and the state table must be
+    co-partitioned, so their partition counts have to match.
+    """
+    count = partitions or settings.partitions
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [s for s in topic_specs(settings) if s.name not in existing]
+        created = []
+        for spec in wanted:
+            try:
+                admin.create_topics([NewTopic(spec.name, count, settings.replication_factor,
+                                              topic_configs=spec.config)])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        _check_partitions(admin, settings, count)
+        return created
+    except KafkaError as exc:
+        raise TopicError(f"could not create topics: {exc}") from None
+    finally:
+        admin.close()
+
+
+def partition_counts(settings: Settings) -> dict[str, int]:
+    admin = admin_client(settings)
+    try:
+        names = [s.name for s in topic_specs(settings)]
+        return {_name(d): len(d["partitions"]) for d in admin.describe_topics(names)
+                if not d.get("error_code")}
+    finally:
+        admin.close()
+
+
+def _check_partitions(admin: KafkaAdminClient, settings: Settings, count: int) -> None:
+    names = [s.name for s in topic_specs(settings)]
+    wrong = [f"{_name(d)} has {len(d['partitions'])}" for d in admin.describe_topics(names)
+             if not d.get("error_code") and len(d["partitions"]) != count]
+    if wrong:
+        raise TopicError(f"topics must have {count} partitions (NEXTOFFER_PARTITIONS), but "
+                         f"{', '.join(wrong)}; set NEXTOFFER_PARTITIONS to match or recreate them")
+
+
+def _name(description: dict) -> str:
+    # kafka-python 3 names the field "name"; 2.x named it "topic".
+    return description.get("name") or description["topic"]

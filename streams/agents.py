@@ -1,0 +1,78 @@
+"""The worker's agents and tasks: thin wrappers around :mod:`streams.pipeline`.
+
+The shopper agent is the only writer of the ``shoppers`` table and keeps
+``concurrency=1``: events of one shopper are applied one after another.
+"""
+from __future__ import annotations
+
+import logging
+
+from models.engine import OfferEngine
+from streams.app import app, settings
+from streams.codecs import Limits
+from streams.pipeline import OfferWriter, Outputs, ShopperPipeline
+from streams.shared import SharedLearning
+from streams.store import RedisOfferStore
+from streams.tables import shoppers
+from streams.topics import baskets_topic, catalog_topic, dead_letter_topic, offers_topic, shopper_inputs
+
+log = logging.getLogger("nextoffer")
+
+engine = OfferEngine(settings.rules, settings.learners)
+shared = SharedLearning(settings, engine)
+writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
+
+
+def _sender(topic):
+    async def send(key, value):
+        await topic.send(key=key, value=value)
+    return send
+
+
+pipeline = ShopperPipeline(
+    engine, shoppers, writer,
+    Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
+            baskets=_sender(baskets_topic)),
+    Limits(settings.max_message_bytes, settings.max_order_items, settings.max_id_length),
+    prefix=settings.topic_prefix, redis_key=settings.redis_key)
+
+
+@app.agent(shopper_inputs, concurrency=1)
+async def shopper_events(stream):
+    """Clickstream, cart and offer-feedback events -> shopper state -> offers."""
+    await shared.ready.wait()
+    async for event in stream.events():
+        m = event.message
+        try:
+            await pipeline.handle(m.topic, m.partition, m.offset, m.key, m.value)
+        except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
+            log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
+            await pipeline.reject(m.topic, m.partition, m.offset, m.key, m.value,
+                                  f"internal error: {type(exc).__name__}: {exc}"[:300])
+
+
+@app.agent(catalog_topic)
+async def catalog_updates(stream):
+    """Dead-letters unusable catalog messages; :mod:`streams.shared` applies the rest on every worker."""
+    async for event in stream.events():
+        m = event.message
+        await pipeline.check_product(m.topic, m.partition, m.offset, m.key, m.value)
+
+
+@app.task
+async def learn_shared() -> None:
+    await shared.run()
+
+
+@app.timer(1.0)
+async def retry_offer_writes() -> None:
+    await writer.flush()
+
+
+@app.timer(10.0)
+async def report() -> None:
+    stats = pipeline.stats
+    offers = sum(v for k, v in stats.items() if k.startswith("offers."))
+    events = sum(v for k, v in stats.items() if k.startswith("events."))
+    log.info("processed %d events, %d offers, %d dead letters; learned %d products, %d orders",
+             events, offers, stats["dead_letter"], len(engine.catalog), shared.applied["baskets"])

@@ -1,0 +1,214 @@
+"""The ``nextoffer`` command: run a worker, manage topics, replay data, run the demo, read offers."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Iterator, Optional
+
+EPILOG = ("Connection: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, NEXTOFFER_TOPIC_PREFIX. "
+          "Every other setting: 'nextoffer settings'.")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if rest and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return args.func(args, rest) or 0
+    except Exception as exc:  # settings and topic errors say what to do; show them plainly
+        from streams.admin import TopicError
+        from streams.settings import SettingsError
+        if isinstance(exc, (SettingsError, TopicError, FileNotFoundError, ValueError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nextoffer", description="Real-time next-best-offer engine: "
+                                "upsell and cross-sell offers from live shopping events.", epilog=EPILOG)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    w = sub.add_parser("worker", help="run a worker (a Faust worker; run several to share partitions)",
+                       description="Run a worker. It creates missing topics, recovers shopper state "
+                       "from the changelog, learns the shared models, then processes events. Extra "
+                       "options go to Faust's worker (e.g. --loglevel debug).", epilog=EPILOG)
+    w.set_defaults(func=cmd_worker)
+
+    t = sub.add_parser("topics", help="create or list the topics", epilog=EPILOG)
+    t.add_argument("action", choices=("create", "list"))
+    t.add_argument("--partitions", type=int, help="partition count (default NEXTOFFER_PARTITIONS)")
+    t.set_defaults(func=cmd_topics)
+
+    s = sub.add_parser("settings", help="print every setting, its value and meaning", epilog=EPILOG)
+    s.set_defaults(func=cmd_settings)
+
+    for name, helptext in (("replay", "replay a data file into the input topics, with a progress bar"),
+                           ("demo", "live demo: a worker, a replay of a data file (or the storefront "
+                                    "simulator) and a live view of the offers")):
+        r = sub.add_parser(name, help=helptext, description=helptext, epilog=EPILOG)
+        r.add_argument("file", nargs="?", type=Path, help="data file (.csv, .csv.gz, .jsonl); "
+                       + ("required" if name == "replay" else "without one the simulator runs"))
+        r.add_argument("--format", choices=("auto",) + _formats(), default="auto")
+        r.add_argument("--rate", type=float, default=0.0 if name == "replay" else 300.0,
+                       help="events per second (0 = as fast as possible)")
+        r.add_argument("--limit", type=int, help="stop after this many events")
+        r.add_argument("--warm-up-orders", type=int, default=0 if name == "replay" else 12000,
+                       help="Online Retail: send the first N orders as purchases only, fast, so the "
+                            "models have learned before the live part")
+        r.add_argument("--run-id", help="prefix of event ids (default: new per run, so a second "
+                       "replay of a file is new traffic rather than duplicates)")
+        r.add_argument("--seed", type=int, default=7, help="simulator seed")
+        r.add_argument("--shoppers", type=int, default=2000, help="simulator shoppers")
+        r.add_argument("--malformed-share", type=float, default=0.002 if name == "demo" else 0.0,
+                       help="simulator: share of malformed events (to see the dead-letter topic)")
+        r.set_defaults(func=cmd_replay if name == "replay" else cmd_demo)
+
+    lk = sub.add_parser("lookup", help="read a shopper's offers from Redis, as a storefront does",
+                        epilog=EPILOG)
+    lk.add_argument("user_id")
+    lk.add_argument("--placement", choices=("product_page", "cart", "checkout", "post_purchase"))
+    lk.set_defaults(func=cmd_lookup)
+    return p
+
+
+def _formats() -> tuple[str, ...]:
+    from streams.datasets import FORMATS
+    return FORMATS
+
+
+def cmd_worker(args, rest: list[str]) -> int:
+    from streams.admin import ensure_topics
+    from streams.app import app, settings
+    import streams.agents  # noqa: F401 - registers the agents
+
+    created = ensure_topics(settings)
+    if created:
+        print(f"created topics: {', '.join(created)}")
+    if not any(a.startswith(("-l", "--loglevel")) for a in rest):
+        rest = ["--loglevel", settings.log_level] + rest
+    sys.argv = ["nextoffer", "worker", *rest]
+    app.main()
+    return 0
+
+
+def cmd_topics(args, rest) -> int:
+    from streams.admin import ensure_topics, partition_counts
+    from streams.settings import Settings
+    settings = Settings.from_env()
+    if args.action == "create":
+        created = ensure_topics(settings, args.partitions)
+        print(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
+    for name, count in sorted(partition_counts(settings).items()):
+        print(f"{name}\t{count} partitions")
+    return 0
+
+
+def cmd_settings(args, rest) -> int:
+    import os
+    from streams.settings import Settings, describe
+    Settings.from_env()  # fail early on a bad value
+    for env, default, doc in describe():
+        current = os.environ.get(env)
+        shown = "(secret)" if current and ("URL" in env or "PASSWORD" in env) else current
+        print(f"{env}={shown if current is not None else default}" + ("" if current is None else
+              f"   (default {default})"))
+        print(f"    {doc}")
+    return 0
+
+
+def _records(args, settings, stats: Counter) -> Iterator:
+    from streams import datasets
+    from streams.simulator import StorefrontSimulator
+    run_id = args.run_id if args.run_id is not None else uuid.uuid4().hex[:8] + "-"
+    if args.file is None:
+        sim = StorefrontSimulator(seed=args.seed, shoppers=args.shoppers, start_ts=time.time(),
+                                  malformed_share=args.malformed_share, run_id=run_id)
+        return sim.records()
+    if not args.file.exists():
+        raise FileNotFoundError(f"{args.file} does not exist")
+    fmt = datasets.detect_format(args.file) if args.format == "auto" else args.format
+    if fmt == "online-retail":
+        import itertools
+        return itertools.chain(datasets.online_retail_catalog(args.file),
+                               datasets.online_retail_events(args.file, run_id, args.warm_up_orders, stats))
+    if fmt == "rees46":
+        return datasets.rees46_events(args.file, run_id, stats)
+    return _jsonl(args.file)
+
+
+def _jsonl(path: Path) -> Iterator:
+    import orjson
+    from streams.datasets import Record
+    with open(path, "rb") as fh:
+        for line in fh:
+            if line.strip():
+                data = orjson.loads(line)
+                yield Record(data["topic"], str(data["key"]), data["value"])
+
+
+def cmd_replay(args, rest) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from streams.admin import ensure_topics
+    from streams.producer import produce
+    from streams.settings import Settings
+    settings = Settings.from_env()
+    if args.file is None:
+        raise ValueError("replay needs a data file (the simulator runs with 'nextoffer demo')")
+    ensure_topics(settings)
+    stats: Counter = Counter()
+    with Progress(TextColumn("replaying {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]:,.0f} events/s"), TimeElapsedColumn()) as bar:
+        task = bar.add_task(args.file.name, total=args.limit, rate=0.0)
+        start = time.monotonic()
+
+        def tick(_record) -> None:
+            done = bar.tasks[0].completed + 1
+            if done % 1000 == 0 or done == args.limit:
+                bar.update(task, completed=done, rate=done / max(time.monotonic() - start, 1e-6))
+            else:
+                bar.tasks[0].completed = done
+        sent = produce(settings, _records(args, settings, stats), args.rate, args.limit, tick)
+        bar.update(task, completed=sent)
+    print(f"sent {sent:,} messages" + (f"; skipped {dict(stats)}" if stats else ""))
+    return 0
+
+
+def cmd_demo(args, rest) -> int:
+    from streams.admin import ensure_topics
+    from streams.demo import run_demo
+    from streams.settings import Settings
+    settings = Settings.from_env()
+    ensure_topics(settings)
+    stats: Counter = Counter()
+    summary = run_demo(settings, _records(args, settings, stats), args.rate, args.limit)
+    print("summary:", {**summary, **({"skipped_rows": dict(stats)} if stats else {})})
+    return 0 if summary["offers"] > 0 else 1
+
+
+def cmd_lookup(args, rest) -> int:
+    import orjson
+    import redis
+    from streams.settings import Settings
+    settings = Settings.from_env()
+    client = redis.Redis.from_url(settings.redis_url)
+    key = settings.redis_key(args.user_id)
+    values = {args.placement: client.hget(key, args.placement)} if args.placement else client.hgetall(key)
+    found = {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in values.items() if v}
+    if not found:
+        print(f"no offers for {args.user_id!r} (key {key})")
+        return 1
+    print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""What the agents do with one message, with every dependency passed in (so tests can too).
+
+Order of effects for a shopper event: state table -> baskets topic -> Redis -> offers
+topic. Redis is written before the offer is published, so a storefront that sees an
+offer on the topic can always read it from the lookup.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, MutableMapping, Optional
+
+from redis.exceptions import RedisError
+
+from models.engine import OfferEngine
+from models.shopper import ShopperState
+from streams.codecs import (InvalidMessage, Limits, dead_letter, decode_event, decode_product,
+                            encode_basket, encode_offer)
+from streams.store import OfferStore, OfferWrite
+
+log = logging.getLogger("nextoffer")
+
+Send = Callable[[Optional[bytes], bytes], Awaitable[Any]]
+
+
+@dataclass
+class Outputs:
+    """Where results go: each a coroutine ``send(key, value)``."""
+
+    offers: Send
+    dead_letters: Send
+    baskets: Send
+
+
+class OfferWriter:
+    """Writes offers to the store; while it is unreachable keeps the latest per user and placement.
+
+    Nothing is dropped during an outage: pending writes are retried with the next
+    write and by :meth:`flush` (called on a timer), newest value winning.
+    """
+
+    def __init__(self, store: OfferStore) -> None:
+        self.store = store
+        self.pending: dict[tuple[str, str], OfferWrite] = {}
+        self.failing = False
+
+    async def write(self, writes: list[OfferWrite]) -> bool:
+        for w in writes:
+            self.pending[(w[0], w[1])] = w
+        return await self.flush()
+
+    async def flush(self) -> bool:
+        if not self.pending:
+            return True
+        batch = list(self.pending.values())
+        try:
+            await self.store.put_many(batch)
+        except (RedisError, OSError) as exc:
+            if not self.failing:
+                log.warning("offer lookup unreachable, keeping %d offers to retry: %s",
+                            len(self.pending), type(exc).__name__)
+            self.failing = True
+            return False
+        for w in batch:
+            if self.pending.get((w[0], w[1])) is w:
+                del self.pending[(w[0], w[1])]
+        if self.failing:
+            log.warning("offer lookup reachable again; pending offers written")
+        self.failing = False
+        return True
+
+
+class ShopperPipeline:
+    """Processes clickstream, cart and offer-feedback messages for the shoppers of this worker."""
+
+    def __init__(self, engine: OfferEngine, shoppers: MutableMapping[str, Any], writer: OfferWriter,
+                 outputs: Outputs, limits: Limits, prefix: str = "",
+                 redis_key: Callable[[str], str] = lambda user: f"nbo:{user}",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.shoppers = shoppers
+        self.writer = writer
+        self.outputs = outputs
+        self.limits = limits
+        self.prefix = prefix
+        self.redis_key = redis_key
+        self.clock = clock
+        self.stats: Counter = Counter()
+
+    async def handle(self, topic: str, partition: int, offset: int, key: Optional[bytes],
+                     value: Optional[bytes]) -> None:
+        source = topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
+        try:
+            event = decode_event(source, value, self.limits)
+            _check_key(key, event.user_id, "user_id")
+        except InvalidMessage as exc:
+            await self.reject(topic, partition, offset, key, value, str(exc))
+            return
+        self.stats[f"events.{source}.{event.type}"] += 1
+        raw = self.shoppers.get(event.user_id)
+        shopper = ShopperState.from_dict(raw) if raw else ShopperState(event.user_id)
+        outcome = self.engine.process(shopper, event, generated_at=self.clock())
+        if not outcome.applied:
+            self.stats["events.duplicate"] += 1
+            return
+        self.shoppers[event.user_id] = shopper.to_dict()
+        if outcome.basket is not None:
+            await self.outputs.baskets(key, encode_basket(outcome.basket))
+        if outcome.offer is None:
+            self.stats[f"no_offer.{outcome.reason}"] += 1
+            return
+        offer = outcome.offer
+        payload = encode_offer(offer)
+        await self.writer.write([(self.redis_key(offer.user_id), offer.placement.value, payload)])
+        await self.outputs.offers(offer.user_id.encode(), payload)
+        self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
+
+    async def check_product(self, topic: str, partition: int, offset: int, key: Optional[bytes],
+                            value: Optional[bytes]) -> None:
+        """Dead-letter unusable catalog messages (every worker applies the valid ones)."""
+        try:
+            product = decode_product(value, self.limits)
+            _check_key(key, product.product_id, "product_id")
+        except InvalidMessage as exc:
+            await self.reject(topic, partition, offset, key, value, str(exc))
+            return
+        self.stats["catalog.accepted"] += 1
+
+    async def reject(self, topic: str, partition: int, offset: int, key: Optional[bytes],
+                     value: Optional[bytes], reason: str) -> None:
+        self.stats["dead_letter"] += 1
+        log.debug("dead-letter %s[%d]@%d: %s", topic, partition, offset, reason)
+        await self.outputs.dead_letters(key, dead_letter(topic, partition, offset, reason, value))
+
+
+def _check_key(key: Optional[bytes], expected: str, field: str) -> None:
+    if key is None:
+        raise InvalidMessage(f"message has no key; key it by its {field} ({expected!r})")
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidMessage(f"message key is not UTF-8; key it by its {field}") from None
+    if text != expected:
+        raise InvalidMessage(f"message key {text[:60]!r} differs from {field} {expected!r}; "
+                             f"key messages by {field} so one worker sees all of them")

@@ -1,0 +1,49 @@
+"""Producing records into the input topics (kafka-python), paced and with progress."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Optional
+
+import orjson
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from streams.datasets import Record
+from streams.settings import Settings
+
+
+def make_producer(settings: Settings) -> KafkaProducer:
+    try:
+        return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+                             acks="all", linger_ms=5, batch_size=256 * 1024,
+                             key_serializer=lambda k: k.encode("utf-8") if isinstance(k, str) else k,
+                             value_serializer=lambda v: v if isinstance(v, bytes) else orjson.dumps(v))
+    except KafkaError:
+        raise SystemExit(f"error: no Kafka broker answers at {settings.kafka_bootstrap_servers}; "
+                         "start one (deploy/kafka.sh start) or set KAFKA_BOOTSTRAP_SERVERS") from None
+
+
+def produce(settings: Settings, records: Iterable[Record], rate: float = 0.0,
+            limit: Optional[int] = None, on_record: Optional[Callable[[Record], None]] = None,
+            producer: Optional[KafkaProducer] = None) -> int:
+    """Send records in order, at most ``rate`` per second (0 = as fast as possible)."""
+    own = producer is None
+    producer = producer or make_producer(settings)
+    start, sent = time.monotonic(), 0
+    try:
+        for record in records:
+            if limit is not None and sent >= limit:
+                break
+            producer.send(settings.topic(record.topic), key=record.key, value=record.value)
+            sent += 1
+            if on_record:
+                on_record(record)
+            if rate > 0:
+                ahead = sent / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+        producer.flush()
+    finally:
+        if own:
+            producer.close()
+    return sent

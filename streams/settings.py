@@ -1,0 +1,115 @@
+"""One typed, frozen settings object, read once from the environment.
+
+Connection names follow the contract (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``);
+everything else is ``NEXTOFFER_<FIELD>``, offer rules and learner settings included.
+``nextoffer settings`` prints them all with their defaults and meaning.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from models.engine import LearnerSettings
+from models.rules import OfferRules
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value that cannot be used."""
+
+
+def _doc(text: str, env: str | None = None, **kw):
+    return field(metadata={"doc": text, "env": env}, **kw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker, the CLI and the demo read from the environment.
+
+    >>> s = Settings.from_env({"NEXTOFFER_TOPIC_PREFIX": "shop1.", "NEXTOFFER_MAX_ITEMS": "2"})
+    >>> s.topic("offers"), s.rules.max_items
+    ('shop1.offers', 2)
+    """
+
+    kafka_bootstrap_servers: str = _doc("Kafka bootstrap servers, comma-separated.",
+                                        "KAFKA_BOOTSTRAP_SERVERS", default="localhost:9092")
+    redis_url: str = _doc("Redis URL of the offer lookup (redis:// or rediss://).", "REDIS_URL",
+                          default="redis://localhost:6379/0")
+    topic_prefix: str = _doc("Prepended to every topic read or written, internal ones included, "
+                             "and to the Redis keys.", default="")
+    app_id: str = _doc("Faust application id: consumer group and table changelog names "
+                       "(after the prefix).", default="nextoffer")
+    partitions: int = _doc("Partitions of the topics nextoffer creates; input topics must match "
+                           "(workers share the partitions).", default=8)
+    replication_factor: int = _doc("Replication factor of the topics nextoffer creates.", default=1)
+    redis_ttl: int = _doc("Seconds before a quiet shopper's nbo:{user_id} key expires.", default=86_400)
+    baskets_retention: int = _doc("Seconds the internal baskets topic keeps orders; workers relearn "
+                                  "'bought together' from it when they start.", default=30 * 86_400)
+    max_message_bytes: int = _doc("Larger input messages go to the dead-letter topic.",
+                                  default=1_000_000)
+    max_order_items: int = _doc("Most lines in one purchase's items.", default=500)
+    max_id_length: int = _doc("Longest identifier (event, user, product, offer id) accepted.",
+                              default=256)
+    web_enabled: bool = _doc("Run Faust's web server in the worker (off: it can expose tables).",
+                             default=False)
+    web_port: int = _doc("Port of the worker's web server when enabled.", default=6066)
+    data_dir: str = _doc("Directory for the worker's local files (Faust's datadir).",
+                         default=".run/faust")
+    log_level: str = _doc("Worker log level: crit, error, warn, info or debug.", default="info")
+    rules: OfferRules = field(default_factory=OfferRules)
+    learners: LearnerSettings = field(default_factory=LearnerSettings)
+
+    def topic(self, name: str) -> str:
+        """A topic's full name, with the deployment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def redis_key(self, user_id: str) -> str:
+        return f"{self.topic_prefix}nbo:{user_id}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(**_read(cls, env, exclude=("rules", "learners")),
+                   rules=OfferRules(**_read(OfferRules, env)),
+                   learners=LearnerSettings(**_read(LearnerSettings, env)))
+
+
+def describe() -> Iterator[tuple[str, str, str]]:
+    """(variable, default, meaning) of every setting, for the CLI and the docs."""
+    for klass in (Settings, OfferRules, LearnerSettings):
+        for f in dataclasses.fields(klass):
+            if "doc" in f.metadata:
+                yield env_name(f), str(_default(f)), f.metadata["doc"]
+
+
+def env_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("env") or f"NEXTOFFER_{f.name.upper()}"
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+
+
+def _read(klass: type, env: Mapping[str, str], exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(klass):
+        name = env_name(f)
+        if f.name in exclude or name not in env:
+            continue
+        values[f.name] = _parse(name, env[name], type(_default(f)))
+    return values
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    text = raw.strip()
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError
+        return kind(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be {kind.__name__}, got {raw!r}") from None
