@@ -95,6 +95,11 @@ def cmd_worker(args, rest: list[str]) -> int:
         print(f"created topics: {', '.join(created)}")
     if not any(a.startswith(("-l", "--loglevel")) for a in rest):
         rest = ["--loglevel", settings.log_level] + rest
+    if not any(a in ("--with-web", "--without-web") for a in rest):
+        # Faust's worker command serves HTTP unless told not to; the setting decides.
+        rest = ["--with-web" if settings.web_enabled else "--without-web"] + rest
+    if settings.web_enabled and not any(a.startswith(("-p", "--web-port")) for a in rest):
+        rest = ["--web-port", str(settings.web_port)] + rest
     sys.argv = ["nextoffer", "worker", *rest]
     app.main()
     return 0

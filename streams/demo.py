@@ -61,7 +61,7 @@ class DemoState:
 
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log_path, "ab")
+    out = open(log_path, "wb")
     return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, stdout=out,
                             stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
 

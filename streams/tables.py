@@ -9,5 +9,5 @@ from streams.app import app, settings
 
 shoppers = app.Table(
     "shoppers", default=None, partitions=settings.partitions,
-    schema=faust.Schema(key_type=str, value_type=dict, key_serializer="json",
+    schema=faust.Schema(key_serializer="json",
                         value_serializer="orjson"))
