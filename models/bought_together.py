@@ -149,7 +149,7 @@ class BoughtTogether:
                 if both / scale < min_support:
                     continue
                 lift = both * self._orders / (na * self._items[pid])
-                if lift < min_lift:
+                if lift <= min_lift:
                     continue
                 attach = both / na
                 part = weight * attach * lift ** self.lift_exponent

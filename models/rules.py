@@ -32,7 +32,8 @@ class OfferRules:
         "Fewest orders a pair must share before it counts as bought together. Counts decay, so "
         "1.5 means two orders within about half a half-life.", default=1.5)
     min_lift: float = _doc(
-        "Least lift (how much likelier B is with A than alone) for a cross-sell.", default=1.0)
+        "A cross-sell's lift (how much likelier B is with A than alone) must exceed this; 1.0 "
+        "means better than chance.", default=1.0)
     price_rules: bool = _doc(
         "Apply the price rules (upsell band, cross-sell share); off for data without reliable prices.",
         default=True)

@@ -1,0 +1,61 @@
+from models.events import LineItem, ShopperEvent
+from models.shopper import MAX_SEEN_EVENTS, ShopperState
+
+
+def ev(kind, eid, source="cart", ts=1.0, **kw):
+    return ShopperEvent(source, kind, eid, "u1", ts, **kw)
+
+
+def test_cart_add_remove_and_whole_cart_purchase():
+    s = ShopperState("u1")
+    s.apply(ev("add", "1", product_id="a", price=2.0, quantity=2))
+    s.apply(ev("add", "2", product_id="b", price=5.0))
+    s.apply(ev("remove", "3", product_id="a"))
+    assert s.cart == {"a": [1, 2.0], "b": [1, 5.0]}
+    assert s.cart_value == 7.0
+    s.apply(ev("purchase", "4", ts=9.0))
+    assert s.cart == {} and set(s.purchases) == {"a", "b"}
+    assert s.orders == 1 and s.spend == 7.0
+
+
+def test_purchase_with_items_keeps_the_rest_of_the_cart():
+    s = ShopperState("u1")
+    s.apply(ev("add", "1", product_id="a", price=2.0))
+    s.apply(ev("add", "2", product_id="b", price=5.0))
+    s.apply(ev("purchase", "3", items=(LineItem("b", 2, 5.0),)))
+    assert list(s.cart) == ["a"] and s.spend == 10.0
+
+
+def test_duplicate_events_are_applied_once():
+    s = ShopperState("u1")
+    assert s.apply(ev("add", "1", product_id="a"))
+    assert not s.apply(ev("add", "1", product_id="a"))
+    assert s.cart["a"][0] == 1
+
+
+def test_dedup_memory_is_bounded():
+    s = ShopperState("u1")
+    for n in range(MAX_SEEN_EVENTS * 3):
+        s.apply(ev("view", str(n), source="clickstream", product_id="p"))
+    assert len(s.seen) == MAX_SEEN_EVENTS
+
+
+def test_decline_by_offer_id_marks_every_offered_item():
+    s = ShopperState("u1")
+    s.record_offer("o1", ["x", "y"], now=1.0, window=100)
+    s.apply(ev("decline", "f1", source="offer-feedback", offer_id="o1", ts=2.0))
+    assert s.declined == {"x": 2.0, "y": 2.0}
+
+
+def test_frequency_window_restarts():
+    s = ShopperState("u1")
+    for t in (0.0, 1.0, 2.0):
+        s.record_offer(f"o{t}", ["x"], now=t, window=10)
+    assert s.times_shown("x", now=5, window=10) == 3
+    assert s.times_shown("x", now=50, window=10) == 0
+
+
+def test_round_trip_through_a_dict():
+    s = ShopperState("u1")
+    s.apply(ev("add", "1", product_id="a", price=2.0, session_id="s"))
+    assert ShopperState.from_dict(s.to_dict()) == s
