@@ -66,7 +66,7 @@ def test_purchase_items_decode_into_lines():
     (js(**{**GOOD, "product_id": "x" * 300}), "field 'product_id' is 300 characters long (limit 256)"),
     (b"\xff\xfe\x00garbage", "not JSON"),
     (b"[" * 5000 + b"]" * 5000, "not JSON"),
-    (b'{"event_id": 99999999999999999999999, "type": "add"}', "field 'event_id' must be a string, got a number"),
+    (b'{"event_id": 99999999999999999999999, "type": "checkout"}', "field 'event_id' must be a string, got a number"),
     (js(**{k: v for k, v in GOOD.items() if k != "ts"})[:-1] + b',"ts":1e400}', "not JSON"),
     (b"1" * 2_000_000, "oversized: 2000000 bytes > limit of 1000000"),
 ])
