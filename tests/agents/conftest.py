@@ -1,0 +1,49 @@
+"""Agent tests: the real agents under Faust's test_context, memory table store, nothing leaving the process."""
+import asyncio
+
+import orjson
+import pytest
+
+from models.engine import OfferEngine
+from streams import agents
+from streams.pipeline import OfferWriter, Outputs
+from streams.store import MemoryOfferStore
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.offers, self.dead_letters, self.baskets = [], [], []
+        self.store = MemoryOfferStore(ttl=86_400)
+
+    def outputs(self) -> Outputs:
+        def collect(into):
+            async def send(key, value):
+                into.append((key, orjson.loads(value)))
+            return send
+        return Outputs(collect(self.offers), collect(self.dead_letters), collect(self.baskets))
+
+    async def put(self, agent, topic: str, value, key: str | None = "u1", partition: int = 0):
+        """Put one message as if read from ``topic`` (test_context names it '<internal>')."""
+        original = agent.to_message
+
+        def to_message(k, v, **kw):
+            message = original(k, v, **kw)
+            message.topic = topic
+            return message
+        agent.to_message = to_message
+        raw = value if isinstance(value, bytes) else orjson.dumps(value)
+        await agent.put(raw, key=key.encode() if key is not None else None, partition=partition)
+
+
+@pytest.fixture
+def harness(monkeypatch):
+    h = Harness()
+    monkeypatch.setattr(agents.pipeline, "engine", OfferEngine(agents.settings.rules))
+    monkeypatch.setattr(agents.pipeline, "writer", OfferWriter(h.store))
+    monkeypatch.setattr(agents.pipeline, "outputs", h.outputs())
+    agents.shoppers.data.clear()
+    return h
+
+
+def run(coro):
+    return asyncio.run(coro)
