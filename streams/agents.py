@@ -33,7 +33,8 @@ pipeline = ShopperPipeline(
     engine, shoppers, writer,
     Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
             baskets=_sender(baskets_topic)),
-    Limits(settings.max_message_bytes, settings.max_order_items, settings.max_id_length),
+    Limits(settings.max_message_bytes, settings.max_order_items, settings.max_id_length,
+           settings.dead_letter_raw_bytes),
     prefix=settings.topic_prefix, redis_key=settings.redis_key)
 
 
@@ -47,8 +48,16 @@ async def shopper_events(stream):
             await pipeline.handle(m.topic, m.partition, m.offset, m.key, m.value)
         except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
             log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
-            await pipeline.reject(m.topic, m.partition, m.offset, m.key, m.value,
-                                  f"internal error: {type(exc).__name__}: {exc}"[:300])
+            await _reject_safely(m, f"internal error: {type(exc).__name__}: {exc}"[:300])
+
+
+async def _reject_safely(m, reason: str) -> None:
+    """Dead-letter a message the pipeline failed on; never let that crash the agent."""
+    try:
+        await pipeline.reject(m.topic, m.partition, m.offset, m.key, m.value, reason)
+    except Exception:  # noqa: BLE001 - a crashed agent would stop consuming altogether
+        log.critical("could not dead-letter %s[%d]@%d (%s)", m.topic, m.partition, m.offset, reason,
+                     exc_info=True)
 
 
 @app.agent(catalog_topic)

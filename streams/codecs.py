@@ -34,6 +34,7 @@ class Limits:
     max_message_bytes: int = 1_000_000
     max_order_items: int = 500
     max_id_length: int = 256
+    dead_letter_raw_bytes: int = 65_536
 
 
 def decode_event(source: str, raw: Optional[bytes], limits: Limits = Limits()) -> ShopperEvent:
@@ -102,17 +103,26 @@ def encode_offer(offer: Offer) -> bytes:
 
 
 def dead_letter(source_topic: str, partition: int, offset: int, error: str,
-                raw: Optional[bytes]) -> bytes:
-    """The contract's dead-letter record; ``raw`` as text, or base64 when not UTF-8."""
-    if raw is None:
-        text = ""
-    else:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = base64.b64encode(raw).decode("ascii")
-    return orjson.dumps({"source_topic": source_topic, "partition": partition, "offset": offset,
-                         "error": error, "raw": text})
+                raw: Optional[bytes], raw_limit: int = 65_536) -> bytes:
+    """The contract's dead-letter record; ``raw`` as text, or base64 when not UTF-8.
+
+    A message larger than ``raw_limit`` bytes keeps only its first ``raw_limit``
+    bytes (an oversized message could not be republished whole); ``raw_truncated``
+    and ``raw_bytes`` then say so.
+
+    >>> orjson.loads(dead_letter("cart", 0, 7, "why", b"x" * 10, raw_limit=4))["raw"]
+    'xxxx'
+    """
+    record: dict[str, Any] = {"source_topic": source_topic, "partition": partition, "offset": offset,
+                              "error": error, "raw": ""}
+    if raw is not None:
+        cut = len(raw) > raw_limit
+        if cut:
+            record.update(raw_truncated=True, raw_bytes=len(raw))
+        record["raw"], binary = _as_text(raw[:raw_limit], cut)
+        if binary:
+            record["raw_encoding"] = "base64"
+    return orjson.dumps(record)
 
 
 def encode_basket(basket: Basket) -> bytes:
@@ -123,6 +133,17 @@ def encode_basket(basket: Basket) -> bytes:
 def decode_basket(raw: bytes) -> Basket:
     data = orjson.loads(raw)
     return Basket(data["user_id"], data["ts"], tuple(LineItem(*item) for item in data["items"]))
+
+
+def _as_text(data: bytes, cut: bool) -> tuple[str, bool]:
+    """UTF-8 text, or base64 (and True) for bytes that are not UTF-8."""
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError as exc:
+        # Cutting may split the last character; text valid up to the cut is still text.
+        if cut and exc.start >= len(data) - 3:
+            return data[:exc.start].decode("utf-8"), False
+        return base64.b64encode(data).decode("ascii"), True
 
 
 # -- field checks -----------------------------------------------------------------

@@ -132,7 +132,8 @@ class ShopperPipeline:
                      value: Optional[bytes], reason: str) -> None:
         self.stats["dead_letter"] += 1
         log.debug("dead-letter %s[%d]@%d: %s", topic, partition, offset, reason)
-        await self.outputs.dead_letters(key, dead_letter(topic, partition, offset, reason, value))
+        record = dead_letter(topic, partition, offset, reason, value, self.limits.dead_letter_raw_bytes)
+        await self.outputs.dead_letters(key, record)
 
 
 def _check_key(key: Optional[bytes], expected: str, field: str) -> None:

@@ -48,6 +48,8 @@ class Settings:
                                   "'bought together' from it when they start.", default=30 * 86_400)
     max_message_bytes: int = _doc("Larger input messages go to the dead-letter topic.",
                                   default=1_000_000)
+    dead_letter_raw_bytes: int = _doc("Bytes of an unusable message copied into its dead-letter "
+                                      "record (raw_truncated marks a cut).", default=65_536)
     max_order_items: int = _doc("Most lines in one purchase's items.", default=500)
     max_id_length: int = _doc("Longest identifier (event, user, product, offer id) accepted.",
                               default=256)

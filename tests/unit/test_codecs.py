@@ -106,7 +106,7 @@ def test_dead_letter_keeps_the_raw_bytes():
     text = orjson.loads(dead_letter("cart", 3, 42, "why", b'{"a":1}'))
     assert text == {"source_topic": "cart", "partition": 3, "offset": 42, "error": "why", "raw": '{"a":1}'}
     binary = orjson.loads(dead_letter("cart", 0, 1, "why", b"\xff\x00"))
-    assert base64.b64decode(binary["raw"]) == b"\xff\x00"
+    assert base64.b64decode(binary["raw"]) == b"\xff\x00" and binary["raw_encoding"] == "base64"
 
 
 def test_baskets_round_trip():
@@ -144,3 +144,11 @@ def test_random_objects_either_decode_or_raise_invalid_message(fields):
         decode_product(raw)
     except InvalidMessage:
         pass
+
+
+def test_dead_letters_of_huge_messages_are_cut_and_say_so():
+    record = orjson.loads(dead_letter("cart", 0, 1, "oversized", b"a" * 100 + "é".encode() * 50, raw_limit=101))
+    assert record["raw"] == "a" * 100 and record["raw_truncated"] and record["raw_bytes"] == 200
+    assert "raw_encoding" not in record
+    binary = orjson.loads(dead_letter("cart", 0, 1, "x", b"\xff" * 10, raw_limit=4))
+    assert binary["raw_encoding"] == "base64" and base64.b64decode(binary["raw"]) == b"\xff" * 4
