@@ -52,30 +52,39 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_settings)
 
     for name, helptext in (("replay", "replay a data file into the input topics, with a progress bar"),
+                           ("simulate", "run the storefront simulator into the input topics (a "
+                                        "catalog, then shoppers browsing, adding and buying)"),
                            ("demo", "live demo: a worker, a replay of a data file (or the storefront "
                                     "simulator) and a live view of the offers")):
         r = sub.add_parser(name, help=helptext, description=helptext, epilog=EPILOG)
-        r.add_argument("file", nargs="?", type=Path, help="data file (.csv, .csv.gz, .jsonl); "
-                       + ("required" if name == "replay" else "without one the simulator runs"))
-        r.add_argument("--format", choices=("auto",) + _formats(), default="auto")
-        r.add_argument("--rate", type=float, default=0.0 if name == "replay" else 300.0,
+        if name != "simulate":
+            r.add_argument("file", nargs="?", type=Path, help="data file (.csv, .csv.gz, .jsonl); "
+                           + ("required" if name == "replay" else "without one the simulator runs"))
+            r.add_argument("--format", choices=("auto",) + _formats(), default="auto")
+            r.add_argument("--warm-up-orders", type=int, default=0 if name == "replay" else 12000,
+                           help="Online Retail: send the first N orders as purchases only, fast, so "
+                                "the models have learned before the live part")
+        r.add_argument("--rate", type=float, default={"replay": 0.0, "simulate": 200.0}.get(name, 300.0),
                        help="events per second (0 = as fast as possible)")
         r.add_argument("--limit", type=int, help="stop after this many events")
-        r.add_argument("--warm-up-orders", type=int, default=0 if name == "replay" else 12000,
-                       help="Online Retail: send the first N orders as purchases only, fast, so the "
-                            "models have learned before the live part")
         r.add_argument("--run-id", help="prefix of event ids (default: new per run, so a second "
                        "replay of a file is new traffic rather than duplicates)")
-        r.add_argument("--seed", type=int, default=7, help="simulator seed")
-        r.add_argument("--shoppers", type=int, default=2000, help="simulator shoppers")
-        r.add_argument("--malformed-share", type=float, default=0.002 if name == "demo" else 0.0,
-                       help="simulator: share of malformed events (to see the dead-letter topic)")
-        r.set_defaults(func=cmd_replay if name == "replay" else cmd_demo)
+        if name == "demo":
+            r.add_argument("--prefix", help="topic and Redis key prefix of this demo (default: "
+                           "NEXTOFFER_TOPIC_PREFIX if set, else a new 'demo-<id>.' per run, so runs "
+                           "on different data never mix)")
+        if name != "replay":
+            r.add_argument("--seed", type=int, default=7, help="simulator seed")
+            r.add_argument("--shoppers", type=int, default=2000, help="simulator shoppers")
+            r.add_argument("--malformed-share", type=float, default=0.002 if name == "demo" else 0.0,
+                           help="simulator: share of malformed events (to see the dead-letter topic)")
+        r.set_defaults(func=cmd_demo if name == "demo" else cmd_replay, file=None)
 
     lk = sub.add_parser("lookup", help="read a shopper's offers from Redis, as a storefront does",
                         epilog=EPILOG)
     lk.add_argument("user_id")
     lk.add_argument("--placement", choices=("product_page", "cart", "checkout", "post_purchase"))
+    lk.add_argument("--prefix", help="topic and key prefix (default NEXTOFFER_TOPIC_PREFIX)")
     lk.set_defaults(func=cmd_lookup)
     return p
 
@@ -133,7 +142,7 @@ def cmd_settings(args, rest) -> int:
 def _records(args, settings, stats: Counter) -> Iterator:
     from streams import datasets
     from streams.simulator import StorefrontSimulator
-    run_id = args.run_id if args.run_id is not None else uuid.uuid4().hex[:8] + "-"
+    run_id = args.run_id
     if args.file is None:
         sim = StorefrontSimulator(seed=args.seed, shoppers=args.shoppers, start_ts=time.time(),
                                   malformed_share=args.malformed_share, run_id=run_id)
@@ -166,13 +175,14 @@ def cmd_replay(args, rest) -> int:
     from streams.producer import produce
     from streams.settings import Settings
     settings = Settings.from_env()
-    if args.file is None:
-        raise ValueError("replay needs a data file (the simulator runs with 'nextoffer demo')")
+    args.run_id = args.run_id if args.run_id is not None else uuid.uuid4().hex[:8] + "-"
+    if args.file is None and args.command == "replay":
+        raise ValueError("replay needs a data file ('nextoffer simulate' runs the simulator)")
     ensure_topics(settings)
     stats: Counter = Counter()
     with Progress(TextColumn("replaying {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]:,.0f} events/s"), TimeElapsedColumn()) as bar:
-        task = bar.add_task(args.file.name, total=args.limit, rate=0.0)
+        task = bar.add_task(args.file.name if args.file else "simulator", total=args.limit, rate=0.0)
         start = time.monotonic()
 
         def tick(_record) -> None:
@@ -188,14 +198,28 @@ def cmd_replay(args, rest) -> int:
 
 
 def cmd_demo(args, rest) -> int:
+    import dataclasses
+    import os
     from streams.admin import ensure_topics
     from streams.demo import run_demo
     from streams.settings import Settings
-    settings = Settings.from_env()
+    run = uuid.uuid4().hex[:6]
+    args.run_id = args.run_id if args.run_id is not None else run + "-"
+    prefix = args.prefix if args.prefix is not None else os.environ.get("NEXTOFFER_TOPIC_PREFIX",
+                                                                         f"demo-{run}.")
+    settings = dataclasses.replace(Settings.from_env(), topic_prefix=prefix)
+    os.environ["NEXTOFFER_TOPIC_PREFIX"] = prefix  # the demo's worker process reads it
     ensure_topics(settings)
     stats: Counter = Counter()
     summary = run_demo(settings, _records(args, settings, stats), args.rate, args.limit)
-    print("summary:", {**summary, **({"skipped_rows": dict(stats)} if stats else {})})
+    if stats:
+        summary["source"] = dict(stats)
+    for key, value in summary.items():
+        print(f"{key:>26}: {value}")
+    if summary.get("example_user"):
+        user, placement = summary["example_user"]
+        print(f"\nRead it as a storefront does:  redis-cli HGET '{settings.redis_key(user)}' {placement}")
+        print(f"or: .venv/bin/nextoffer lookup --prefix '{prefix}' '{user}'   (topic prefix {prefix!r})")
     return 0 if summary["offers"] > 0 else 1
 
 
@@ -205,7 +229,7 @@ def cmd_lookup(args, rest) -> int:
     from streams.settings import Settings
     settings = Settings.from_env()
     client = redis.Redis.from_url(settings.redis_url)
-    key = settings.redis_key(args.user_id)
+    key = (args.prefix if args.prefix is not None else settings.topic_prefix) + f"nbo:{args.user_id}"
     values = {args.placement: client.hget(key, args.placement)} if args.placement else client.hgetall(key)
     found = {(k.decode() if isinstance(k, bytes) else k): orjson.loads(v) for k, v in values.items() if v}
     if not found:

@@ -32,7 +32,7 @@ class Limits:
     """Size limits of input messages (see Settings)."""
 
     max_message_bytes: int = 1_000_000
-    max_order_items: int = 500
+    max_order_items: int = 2000
     max_id_length: int = 256
     dead_letter_raw_bytes: int = 65_536
 

@@ -26,9 +26,12 @@ FORMATS = ("online-retail", "rees46", "jsonl")
 
 @dataclass(frozen=True, slots=True)
 class Record:
+    """One message to produce; ``paced`` False for set-up (catalog, warm-up) sent at full speed."""
+
     topic: str
     key: str
     value: dict[str, Any]
+    paced: bool = True
 
 
 @dataclass
@@ -92,7 +95,7 @@ def online_retail_catalog(path: Path) -> Iterator[Record]:
         for pid, _, price, name in inv.lines:
             products[pid] = (name or products.get(pid, ("", 0))[0], price)
     for pid, (name, price) in products.items():
-        yield Record("catalog", pid, {"product_id": pid, "name": name or None, "price": price})
+        yield Record("catalog", pid, {"product_id": pid, "name": name or None, "price": price}, paced=False)
 
 
 def online_retail_events(path: Path, run_id: str = "", warm_up_orders: int = 0,
@@ -111,7 +114,7 @@ def online_retail_events(path: Path, run_id: str = "", warm_up_orders: int = 0,
                                         "session_id": eid, "ts": inv.ts})
         yield Record("cart", user, {"event_id": f"{eid}-p", "type": "purchase", "user_id": user,
                                     "session_id": eid, "order_id": inv.invoice, "items": items,
-                                    "ts": inv.ts})
+                                    "ts": inv.ts}, paced=n >= warm_up_orders)
 
 
 def rees46_events(path: Path, run_id: str = "", stats: Optional[Counter] = None) -> Iterator[Record]:

@@ -137,6 +137,8 @@ def run_demo(settings: Settings, records: Iterable[Record], rate: float, limit: 
              console: Optional[Console] = None) -> dict:
     """Run worker + feeder + view until the records (or ``limit``) are sent; return a summary."""
     console = console or Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # logs and CI: wide lines rather than a wrapped table
     state = DemoState()
     state.ready = threading.Event()
     stop = threading.Event()
@@ -187,9 +189,11 @@ def run_demo(settings: Settings, records: Iterable[Record], rate: float, limit: 
         _stop_worker(worker)
     if feeder_error:
         raise SystemExit(f"feeding failed: {feeder_error[0]}")
+    last = state.offers[-1] if state.offers else None
     summary = {"events_sent": state.sent, "offers": sum(state.offer_count.values()),
-               "offers_by_kind_placement": {f"{k}@{p}": n for (k, p), n in state.offer_count.items()},
-               "dead_letters": state.dead_count, "lookup": _lookup_line(settings, state, client)}
+               "offers_by_kind_placement": {f"{k}@{p}": n for (k, p), n in sorted(state.offer_count.items())},
+               "dead_letters": state.dead_count, "lookup": _lookup_line(settings, state, client),
+               "example_user": (last["user_id"], last["placement"]) if last else None}
     if not live:
         console.print(_render(state, settings, summary["lookup"]))
     return summary

@@ -26,10 +26,10 @@ def make_producer(settings: Settings) -> KafkaProducer:
 def produce(settings: Settings, records: Iterable[Record], rate: float = 0.0,
             limit: Optional[int] = None, on_record: Optional[Callable[[Record], None]] = None,
             producer: Optional[KafkaProducer] = None) -> int:
-    """Send records in order, at most ``rate`` per second (0 = as fast as possible)."""
+    """Send records in order, paced ones at most ``rate`` per second (0 = as fast as possible)."""
     own = producer is None
     producer = producer or make_producer(settings)
-    start, sent = time.monotonic(), 0
+    start, sent, paced = time.monotonic(), 0, 0
     try:
         for record in records:
             if limit is not None and sent >= limit:
@@ -38,8 +38,11 @@ def produce(settings: Settings, records: Iterable[Record], rate: float = 0.0,
             sent += 1
             if on_record:
                 on_record(record)
-            if rate > 0:
-                ahead = sent / rate - (time.monotonic() - start)
+            if rate > 0 and record.paced:
+                if paced == 0:
+                    start = time.monotonic()
+                paced += 1
+                ahead = paced / rate - (time.monotonic() - start)
                 if ahead > 0:
                     time.sleep(ahead)
         producer.flush()

@@ -50,7 +50,8 @@ class Settings:
                                   default=1_000_000)
     dead_letter_raw_bytes: int = _doc("Bytes of an unusable message copied into its dead-letter "
                                       "record (raw_truncated marks a cut).", default=65_536)
-    max_order_items: int = _doc("Most lines in one purchase's items.", default=500)
+    max_order_items: int = _doc("Most lines in one purchase's items (real wholesale orders reach "
+                                "~1,100; the message size limit bounds it too).", default=2000)
     max_id_length: int = _doc("Longest identifier (event, user, product, offer id) accepted.",
                               default=256)
     web_enabled: bool = _doc("Run Faust's web server in the worker (off: it can expose tables).",

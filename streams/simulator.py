@@ -90,7 +90,7 @@ class StorefrontSimulator:
 
     def records(self) -> Iterator[Record]:
         for p in self.products:
-            yield Record("catalog", p["product_id"], p)
+            yield Record("catalog", p["product_id"], p, paced=False)
         while True:
             yield from self._session()
 
