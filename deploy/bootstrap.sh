@@ -15,8 +15,13 @@ fi
 stamp=$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "[setup] installing nextoffer and its dependencies into .venv"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[test]"
+  log=$VENV/install.log
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+         "$VENV/bin/python" -m pip install -e "$ROOT[test]"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "[setup] error: installing the Python packages failed (full log: $log)" >&2
+    exit 1
+  fi
   rm -f "$VENV"/.installed-* && touch "$stamp"
 fi
 echo "[setup] python environment ready ($("$VENV/bin/python" --version))"

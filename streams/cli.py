@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_topics)
 
     s = sub.add_parser("settings", help="print every setting, its value and meaning", epilog=EPILOG)
+    s.add_argument("--markdown", action="store_true", help="print the reference table of docs/settings.md")
     s.set_defaults(func=cmd_settings)
 
     for name, helptext in (("replay", "replay a data file into the input topics, with a progress bar"),
@@ -128,7 +129,10 @@ def cmd_topics(args, rest) -> int:
 
 def cmd_settings(args, rest) -> int:
     import os
-    from streams.settings import Settings, describe
+    from streams.settings import Settings, describe, markdown_table
+    if args.markdown:
+        print(markdown_table(), end="")
+        return 0
     Settings.from_env()  # fail early on a bad value
     for env, default, doc in describe():
         current = os.environ.get(env)

@@ -86,6 +86,17 @@ def describe() -> Iterator[tuple[str, str, str]]:
                 yield env_name(f), str(_default(f)), f.metadata["doc"]
 
 
+def markdown_table() -> str:
+    """The settings reference as a Markdown table (docs/settings.md)."""
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{env}` | {_code(default)} | {doc} |" for env, default, doc in describe()]
+    return "\n".join(rows) + "\n"
+
+
+def _code(text: str) -> str:
+    return f"`{text}`" if text else "(empty)"
+
+
 def env_name(f: dataclasses.Field) -> str:
     return f.metadata.get("env") or f"NEXTOFFER_{f.name.upper()}"
 

@@ -38,3 +38,10 @@ def test_every_setting_is_documented():
     assert "KAFKA_BOOTSTRAP_SERVERS" in names and "NEXTOFFER_DECLINE_COOLDOWN" in names
     assert len(names) == len(set(names))
     assert all(doc for _, _, doc in rows)
+
+
+def test_the_settings_reference_is_up_to_date():
+    from pathlib import Path
+    from streams.settings import markdown_table
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
+    assert doc.endswith(markdown_table()), "regenerate with: nextoffer settings --markdown"
