@@ -1,4 +1,5 @@
 import gzip
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -8,7 +9,8 @@ from streams.datasets import (detect_format, online_retail_catalog, online_retai
                               rees46_events)
 from streams.simulator import StorefrontSimulator
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+# The shared data sets sit beside the repository; NEXTOFFER_TEST_DATA points elsewhere.
+DATA = Path(os.environ.get("NEXTOFFER_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 RETAIL = DATA / "online-retail" / "online_retail.csv.gz"
 REES46 = DATA / "rees46-sample" / "rees46_2019oct_head.csv.gz"
 
@@ -56,6 +58,10 @@ def test_warm_up_orders_are_purchases_only(sample):
 def test_catalog_names_come_from_descriptions(sample):
     catalog = {r.key: r.value for r in online_retail_catalog(sample)}
     assert catalog["A"] == {"product_id": "A", "name": "MUG", "price": 2.55}
+
+
+def test_the_shared_data_sets_are_there():
+    assert RETAIL.exists() and REES46.exists(), f"data sets not found under {DATA}; set NEXTOFFER_TEST_DATA"
 
 
 def test_the_real_online_retail_file_matches_its_readme():
