@@ -26,7 +26,7 @@ PARTITIONS = 4
 
 
 @pytest.fixture(scope="session")
-def stack():
+def stack(pytestconfig):
     """The local broker and Redis, started by the project's own scripts if they are not running."""
     result = subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], capture_output=True, text=True)
     if result.returncode != 0:
@@ -35,11 +35,14 @@ def stack():
     assert client.ping(), f"Redis at {REDIS_URL} does not answer"
     try:
         admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
-        admin.list_topics()
+        topics = admin.list_topics()
         admin.close()
     except Exception as exc:  # noqa: BLE001 - any failure means no usable broker
         pytest.fail(f"no Kafka broker answers at {BOOTSTRAP}: {exc!r}")
-    print(f"\nintegration stack: Kafka at {BOOTSTRAP}, Redis at {REDIS_URL} ({client.info()['redis_version']})")
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    line = (f"integration stack: Kafka broker at {BOOTSTRAP} ({len(topics)} topics), "
+            f"Redis {client.info()['redis_version']} at {REDIS_URL}")
+    reporter.write_line("\n" + line) if reporter else print(line)
     return client
 
 
