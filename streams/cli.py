@@ -67,7 +67,11 @@ def _parser() -> argparse.ArgumentParser:
                                 "the models have learned before the live part")
         r.add_argument("--rate", type=float, default={"replay": 0.0, "simulate": 200.0}.get(name, 300.0),
                        help="events per second (0 = as fast as possible)")
-        r.add_argument("--limit", type=int, help="stop after this many events")
+        if name == "demo":
+            r.add_argument("--limit", type=int, default=40_000,
+                           help="stop after this many messages (default 40,000: a few minutes; 0 = all)")
+        else:
+            r.add_argument("--limit", type=int, help="stop after this many messages")
         r.add_argument("--run-id", help="prefix of event ids (default: new per run, so a second "
                        "replay of a file is new traffic rather than duplicates)")
         if name == "demo":
@@ -215,7 +219,7 @@ def cmd_demo(args, rest) -> int:
     os.environ["NEXTOFFER_TOPIC_PREFIX"] = prefix  # the demo's worker process reads it
     ensure_topics(settings)
     stats: Counter = Counter()
-    summary = run_demo(settings, _records(args, settings, stats), args.rate, args.limit)
+    summary = run_demo(settings, _records(args, settings, stats), args.rate, args.limit or None)
     if stats:
         summary["source"] = dict(stats)
     for key, value in summary.items():
