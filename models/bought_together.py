@@ -8,6 +8,7 @@ nothing has to sweep the tables.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
@@ -123,44 +124,38 @@ class BoughtTogether:
         both = self._pairs.get(anchor, {}).get(pid, 0.0)
         return both * self._orders / (na * nb) if na and nb else 0.0
 
-    def popular(self, k: int, exclude: Sequence[str] = ()) -> list[tuple[str, float]]:
-        """The ``k`` most bought products (decayed), with their raw-scale counts."""
-        skip = set(exclude)
-        ranked = sorted(self._items.items(), key=lambda kv: kv[1], reverse=True)
-        return [kv for kv in ranked if kv[0] not in skip][:k]
-
     def complements(self, anchors: Sequence[tuple[str, float]], now: float,
-                    min_support: float = 2.0, min_lift: float = 1.0) -> list[Complement]:
+                    min_support: float = 2.0, min_lift: float = 1.0,
+                    limit: Optional[int] = None) -> list[Complement]:
         """Products bought with the weighted ``anchors``, best first.
 
         A candidate's score is the anchors' weighted mean of attachment rate ×
         lift ** lift_exponent: attachment rate says how often it completes the
-        anchor, the lift term keeps best-sellers from winning everywhere.
+        anchor, the lift term keeps best-sellers from winning everywhere. With
+        ``limit`` only the best ``limit`` are returned (cheaper than sorting all).
         """
         scale = self._inflation_at(now)
+        min_both = min_support * scale
+        items, pairs, orders, exponent = self._items, self._pairs, self._orders, self.lift_exponent
         total_weight = sum(w for _, w in anchors) or 1.0
         scores: dict[str, float] = {}
-        best: dict[str, tuple[float, Complement]] = {}
+        best: dict[str, tuple] = {}   # pid -> (part, anchor, attachment, lift, both)
         for anchor, weight in anchors:
-            na = self._items.get(anchor)
+            na = items.get(anchor)
             if not na:
                 continue
-            for pid, both in self._pairs.get(anchor, {}).items():
-                if both / scale < min_support:
+            for pid, both in pairs.get(anchor, {}).items():
+                if both < min_both:
                     continue
-                lift = both * self._orders / (na * self._items[pid])
+                lift = both * orders / (na * items[pid])
                 if lift <= min_lift:
                     continue
                 attach = both / na
-                part = weight * attach * lift ** self.lift_exponent
+                part = weight * attach * (lift ** exponent if exponent else 1.0)
                 scores[pid] = scores.get(pid, 0.0) + part
                 if pid not in best or part > best[pid][0]:
-                    best[pid] = (part, Complement(pid, 0.0, anchor, attach, lift, both / scale))
-        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        out = []
-        for pid, score in ranked:
-            c = best[pid][1]
-            out.append(Complement(pid, score / total_weight, c.anchor_id, c.attachment_rate,
-                                  c.lift, c.support))
-        return out
-
+                    best[pid] = (part, anchor, attach, lift, both)
+        top = heapq.nlargest(limit, scores.items(), key=lambda kv: kv[1]) if limit else \
+            sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+        return [Complement(pid, score / total_weight, best[pid][1], best[pid][2], best[pid][3],
+                           best[pid][4] / scale) for pid, score in top]

@@ -7,7 +7,9 @@ from typing import Optional, Sequence
 from models.bought_together import BoughtTogether
 from models.catalog import Catalog
 from models.events import Product
+from models.repeats import RepeatPurchases
 from models.rules import OfferRules
+from models.shopper import ShopperState
 
 #: Score of the nearest higher tier in the anchor's family; each further tier gets 0.9x.
 FAMILY_SCORE = 1.0
@@ -60,13 +62,11 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
 
 
 def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: BoughtTogether,
-                rules: OfferRules, now: float, min_relevance: float) -> list[Candidate]:
-    """Complements of the weighted anchors from "bought together" counts, best first."""
+                rules: OfferRules, now: float, limit: int) -> list[Candidate]:
+    """The best ``limit`` complements of the weighted anchors from "bought together" counts."""
     out = []
     families = {p.family for p in map(catalog.get, (a for a, _ in anchors)) if p and p.family}
-    for c in bought.complements(anchors, now, rules.min_support, rules.min_lift):
-        if c.score < min_relevance:
-            break
+    for c in bought.complements(anchors, now, rules.min_support, rules.min_lift, limit):
         product = catalog.get(c.product_id)
         if product is not None and product.family is not None and product.family in families:
             continue  # another tier of what they have is an upsell or a substitute, not a complement
@@ -76,6 +76,55 @@ def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: 
                   f"{c.lift:.1f}x the usual rate")
         out.append(Candidate(c.product_id, c.score, reason, product.price if product else None))
     return out
+
+
+#: Added to a past purchase that was in the same order as the anchor last time.
+WITH_ANCHOR_BONUS = 0.1
+
+
+def repeat_buys(shopper: ShopperState, repeats: RepeatPurchases, catalog: Catalog, anchor_id: str,
+                half_life: float) -> list[Candidate]:
+    """What the shopper bought before, by how likely such a product is bought again.
+
+    A staple bought in several recent orders scores near its product's repeat
+    rate; a one-off purchase of a durable good, or one long ago, scores near zero.
+    Items bought in the same order as the anchor last time get a small bonus.
+    """
+    history = shopper.purchases
+    latest = max(ts for _, ts in history.values())
+    anchor_ts = history[anchor_id][1] if anchor_id in history else None
+    out = []
+    for pid, (times, ts) in history.items():
+        rate = repeats.rate(pid)
+        score = rate * (1 - 0.5 ** times) * 0.5 ** ((latest - ts) / half_life)
+        reason = (f"you bought it before ({times} order{'s' if times > 1 else ''}); "
+                  f"{rate:.0%} of its orders are repeat buys")
+        if ts == anchor_ts:
+            score += WITH_ANCHOR_BONUS
+            reason = f"you bought it with this item before ({times} order{'s' if times > 1 else ''})"
+        product = catalog.get(pid)
+        out.append(Candidate(pid, score, reason, product.price if product else None))
+    return out
+
+
+def blend(complements: Sequence[Candidate], personal: Sequence[Candidate], weight: float) -> list[Candidate]:
+    """Add the weighted personal score to the complement score; the larger part gives the reason.
+
+    >>> blend([Candidate("a", 0.2, "with x")], [Candidate("a", 0.3, "again"), Candidate("b", 0.1, "again")], 1.0)
+    [Candidate(product_id='a', score=0.5, reason='again', price=None), Candidate(product_id='b', score=0.1, reason='again', price=None)]
+    """
+    merged = {c.product_id: c for c in complements}
+    for p in personal:
+        part = weight * p.score
+        if part <= 0:
+            continue
+        c = merged.get(p.product_id)
+        if c is None:
+            merged[p.product_id] = Candidate(p.product_id, part, p.reason, p.price)
+        else:
+            merged[p.product_id] = Candidate(c.product_id, c.score + part,
+                                             p.reason if part > c.score else c.reason, c.price)
+    return sorted(merged.values(), key=lambda c: c.score, reverse=True)
 
 
 def _step_ok(anchor_price: float, price: float, low: float, high: float, rules: OfferRules) -> bool:

@@ -13,6 +13,7 @@ from models.catalog import Catalog
 from models.events import CART, LineItem, Product, ShopperEvent
 from models.offer import Offer
 from models.policy import OfferPolicy, Situation
+from models.repeats import RepeatPurchases
 from models.rules import OfferRules
 from models.shopper import ShopperState
 
@@ -38,6 +39,7 @@ class Basket:
     user_id: str
     ts: float
     items: tuple[LineItem, ...]
+    repeats: tuple[str, ...] = ()     # products this shopper had bought before
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +72,17 @@ class OfferEngine:
         self.catalog = catalog if catalog is not None else Catalog()
         self.bought = BoughtTogether(learners.half_life, learners.max_neighbours,
                                      learners.max_basket, learners.lift_exponent)
-        self.policy = OfferPolicy(rules, self.catalog, self.bought)
+        self.repeats = RepeatPurchases()
+        self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats)
 
     def process(self, shopper: ShopperState, event: ShopperEvent, generated_at: float) -> Outcome:
         """Apply ``event`` to ``shopper`` (in place) and decide its offer."""
         order = shopper.order_lines(event) if event.source == CART and event.type == "purchase" else ()
+        repeats = tuple(line.product_id for line in order if line.product_id in shopper.purchases)
         if not shopper.apply(event):
             return Outcome(False)
         self._observe_products(event, order)
-        basket = Basket(event.user_id, event.ts, order) if order else None
+        basket = Basket(event.user_id, event.ts, order, repeats) if order else None
         decision = self.policy.decide(Situation(event, shopper, order, event.ts, generated_at))
         if decision.offer is not None:
             shopper.record_offer(decision.offer.offer_id, decision.offer.product_ids, event.ts,
@@ -89,7 +93,9 @@ class OfferEngine:
         """Learn from one order; every worker calls this for every order of every shopper."""
         for line in basket.items:
             self.catalog.observe(line.product_id, line.price)
-        self.bought.observe_basket([line.product_id for line in basket.items], basket.ts)
+        products = [line.product_id for line in basket.items]
+        self.bought.observe_basket(products, basket.ts)
+        self.repeats.observe(products, basket.repeats)
 
     def update_product(self, product: Product) -> None:
         self.catalog.upsert(product)

@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from models.bought_together import BoughtTogether
-from models.candidates import Candidate, cross_sells, upsells
+from models.candidates import Candidate, blend, cross_sells, repeat_buys, upsells
 from models.catalog import Catalog
 from models.events import LineItem, ShopperEvent
 from models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
+from models.repeats import RepeatPurchases
 from models.rules import OfferRules
 from models.shopper import ShopperState
 
@@ -59,10 +60,12 @@ class OfferPolicy:
 
     name = "greedy"
 
-    def __init__(self, rules: OfferRules, catalog: Catalog, bought: BoughtTogether) -> None:
+    def __init__(self, rules: OfferRules, catalog: Catalog, bought: BoughtTogether,
+                 repeats: Optional[RepeatPurchases] = None) -> None:
         self.rules = rules
         self.catalog = catalog
         self.bought = bought
+        self.repeats = repeats if repeats is not None else RepeatPurchases()
 
     def decide(self, situation: Situation) -> Decision:
         placement = situation.event.placement
@@ -79,16 +82,17 @@ class OfferPolicy:
 
     # -- the anchor and its context ------------------------------------------
     def _anchor(self, placement: Placement, s: Situation) -> tuple[Optional[str], list[str]]:
-        cart = list(s.shopper.cart)
+        limit = self.rules.max_context
         if placement in (Placement.PRODUCT_PAGE, Placement.CART):
             anchor = s.event.product_id
-            return anchor, [pid for pid in cart if pid != anchor]
+            recent = [pid for pid in s.shopper.cart if pid != anchor]
+            return anchor, recent[-limit:] if limit else []
         lines = s.order if placement is Placement.POST_PURCHASE else [
             LineItem(pid, qty, price) for pid, (qty, price) in s.shopper.cart.items()]
         if not lines:
             return None, []
-        top = max(lines, key=lambda line: (line.price or 0.0) * line.quantity)
-        return top.product_id, [line.product_id for line in lines if line.product_id != top.product_id]
+        ranked = sorted(lines, key=lambda line: (line.price or 0.0) * line.quantity, reverse=True)
+        return ranked[0].product_id, [line.product_id for line in ranked[1:limit + 1]]
 
     # -- candidates, rules, ranking ------------------------------------------
     def _items(self, kind: Kind, placement: Placement, anchor_id: str, context: Sequence[str],
@@ -97,14 +101,30 @@ class OfferPolicy:
         if kind is Kind.UPSELL:
             candidates = upsells(anchor, self.catalog, self.bought, self.rules, s.now) if anchor else []
         else:
-            weighted = [(anchor_id, 1.0)] + [(pid, CONTEXT_WEIGHT) for pid in context]
-            checkout = placement is Placement.CHECKOUT
-            threshold = self.rules.checkout_min_relevance if checkout else self.rules.min_relevance
-            candidates = cross_sells(weighted, self.catalog, self.bought, self.rules, s.now, threshold)
+            candidates = self._cross_sell_candidates(anchor_id, context, placement, s)
             candidates = [c for c in candidates if self._price_share_ok(c, anchor, placement, s)]
-        eligible = [c for c in candidates if self.exclusion(c.product_id, anchor_id, s) is None]
+        eligible = []
+        for c in candidates:  # best first: stop once the margin tie-break has enough to reorder
+            if self.exclusion(c.product_id, anchor_id, s) is None:
+                eligible.append(c)
+                if len(eligible) >= 3 * self.rules.max_items:
+                    break
         ranked = sorted(eligible, key=self._business_value, reverse=True)
         return [OfferItem(c.product_id, c.score, c.reason, c.price) for c in ranked[: self.rules.max_items]]
+
+    def _cross_sell_candidates(self, anchor_id: str, context: Sequence[str], placement: Placement,
+                               s: Situation) -> list[Candidate]:
+        """Complements of the anchor and its context, blended with the shopper's repeat buys."""
+        rules = self.rules
+        weighted = [(anchor_id, 1.0)] + [(pid, CONTEXT_WEIGHT) for pid in context]
+        pool = 20 * rules.max_items
+        candidates = cross_sells(weighted, self.catalog, self.bought, rules, s.now, pool)
+        if rules.history_weight > 0 and s.shopper.purchases:
+            personal = repeat_buys(s.shopper, self.repeats, self.catalog, anchor_id,
+                                   rules.history_half_life)
+            candidates = blend(candidates, personal, rules.history_weight)
+        threshold = rules.checkout_min_relevance if placement is Placement.CHECKOUT else rules.min_relevance
+        return [c for c in candidates if c.score >= threshold]
 
     def exclusion(self, pid: str, anchor_id: str, s: Situation) -> Optional[str]:
         """Why the hygiene rules forbid offering ``pid`` now, or None if they allow it."""
@@ -114,7 +134,7 @@ class OfferPolicy:
             return "anchor"
         if pid in shopper.cart:
             return "in_cart"
-        bought_at = shopper.purchases.get(pid)
+        bought_at = shopper.bought_at(pid)
         if bought_at is not None and s.now - bought_at < rules.repurchase_window:
             return "just_bought"
         if any(line.product_id == pid for line in s.order):

@@ -34,6 +34,15 @@ class OfferRules:
     min_lift: float = _doc(
         "A cross-sell's lift (how much likelier B is with A than alone) must exceed this; 1.0 "
         "means better than chance.", default=1.0)
+    history_weight: float = _doc(
+        "Weight of the shopper's own purchase history (items they buy again, by each product's "
+        "learned repeat rate) beside 'bought together' in a cross-sell's score; 0 turns it off.",
+        default=2.0)
+    history_half_life: float = _doc(
+        "Seconds after which a past purchase counts half as a repeat-buy candidate.", default=60 * DAY)
+    max_context: int = _doc(
+        "Other cart or order lines, besides the anchor, whose complements count (the most "
+        "recent in a cart, the most valuable in an order).", default=8)
     price_rules: bool = _doc(
         "Apply the price rules (upsell band, cross-sell share); off for data without reliable prices.",
         default=True)
@@ -55,7 +64,8 @@ class OfferRules:
     decline_cooldown: float = _doc(
         "Seconds a declined or dismissed item is not offered again to that shopper.", default=7 * DAY)
     repurchase_window: float = _doc(
-        "Seconds after a purchase during which the same item is not offered again.", default=30 * DAY)
+        "Seconds after a purchase during which the same item is not offered again ('just bought'); "
+        "after it, items the shopper buys again may come back as replenishment.", default=DAY)
     max_impressions: int = _doc(
         "Frequency cap: times one item may be offered to one shopper within the fatigue window.",
         default=3)

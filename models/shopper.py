@@ -39,7 +39,7 @@ class ShopperState:
     user_id: str
     cart: dict[str, list] = field(default_factory=dict)          # pid -> [quantity, unit price]
     views: list[str] = field(default_factory=list)               # most recent last
-    purchases: dict[str, float] = field(default_factory=dict)    # pid -> last bought at
+    purchases: dict[str, list] = field(default_factory=dict)     # pid -> [orders with it, last at]
     declined: dict[str, float] = field(default_factory=dict)     # pid -> declined at
     shown: dict[str, list] = field(default_factory=dict)         # pid -> [times, first shown at]
     offers: dict[str, list] = field(default_factory=dict)        # offer_id -> product ids
@@ -88,8 +88,8 @@ class ShopperState:
     def _apply_purchase(self, event: ShopperEvent) -> None:
         lines = self.order_lines(event)
         for line in lines:
-            self.purchases.pop(line.product_id, None)
-            self.purchases[line.product_id] = event.ts
+            times, _ = self.purchases.pop(line.product_id, (0, event.ts))
+            self.purchases[line.product_id] = [times + 1, event.ts]
             self.cart.pop(line.product_id, None)
         if not event.items and not event.product_id:
             self.cart.clear()
@@ -129,6 +129,11 @@ class ShopperState:
     def times_shown(self, pid: str, now: float, window: float) -> int:
         times, since = self.shown.get(pid, (0, now))
         return 0 if now - since > window else times
+
+    def bought_at(self, pid: str) -> Optional[float]:
+        """When the shopper last bought ``pid`` (None: not in their remembered history)."""
+        entry = self.purchases.get(pid)
+        return entry[1] if entry else None
 
     @property
     def cart_value(self) -> float:

@@ -85,6 +85,20 @@ def _parser() -> argparse.ArgumentParser:
                            help="simulator: share of malformed events (to see the dead-letter topic)")
         r.set_defaults(func=cmd_demo if name == "demo" else cmd_replay, file=None)
 
+    ev = sub.add_parser("evaluate", help="replay a data set through the offer engine and score it "
+                        "against baselines (hit rate @3), with a plot",
+                        description="Offline evaluation, the protocol of the shared data sets: orders in "
+                        "time order, the first 80%% only teach, in the rest each order with 2+ products is "
+                        "scored: its first line is the anchor, a hit is any other product of the order "
+                        "among the offered. The configured rules (NEXTOFFER_*) are scored as they are and "
+                        "with price rules off.", epilog=EPILOG)
+    ev.add_argument("file", type=Path, help="Online Retail-style CSV (.csv or .csv.gz)")
+    ev.add_argument("--warm-up", type=float, default=0.8, help="share of orders that only teach")
+    ev.add_argument("--limit", type=int, help="use only the first N orders (a quick look)")
+    ev.add_argument("--out", type=Path, default=Path("reports"), help="folder for evaluation.json "
+                    "and evaluation.png (default ./reports)")
+    ev.set_defaults(func=cmd_evaluate)
+
     lk = sub.add_parser("lookup", help="read a shopper's offers from Redis, as a storefront does",
                         epilog=EPILOG)
     lk.add_argument("user_id")
@@ -229,6 +243,32 @@ def cmd_demo(args, rest) -> int:
         print(f"\nRead it as a storefront does:  redis-cli HGET '{settings.redis_key(user)}' {placement}")
         print(f"or: .venv/bin/nextoffer lookup --prefix '{prefix}' '{user}'   (topic prefix {prefix!r})")
     return 0 if summary["offers"] > 0 else 1
+
+
+def cmd_evaluate(args, rest) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from streams.evaluate import run_evaluation, save, write_plot
+    from streams.settings import Settings
+    settings = Settings.from_env()
+    console = Console()
+    with console.status(f"replaying {args.file.name} through every method..."):
+        report = run_evaluation(args.file, settings.rules, args.warm_up, limit=args.limit)
+    table = Table(title=f"hit rate @3 on {report['scored_orders']:,} scored orders "
+                        f"(after {report['warm_up_orders']:,} warm-up orders)")
+    for col in ("method", "hit rate @3", "hits", "offered at all"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for m in report["methods"]:
+        table.add_row(m["name"], f"{m['hit_rate']:.3f}", f"{m['hits']:,}", f"{m['coverage']:.1%}")
+    console.print(table)
+    for name, rate in report["core_events_per_second"].items():
+        console.print(f"engine speed ({name}): {rate:,} events/s on one core ({report['machine']})")
+    args.out.mkdir(parents=True, exist_ok=True)
+    save(report, args.out / "evaluation.json")
+    write_plot(report, args.out / "evaluation.png")
+    console.print(f"wrote {args.out / 'evaluation.json'} and {args.out / 'evaluation.png'} "
+                  f"({report['seconds']} s)")
+    return 0
 
 
 def cmd_lookup(args, rest) -> int:

@@ -127,12 +127,14 @@ def dead_letter(source_topic: str, partition: int, offset: int, error: str,
 
 def encode_basket(basket: Basket) -> bytes:
     return orjson.dumps({"user_id": basket.user_id, "ts": basket.ts,
-                         "items": [[i.product_id, i.quantity, i.price] for i in basket.items]})
+                         "items": [[i.product_id, i.quantity, i.price] for i in basket.items],
+                         "repeats": list(basket.repeats)})
 
 
 def decode_basket(raw: bytes) -> Basket:
     data = orjson.loads(raw)
-    return Basket(data["user_id"], data["ts"], tuple(LineItem(*item) for item in data["items"]))
+    return Basket(data["user_id"], data["ts"], tuple(LineItem(*item) for item in data["items"]),
+                  tuple(data.get("repeats", ())))
 
 
 def _as_text(data: bytes, cut: bool) -> tuple[str, bool]:

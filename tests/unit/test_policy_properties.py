@@ -67,7 +67,7 @@ def check(offer, rules, engine, before, after, event, out):
         assert pid != offer.anchor_product_id
         assert pid not in after.cart
         assert pid not in bought_now
-        last = before.purchases.get(pid)
+        last = before.bought_at(pid)
         assert last is None or event.ts - last >= rules.repurchase_window
         declined = before.declined.get(pid)
         assert declined is None or event.ts - declined >= rules.decline_cooldown
