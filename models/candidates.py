@@ -80,6 +80,8 @@ def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: 
 
 #: Added to a past purchase that was in the same order as the anchor last time.
 WITH_ANCHOR_BONUS = 0.1
+#: Past purchases come back only if their product is bought again at least this often.
+MIN_REPEAT_RATE = 0.05
 
 
 def repeat_buys(shopper: ShopperState, repeats: RepeatPurchases, catalog: Catalog, anchor_id: str,
@@ -96,6 +98,8 @@ def repeat_buys(shopper: ShopperState, repeats: RepeatPurchases, catalog: Catalo
     out = []
     for pid, (times, ts) in history.items():
         rate = repeats.rate(pid)
+        if rate < MIN_REPEAT_RATE:
+            continue  # evidence says buyers do not come back for it (a grinder, a sofa)
         score = rate * (1 - 0.5 ** times) * 0.5 ** ((latest - ts) / half_life)
         reason = (f"you bought it before ({times} order{'s' if times > 1 else ''}); "
                   f"{rate:.0%} of its orders are repeat buys")

@@ -1,6 +1,7 @@
 """The offer policy: for one event, at most one offer, of one kind, that obeys every rule."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -44,6 +45,20 @@ class Situation:
     generated_at: float           # processing time: stamps the offer
 
 
+def in_control_group(user_id: str, share: float) -> bool:
+    """Whether a shopper belongs to the control group: stable across workers, restarts and releases.
+
+    >>> in_control_group("u1", 0.0), in_control_group("u1", 1.0)
+    (False, True)
+    >>> sum(in_control_group(f"u{n}", 0.1) for n in range(10_000)) in range(900, 1100)
+    True
+    """
+    if share <= 0:
+        return False
+    digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=8, person=b"nextoffer-ctl").digest()
+    return int.from_bytes(digest, "big") / 2.0 ** 64 < share
+
+
 class OfferPolicy:
     """Greedy policy: the best eligible items of the first kind the placement allows.
 
@@ -71,6 +86,8 @@ class OfferPolicy:
         placement = situation.event.placement
         if placement is None:
             return Decision(None, "no_placement")
+        if in_control_group(situation.event.user_id, self.rules.control_share):
+            return Decision(None, "control_group")
         anchor_id, context = self._anchor(placement, situation)
         if anchor_id is None:
             return Decision(None, "no_anchor")

@@ -73,6 +73,9 @@ class OfferRules:
     margin_weight: float = _doc(
         "Margin tie-break: score multiplied by (1 + margin_weight * margin), so only near-equal "
         "relevance is reordered.", default=0.05)
+    control_share: float = _doc(
+        "Share of shoppers (a stable hash of user_id) in the control group that never gets offers, "
+        "so acceptance and AOV lift can be measured against it; 0 = no control group.", default=0.0)
     offer_ttl: float = _doc("Seconds an offer stays valid (its expires_at).", default=3600.0)
 
     @classmethod

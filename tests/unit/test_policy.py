@@ -160,3 +160,31 @@ def test_offer_ids_are_stable_for_replays():
 def test_events_without_a_placement_make_no_offer(kind, source):
     out = make_engine().process(ShopperState("u1"), event(kind, source=source, product_id="s-128"), 0)
     assert out.applied and out.offer is None
+
+
+def test_staples_come_back_but_one_off_purchases_do_not():
+    engine = OfferEngine(OfferRules.relevance_only())
+    for n in range(30):  # beans are rebought by their buyers; the grinder never is
+        engine.learn_basket(Basket(f"b{n % 5}", float(n), (LineItem("beans", 1, 12.0),), ("beans",) if n >= 5 else ()))
+        engine.learn_basket(Basket(f"g{n}", float(n), (LineItem("grinder", 1, 90.0),)))
+    s = ShopperState("u1")
+    engine.process(s, event("purchase", "p1", items=(LineItem("beans", 1, 12.0), LineItem("grinder", 1, 90.0)), ts=0.0), 0)
+    engine.process(s, event("purchase", "p2", items=(LineItem("beans", 1, 12.0),), ts=100.0), 0)
+    later = 100.0 + OfferRules().repurchase_window + 1
+    out = engine.process(s, event("add", "a1", product_id="mug", price=8.0, ts=later), 0)
+    assert out.offer is not None and out.offer.product_ids == ["beans"]
+    assert out.offer.items[0].reason.startswith("you bought it before (2 orders)")
+
+
+def test_a_purchase_reports_which_lines_were_bought_again():
+    engine, s = make_engine(), ShopperState("u1")
+    engine.process(s, event("purchase", "p1", items=(LineItem("case", 1, 25.0),)), 0)
+    out = engine.process(s, event("purchase", "p2", items=(LineItem("case", 1, 25.0), LineItem("glass", 1, 12.0)), ts=20.0), 0)
+    assert out.basket.repeats == ("case",)
+
+
+def test_the_control_group_gets_no_offers_but_its_state_is_kept():
+    engine, s = make_engine(OfferRules(control_share=1.0)), ShopperState("u1")
+    out = engine.process(s, event("add", product_id="s-128", price=700.0), 0)
+    assert out.offer is None and out.reason == "control_group"
+    assert "s-128" in s.cart
