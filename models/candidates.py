@@ -25,6 +25,7 @@ class Candidate:
     score: float
     reason: str
     price: Optional[float] = None
+    source: str = "bought_together"   # family, category, bought_together or history
 
 
 def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: OfferRules,
@@ -42,7 +43,7 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
               if _step_ok(anchor.price, p.price, 0.0, rules.family_max_step, rules)]
     if ladder:
         return [Candidate(p.product_id, FAMILY_SCORE * 0.9 ** rank,
-                          f"same line, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price)
+                          f"same line, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price, "family")
                 for rank, p in enumerate(ladder)]
     if anchor.category is None:
         return []
@@ -57,7 +58,8 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
         if anchor.brand and p.brand == anchor.brand:
             score += 0.1
         out.append(Candidate(p.product_id, score,
-                             f"same category, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price))
+                             f"same category, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price,
+                             "category"))
     return sorted(out, key=lambda c: c.score, reverse=True)
 
 
@@ -107,7 +109,7 @@ def repeat_buys(shopper: ShopperState, repeats: RepeatPurchases, catalog: Catalo
             score += WITH_ANCHOR_BONUS
             reason = f"you bought it with this item before ({times} order{'s' if times > 1 else ''})"
         product = catalog.get(pid)
-        out.append(Candidate(pid, score, reason, product.price if product else None))
+        out.append(Candidate(pid, score, reason, product.price if product else None, "history"))
     return out
 
 
@@ -115,7 +117,7 @@ def blend(complements: Sequence[Candidate], personal: Sequence[Candidate], weigh
     """Add the weighted personal score to the complement score; the larger part gives the reason.
 
     >>> blend([Candidate("a", 0.2, "with x")], [Candidate("a", 0.3, "again"), Candidate("b", 0.1, "again")], 1.0)
-    [Candidate(product_id='a', score=0.5, reason='again', price=None), Candidate(product_id='b', score=0.1, reason='again', price=None)]
+    [Candidate(product_id='a', score=0.5, reason='again', price=None, source='bought_together'), Candidate(product_id='b', score=0.1, reason='again', price=None, source='bought_together')]
     """
     merged = {c.product_id: c for c in complements}
     for p in personal:
@@ -124,10 +126,12 @@ def blend(complements: Sequence[Candidate], personal: Sequence[Candidate], weigh
             continue
         c = merged.get(p.product_id)
         if c is None:
-            merged[p.product_id] = Candidate(p.product_id, part, p.reason, p.price)
+            merged[p.product_id] = Candidate(p.product_id, part, p.reason, p.price, p.source)
         else:
+            personal_wins = part > c.score
             merged[p.product_id] = Candidate(c.product_id, c.score + part,
-                                             p.reason if part > c.score else c.reason, c.price)
+                                             p.reason if personal_wins else c.reason, c.price,
+                                             p.source if personal_wins else c.source)
     return sorted(merged.values(), key=lambda c: c.score, reverse=True)
 
 

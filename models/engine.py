@@ -5,10 +5,12 @@ figures measured off-line are the live pipeline's figures.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Optional
 
 from models.bought_together import DAY, BoughtTogether
+from models.acceptance import AcceptanceModel
 from models.catalog import Catalog
 from models.events import CART, LineItem, Product, ShopperEvent
 from models.offer import Offer
@@ -30,6 +32,9 @@ class LearnerSettings:
         "doc": "Products of one order paired for 'bought together' (larger orders are wholesale)."})
     lift_exponent: float = field(default=0.2, metadata={
         "doc": "Weight of lift beside attachment rate in a complement's score (0 = attachment only)."})
+    acceptance_learning_rate: float = field(default=0.05, metadata={
+        "doc": "Step size of the online acceptance model (logistic regression, SGD)."})
+    seed: int = field(default=0, metadata={"doc": "Seed of the exploration's random choices."})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,9 @@ class OfferEngine:
         self.bought = BoughtTogether(learners.half_life, learners.max_neighbours,
                                      learners.max_basket, learners.lift_exponent)
         self.repeats = RepeatPurchases()
-        self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats)
+        self.acceptance = AcceptanceModel(learners.acceptance_learning_rate)
+        self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats, self.acceptance,
+                                  random.Random(learners.seed))
 
     def process(self, shopper: ShopperState, event: ShopperEvent, generated_at: float) -> Outcome:
         """Apply ``event`` to ``shopper`` (in place) and decide its offer."""
@@ -82,12 +89,20 @@ class OfferEngine:
         if not shopper.apply(event):
             return Outcome(False)
         self._observe_products(event, order)
+        taken = {line.product_id for line in order} or ({event.product_id} if event.type == "add" else set())
+        self._learn_acceptance(shopper, shopper.take_outcomes(event, taken))
         basket = Basket(event.user_id, event.ts, order, repeats) if order else None
         decision = self.policy.decide(Situation(event, shopper, order, event.ts, generated_at))
         if decision.offer is not None:
-            shopper.record_offer(decision.offer.offer_id, decision.offer.product_ids, event.ts,
-                                 self.rules.fatigue_window)
+            lapsed = shopper.record_offer(decision.offer.offer_id, list(decision.records), event.ts,
+                                          self.rules.fatigue_window)
+            self._learn_acceptance(shopper, [(r, False) for r in lapsed])
         return Outcome(True, decision.offer, decision.reason, basket)
+
+    def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[list, bool]]) -> None:
+        repeat_customer = shopper.orders > 1
+        for record, taken in outcomes:
+            self.acceptance.learn(record, taken, repeat_customer)
 
     def learn_basket(self, basket: Basket) -> None:
         """Learn from one order; every worker calls this for every order of every shopper."""

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from models.acceptance import AcceptanceModel, item_record
 from models.bought_together import BoughtTogether
 from models.candidates import Candidate, blend, cross_sells, repeat_buys, upsells
 from models.catalog import Catalog
@@ -28,10 +30,11 @@ CONTEXT_WEIGHT = 0.5
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The policy's answer: an offer, or None and why not."""
+    """The policy's answer: an offer, or None and why not; records describe its items for learning."""
 
     offer: Optional[Offer]
     reason: str
+    records: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +76,16 @@ class OfferPolicy:
     ('upsell', ['s-256'])
     """
 
-    name = "greedy"
-
     def __init__(self, rules: OfferRules, catalog: Catalog, bought: BoughtTogether,
-                 repeats: Optional[RepeatPurchases] = None) -> None:
+                 repeats: Optional[RepeatPurchases] = None, acceptance: Optional[AcceptanceModel] = None,
+                 rng: Optional[random.Random] = None) -> None:
         self.rules = rules
         self.catalog = catalog
         self.bought = bought
         self.repeats = repeats if repeats is not None else RepeatPurchases()
+        self.acceptance = acceptance if acceptance is not None else AcceptanceModel()
+        self.rng = rng if rng is not None else random.Random(0)
+        self.name = f"epsilon-greedy({rules.exploration:g})" if rules.exploration > 0 else "greedy"
 
     def decide(self, situation: Situation) -> Decision:
         placement = situation.event.placement
@@ -92,10 +97,26 @@ class OfferPolicy:
         if anchor_id is None:
             return Decision(None, "no_anchor")
         for kind in KIND_ORDER[placement]:
-            items = self._items(kind, placement, anchor_id, context, situation)
-            if items:
-                return Decision(self._offer(situation, placement, kind, anchor_id, items), "offer")
+            ranked = self._ranked(kind, placement, anchor_id, context, situation)
+            if ranked:
+                chosen, propensity = self._explore(ranked)
+                anchor = self.catalog.get(anchor_id)
+                records = tuple(item_record(c.product_id, kind.value, placement.value, c.source, c.score,
+                                            c.price, anchor.price if anchor else None, n)
+                                for n, c in enumerate(chosen))
+                offer = self._offer(situation, placement, kind, anchor_id, chosen, propensity)
+                return Decision(offer, "offer", records)
         return Decision(None, "nothing_relevant")
+
+    def _explore(self, ranked: list[Candidate]) -> tuple[list[Candidate], float]:
+        """Epsilon-greedy over the last slot; returns the items and the probability of this choice."""
+        k, eps = self.rules.max_items, self.rules.exploration
+        best, rest = ranked[:k], ranked[k:]
+        if eps <= 0 or not rest:
+            return best, 1.0
+        if self.rng.random() < eps:
+            return best[:-1] + [self.rng.choice(rest)], eps / len(rest)
+        return best, 1.0 - eps
 
     # -- the anchor and its context ------------------------------------------
     def _anchor(self, placement: Placement, s: Situation) -> tuple[Optional[str], list[str]]:
@@ -112,8 +133,9 @@ class OfferPolicy:
         return ranked[0].product_id, [line.product_id for line in ranked[1:limit + 1]]
 
     # -- candidates, rules, ranking ------------------------------------------
-    def _items(self, kind: Kind, placement: Placement, anchor_id: str, context: Sequence[str],
-               s: Situation) -> list[OfferItem]:
+    def _ranked(self, kind: Kind, placement: Placement, anchor_id: str, context: Sequence[str],
+                s: Situation) -> list[Candidate]:
+        """Eligible candidates of one kind, best first (a few more than fit, for exploration)."""
         anchor = self.catalog.get(anchor_id)
         if kind is Kind.UPSELL:
             candidates = upsells(anchor, self.catalog, self.bought, self.rules, s.now) if anchor else []
@@ -126,8 +148,8 @@ class OfferPolicy:
                 eligible.append(c)
                 if len(eligible) >= 3 * self.rules.max_items:
                     break
-        ranked = sorted(eligible, key=self._business_value, reverse=True)
-        return [OfferItem(c.product_id, c.score, c.reason, c.price) for c in ranked[: self.rules.max_items]]
+        value = self._value_function(kind, placement, anchor, s)
+        return sorted(eligible, key=value, reverse=True)
 
     def _cross_sell_candidates(self, anchor_id: str, context: Sequence[str], placement: Placement,
                                s: Situation) -> list[Candidate]:
@@ -174,15 +196,28 @@ class OfferPolicy:
             return True
         return c.price <= self.rules.cross_sell_max_share * anchor.price
 
-    def _business_value(self, c: Candidate) -> float:
-        product = self.catalog.get(c.product_id)
-        margin = product.margin if product is not None and product.margin is not None else 0.0
-        return c.score * (1.0 + self.rules.margin_weight * margin)
+    def _value_function(self, kind: Kind, placement: Placement, anchor, s: Situation):
+        """Relevance, reordered by learned acceptance and, near ties, by margin."""
+        rules, repeat_customer = self.rules, s.shopper.orders > 1
+        anchor_price = anchor.price if anchor else None
+
+        def value(c: Candidate) -> float:
+            product = self.catalog.get(c.product_id)
+            margin = product.margin if product is not None and product.margin is not None else 0.0
+            v = c.score * (1.0 + rules.margin_weight * margin)
+            if rules.acceptance_weight and self.acceptance.updates:
+                record = item_record(c.product_id, kind.value, placement.value, c.source, c.score,
+                                     c.price, anchor_price, 0)
+                v *= 1.0 + rules.acceptance_weight * (self.acceptance.predict(record, repeat_customer) - 0.5)
+            return v
+        return value
 
     def _offer(self, s: Situation, placement: Placement, kind: Kind, anchor_id: str,
-               items: list[OfferItem]) -> Offer:
+               chosen: list[Candidate], propensity: float) -> Offer:
+        items = tuple(OfferItem(c.product_id, c.score, c.reason, c.price) for c in chosen)
         return Offer(
             offer_id=offer_id_for(s.event.event_id, placement),
             user_id=s.event.user_id, placement=placement, kind=kind, anchor_product_id=anchor_id,
-            items=tuple(items), event_id=s.event.event_id, generated_at=s.generated_at,
-            expires_at=s.generated_at + self.rules.offer_ttl, policy=self.name, propensity=1.0)
+            items=items, event_id=s.event.event_id, generated_at=s.generated_at,
+            expires_at=s.generated_at + self.rules.offer_ttl, policy=self.name,
+            propensity=round(propensity, 6))

@@ -73,6 +73,12 @@ class OfferRules:
     margin_weight: float = _doc(
         "Margin tie-break: score multiplied by (1 + margin_weight * margin), so only near-equal "
         "relevance is reordered.", default=0.05)
+    acceptance_weight: float = _doc(
+        "How much the learned acceptance probability p reorders items: rank by relevance x "
+        "(1 + weight x (p - 0.5)); 0 = relevance alone.", default=1.0)
+    exploration: float = _doc(
+        "Epsilon-greedy: share of offers whose last item is swapped for another eligible one, to "
+        "keep learning what works (recorded in each offer's policy and propensity).", default=0.05)
     control_share: float = _doc(
         "Share of shoppers (a stable hash of user_id) in the control group that never gets offers, "
         "so acceptance and AOV lift can be measured against it; 0 = no control group.", default=0.0)

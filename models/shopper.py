@@ -42,7 +42,7 @@ class ShopperState:
     purchases: dict[str, list] = field(default_factory=dict)     # pid -> [orders with it, last at]
     declined: dict[str, float] = field(default_factory=dict)     # pid -> declined at
     shown: dict[str, list] = field(default_factory=dict)         # pid -> [times, first shown at]
-    offers: dict[str, list] = field(default_factory=dict)        # offer_id -> product ids
+    offers: dict[str, list] = field(default_factory=dict)        # offer_id -> open item records
     seen: list[str] = field(default_factory=list)                # recent event ids, for dedup
     orders: int = 0
     spend: float = 0.0
@@ -110,21 +110,48 @@ class ShopperState:
     def _apply_feedback(self, event: ShopperEvent) -> None:
         if event.type not in _NEGATIVE_FEEDBACK:
             return
-        targets = [event.product_id] if event.product_id else self.offers.get(event.offer_id or "", [])
+        records = self.offers.get(event.offer_id or "", [])
+        targets = [event.product_id] if event.product_id else [r[0] for r in records]
         for pid in targets:
             self.declined.pop(pid, None)
             self.declined[pid] = event.ts
         _trim_map(self.declined, MAX_DECLINED)
 
     # -- offers shown ---------------------------------------------------------
-    def record_offer(self, offer_id: str, product_ids: list[str], now: float, window: float) -> None:
-        """Remember what was offered, for feedback by offer_id and the frequency cap."""
-        self.offers[offer_id] = list(product_ids)
-        _trim_map(self.offers, MAX_OFFERS)
-        for pid in product_ids:
+    def record_offer(self, offer_id: str, records: list[list], now: float, window: float) -> list[list]:
+        """Remember an offer's items (records start with the product id) for feedback, outcomes
+        and the frequency cap; returns the still-open records of offers that lapse to make room."""
+        self.offers[offer_id] = [list(r) for r in records]
+        lapsed = []
+        while len(self.offers) > MAX_OFFERS:
+            lapsed.extend(self.offers.pop(next(iter(self.offers))))
+        for pid in (r[0] for r in records):
             times, since = self.shown.pop(pid, [0, now])
             self.shown[pid] = [1, now] if now - since > window else [times + 1, since]
         _trim_map(self.shown, MAX_SHOWN)
+        return lapsed
+
+    def take_outcomes(self, event: ShopperEvent, products: set[str]) -> list[tuple[list, bool]]:
+        """Offered items this event settles, each with whether it was taken (and forgets them).
+
+        Feedback settles its offer's items (accept, click: taken; decline, dismiss: not); an add or
+        a purchase of offered ``products`` settles them as taken. Impressions settle nothing.
+        """
+        if event.source == FEEDBACK:
+            if event.type == "impression" or event.offer_id not in self.offers:
+                return []
+            taken = event.type in ("accept", "click")
+            return [(r, taken) for r in self._take(event.offer_id, event.product_id)]
+        if products:
+            return [(r, True) for offer_id in list(self.offers) for r in self._take(offer_id, None, products)]
+        return []
+
+    def _take(self, offer_id: str, pid: Optional[str], pids: Optional[set] = None) -> list[list]:
+        records = self.offers.get(offer_id, [])
+        wanted = [r for r in records if (pid is None or r[0] == pid) and (pids is None or r[0] in pids)]
+        if wanted:
+            self.offers[offer_id] = [r for r in records if r not in wanted]
+        return wanted
 
     def times_shown(self, pid: str, now: float, window: float) -> int:
         times, since = self.shown.get(pid, (0, now))

@@ -42,7 +42,7 @@ def test_dedup_memory_is_bounded():
 
 def test_decline_by_offer_id_marks_every_offered_item():
     s = ShopperState("u1")
-    s.record_offer("o1", ["x", "y"], now=1.0, window=100)
+    s.record_offer("o1", [["x"], ["y"]], now=1.0, window=100)
     s.apply(ev("decline", "f1", source="offer-feedback", offer_id="o1", ts=2.0))
     assert s.declined == {"x": 2.0, "y": 2.0}
 
@@ -50,7 +50,7 @@ def test_decline_by_offer_id_marks_every_offered_item():
 def test_frequency_window_restarts():
     s = ShopperState("u1")
     for t in (0.0, 1.0, 2.0):
-        s.record_offer(f"o{t}", ["x"], now=t, window=10)
+        s.record_offer(f"o{t}", [["x"]], now=t, window=10)
     assert s.times_shown("x", now=5, window=10) == 3
     assert s.times_shown("x", now=50, window=10) == 0
 
@@ -59,3 +59,20 @@ def test_round_trip_through_a_dict():
     s = ShopperState("u1")
     s.apply(ev("add", "1", product_id="a", price=2.0, session_id="s"))
     assert ShopperState.from_dict(s.to_dict()) == s
+
+
+def test_outcomes_settle_offered_items_once():
+    s = ShopperState("u1")
+    s.record_offer("o1", [["x", "cross_sell"], ["y", "cross_sell"]], now=1.0, window=100)
+    assert s.take_outcomes(ev("add", "a1", product_id="x"), {"x"}) == [(["x", "cross_sell"], True)]
+    assert s.take_outcomes(ev("add", "a2", product_id="x"), {"x"}) == []
+    declined = s.take_outcomes(ev("decline", "f1", source="offer-feedback", offer_id="o1"), set())
+    assert declined == [(["y", "cross_sell"], False)]
+
+
+def test_offers_that_lapse_are_returned_for_learning():
+    s = ShopperState("u1")
+    lapsed = []
+    for n in range(12):
+        lapsed += s.record_offer(f"o{n}", [[f"p{n}"]], now=float(n), window=100)
+    assert lapsed == [[f"p{n}"] for n in range(4)]
