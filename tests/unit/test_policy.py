@@ -188,3 +188,27 @@ def test_the_control_group_gets_no_offers_but_its_state_is_kept():
     out = engine.process(s, event("add", product_id="s-128", price=700.0), 0)
     assert out.offer is None and out.reason == "control_group"
     assert "s-128" in s.cart
+
+
+def test_exploration_swaps_the_last_item_and_records_its_propensity():
+    greedy = make_engine(OfferRules(exploration=0.0, cross_sell_max_share=1.0)).process(
+        ShopperState("u1"), event("add", product_id="s-128"), 0).offer
+    explored = make_engine(OfferRules(exploration=1.0, cross_sell_max_share=1.0)).process(
+        ShopperState("u1"), event("add", product_id="s-128"), 0).offer
+    assert greedy.policy == "greedy" and greedy.propensity == 1.0
+    assert explored.policy == "epsilon-greedy(1)"
+    assert explored.product_ids[:2] == greedy.product_ids[:2]
+    assert explored.product_ids[2] not in greedy.product_ids
+    assert explored.propensity == 1.0  # one alternative, chosen with certainty at epsilon 1
+
+
+def test_feedback_and_purchases_of_offered_items_teach_the_acceptance_model():
+    engine, s = make_engine(), ShopperState("u1")
+    offer = engine.process(s, event("add", "e1", product_id="s-128"), 0).offer
+    engine.process(s, event("accept", "f1", source="offer-feedback", offer_id=offer.offer_id,
+                            product_id=offer.product_ids[0]), 0)
+    assert engine.acceptance.updates == 1 and engine.acceptance.positives == 1
+    engine.process(s, event("add", "e2", product_id=offer.product_ids[1]), 0)
+    assert engine.acceptance.updates == 2 and engine.acceptance.positives == 2
+    engine.process(s, event("decline", "f2", source="offer-feedback", offer_id=offer.offer_id), 0)
+    assert engine.acceptance.updates == 3 and engine.acceptance.positives == 2
