@@ -39,10 +39,11 @@ def stack(pytestconfig):
         admin.close()
     except Exception as exc:  # noqa: BLE001 - any failure means no usable broker
         pytest.fail(f"no Kafka broker answers at {BOOTSTRAP}: {exc!r}")
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
     line = (f"integration stack: Kafka broker at {BOOTSTRAP} ({len(topics)} topics), "
             f"Redis {client.info()['redis_version']} at {REDIS_URL}")
-    reporter.write_line("\n" + line) if reporter else print(line)
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # shown in CI logs, not swallowed with the test's output
+        print(f"\n{line}")
     return client
 
 
