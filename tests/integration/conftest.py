@@ -133,6 +133,13 @@ class Deployment:
         keys = list(self.redis.scan_iter(f"{self.prefix}nbo:*", count=1000))
         if keys:
             self.redis.delete(*keys)
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+        try:
+            mine = [t for t in admin.list_topics() if t.startswith(self.prefix)]
+            if mine:
+                admin.delete_topics(mine)
+        finally:
+            admin.close()
 
 
 @pytest.fixture
