@@ -47,6 +47,7 @@ class DemoState:
         self.dead_count = 0
         self.started = time.monotonic()
         self.feeding = True
+        self.ready = threading.Event()   # set once the offers reader sits at the topics' ends
 
     def on_record(self, record: Record) -> None:
         with self.lock:
@@ -140,12 +141,13 @@ def run_demo(settings: Settings, records: Iterable[Record], rate: float, limit: 
     if not console.is_terminal:
         console = Console(width=160)  # logs and CI: wide lines rather than a wrapped table
     state = DemoState()
-    state.ready = threading.Event()
     stop = threading.Event()
     worker = _start_worker(settings, ROOT / ".run" / "demo-worker.log")
     reader = threading.Thread(target=_read_outputs, args=(settings, state, stop), daemon=True)
     reader.start()
-    state.ready.wait(30)
+    if not state.ready.wait(30):
+        _stop_worker(worker)
+        raise SystemExit("could not read the offers topic within 30 s; is the broker up?")
     feeder_error: list[BaseException] = []
 
     def feed() -> None:

@@ -4,7 +4,7 @@ import pytest
 from models.engine import Basket, OfferEngine
 from models.events import LineItem, Product, ShopperEvent
 from models.offer import Kind, Placement
-from models.rules import DAY, OfferRules
+from models.rules import OfferRules
 from models.shopper import ShopperState
 
 PHONES = [Product("s-128", 700.0, name="S 128GB", category="phone", family="s", tier=1, margin=0.2),
