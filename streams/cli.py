@@ -95,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("file", type=Path, help="Online Retail-style CSV (.csv or .csv.gz)")
     ev.add_argument("--warm-up", type=float, default=0.8, help="share of orders that only teach")
     ev.add_argument("--limit", type=int, help="use only the first N orders (a quick look)")
+    ev.add_argument("--live", action="store_true", help="also replay through Kafka, a worker and Redis "
+                    "(a fresh prefix; the broker and Redis must be running) and score offers read from Redis")
     ev.add_argument("--out", type=Path, default=Path("reports"), help="folder for evaluation.json "
                     "and evaluation.png (default ./reports)")
     ev.set_defaults(func=cmd_evaluate)
@@ -254,6 +256,18 @@ def cmd_evaluate(args, rest) -> int:
     console = Console()
     with console.status(f"replaying {args.file.name} through every method..."):
         report = run_evaluation(args.file, settings.rules, args.warm_up, limit=args.limit)
+    if args.live:
+        from models.evaluation import orders_from
+        from streams.datasets import read_invoices
+        from streams.live_eval import run_live
+        orders = orders_from(read_invoices(args.file))[:args.limit]
+        with console.status("replaying through Kafka, a worker and Redis...") as status:
+            live, info = run_live(settings, orders, args.warm_up,
+                                  progress=lambda n, total: status.update(
+                                      f"live replay: {n:,}/{total:,} orders") if n % 500 == 0 else None)
+        report["methods"].append({"name": live.name, "hit_rate": round(live.hit_rate, 4), "hits": live.hits,
+                                  "coverage": round(live.coverage, 4), **info})
+        report["curves"][live.name] = live.curve
     table = Table(title=f"hit rate @3 on {report['scored_orders']:,} scored orders "
                         f"(after {report['warm_up_orders']:,} warm-up orders)")
     for col in ("method", "hit rate @3", "hits", "offered at all"):

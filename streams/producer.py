@@ -7,17 +7,31 @@ from typing import Callable, Iterable, Optional
 import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.serializer import Serializer
 
 from streams.datasets import Record
 from streams.settings import Settings
+
+
+class KeySerializer(Serializer):
+    """Keys as UTF-8 text (user_id or product_id), bytes as they are."""
+
+    def serialize(self, topic, value):
+        return value.encode("utf-8") if isinstance(value, str) else value
+
+
+class JsonSerializer(Serializer):
+    """Values as JSON (orjson), bytes as they are."""
+
+    def serialize(self, topic, value):
+        return value if isinstance(value, bytes) else orjson.dumps(value)
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
     try:
         return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
                              acks="all", linger_ms=5, batch_size=256 * 1024,
-                             key_serializer=lambda k: k.encode("utf-8") if isinstance(k, str) else k,
-                             value_serializer=lambda v: v if isinstance(v, bytes) else orjson.dumps(v))
+                             key_serializer=KeySerializer(), value_serializer=JsonSerializer())
     except KafkaError:
         raise SystemExit(f"error: no Kafka broker answers at {settings.kafka_bootstrap_servers}; "
                          "start one (deploy/kafka.sh start) or set KAFKA_BOOTSTRAP_SERVERS") from None
