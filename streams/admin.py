@@ -71,3 +71,21 @@ def _check_partitions(admin: KafkaAdminClient, settings: Settings, count: int) -
 def _name(description: dict) -> str:
     # kafka-python 3 names the field "name"; 2.x named it "topic".
     return description.get("name") or description["topic"]
+
+
+def remove_deployment(settings: Settings, lookup) -> None:
+    """Delete everything of the deployment with ``settings.topic_prefix``: its topics (changelogs
+    included) and its ``nbo:`` keys in the ``lookup`` Redis client. Only for non-empty prefixes."""
+    prefix = settings.topic_prefix
+    if not prefix:
+        raise ValueError("refusing to remove the unprefixed deployment")
+    keys = list(lookup.scan_iter(f"{prefix}nbo:*", count=1000))
+    for start in range(0, len(keys), 1000):
+        lookup.delete(*keys[start:start + 1000])
+    admin = admin_client(settings)
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            admin.delete_topics(mine)
+    finally:
+        admin.close()

@@ -22,7 +22,7 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from models.evaluation import Order, Score
-from streams.admin import admin_client, ensure_topics
+from streams.admin import ensure_topics, remove_deployment
 from streams.producer import make_producer
 from streams.settings import Settings
 
@@ -79,7 +79,7 @@ def run_live(settings: Settings, orders: list[Order], warm_up: float = 0.8, k: i
         if worker.poll() is None:
             os.killpg(worker.pid, 15)
             worker.wait(60)
-        _clean_up(s, client)
+        remove_deployment(s, client)  # a measurement, not a deployment
     return score, {"prefix": prefix, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -126,20 +126,6 @@ def _barrier(producer, s: Settings, timeout: float = 600) -> None:
     if len(seen) < s.partitions:
         raise TimeoutError("the worker did not catch up with the warm-up orders")
     time.sleep(1.0)  # and the shared learners a moment to read the last baskets
-
-
-def _clean_up(s: Settings, client: redis.Redis) -> None:
-    """Remove the replay's topics and lookup keys: it was a measurement, not a deployment."""
-    keys = list(client.scan_iter(f"{s.topic_prefix}nbo:*", count=1000))
-    for start in range(0, len(keys), 1000):
-        client.delete(*keys[start:start + 1000])
-    admin = admin_client(s)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(s.topic_prefix)]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()
 
 
 def _wait_ready(worker: subprocess.Popen, log: Path, timeout: float = 120) -> None:

@@ -13,17 +13,23 @@ from streams.datasets import Record
 from streams.settings import Settings
 
 
+_NO_HEADERS = object()
+
+
 class KeySerializer(Serializer):
     """Keys as UTF-8 text (user_id or product_id), bytes as they are."""
 
-    def serialize(self, topic, value):
+    def serialize(self, topic, headers, data=_NO_HEADERS):
+        # kafka-python 3 passes (topic, headers, data); 2.x passes (topic, data).
+        value = headers if data is _NO_HEADERS else data
         return value.encode("utf-8") if isinstance(value, str) else value
 
 
 class JsonSerializer(Serializer):
     """Values as JSON (orjson), bytes as they are."""
 
-    def serialize(self, topic, value):
+    def serialize(self, topic, headers, data=_NO_HEADERS):
+        value = headers if data is _NO_HEADERS else data
         return value if isinstance(value, bytes) else orjson.dumps(value)
 
 

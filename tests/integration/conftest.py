@@ -19,6 +19,9 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
+from streams.admin import remove_deployment
+from streams.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -130,16 +133,7 @@ class Deployment:
         for worker in self.workers:
             worker.stop()
         self.producer.close()
-        keys = list(self.redis.scan_iter(f"{self.prefix}nbo:*", count=1000))
-        if keys:
-            self.redis.delete(*keys)
-        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-        try:
-            mine = [t for t in admin.list_topics() if t.startswith(self.prefix)]
-            if mine:
-                admin.delete_topics(mine)
-        finally:
-            admin.close()
+        remove_deployment(Settings.from_env(self.env), self.redis)
 
 
 @pytest.fixture

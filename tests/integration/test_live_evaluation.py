@@ -1,5 +1,4 @@
 """The evaluation replay through Kafka, a worker and Redis gives the offline figure, within noise."""
-from pathlib import Path
 
 import pytest
 
