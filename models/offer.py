@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -62,7 +62,6 @@ class Offer:
     expires_at: float
     policy: str = "greedy"
     propensity: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON object, as a plain dict."""
@@ -78,7 +77,6 @@ class Offer:
             "expires_at": self.expires_at,
             "policy": self.policy,
             "propensity": self.propensity,
-            **self.extra,
         }
 
     @property

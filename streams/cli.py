@@ -250,17 +250,15 @@ def cmd_demo(args, rest) -> int:
 def cmd_evaluate(args, rest) -> int:
     from rich.console import Console
     from rich.table import Table
-    from streams.evaluate import run_evaluation, save, write_plot
+    from streams.evaluate import load_orders, run_evaluation, save, write_plot
     from streams.settings import Settings
     settings = Settings.from_env()
     console = Console()
+    orders = load_orders(args.file, args.limit)
     with console.status(f"replaying {args.file.name} through every method..."):
-        report = run_evaluation(args.file, settings.rules, args.warm_up, limit=args.limit)
+        report = run_evaluation(args.file, orders, settings.rules, args.warm_up)
     if args.live:
-        from models.evaluation import orders_from
-        from streams.datasets import read_invoices
         from streams.live_eval import run_live
-        orders = orders_from(read_invoices(args.file))[:args.limit]
         with console.status("replaying through Kafka, a worker and Redis...") as status:
             live, info = run_live(settings, orders, args.warm_up,
                                   progress=lambda n, total: status.update(

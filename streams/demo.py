@@ -19,7 +19,6 @@ from typing import Iterable, Optional
 
 import orjson
 import redis
-from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -27,6 +26,7 @@ from rich.text import Text
 
 from streams.datasets import Record
 from streams.producer import produce
+from streams.readers import consumer_at_end
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER, OFFERS
 
@@ -68,14 +68,7 @@ def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
 
 
 def _read_outputs(settings: Settings, state: DemoState, stop: threading.Event) -> None:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-                             enable_auto_commit=False, group_id=None)
-    parts = [TopicPartition(settings.topic(t), p) for t in (OFFERS, DEAD_LETTER)
-             for p in range(settings.partitions)]
-    consumer.assign(parts)
-    consumer.seek_to_end(*parts)
-    for tp in parts:
-        consumer.position(tp)  # resolve "end" now, before the feeder starts
+    consumer = consumer_at_end(settings, (OFFERS, DEAD_LETTER))
     state.ready.set()
     while not stop.is_set():
         for tp, batch in consumer.poll(timeout_ms=200).items():

@@ -12,18 +12,23 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from models.evaluation import BoughtTogetherCounts, EngineMethod, MostPopular, evaluate, orders_from
+from models.evaluation import (BoughtTogetherCounts, EngineMethod, MostPopular, Order, evaluate,
+                               orders_from)
 from models.rules import OfferRules
 from streams.datasets import detect_format, read_invoices
 
 
-def run_evaluation(path: Path, rules: OfferRules, warm_up: float = 0.8, k: int = 3,
-                   limit: Optional[int] = None) -> dict:
-    """Replay ``path``'s orders; return the report (methods, figures, timings)."""
+def load_orders(path: Path, limit: Optional[int] = None) -> list[Order]:
+    """The orders of an Online Retail-style file, in time order (the first ``limit``)."""
     if detect_format(path) != "online-retail":
         raise ValueError(f"{path}: evaluate needs orders with several lines (Online Retail format)")
+    return orders_from(read_invoices(path))[:limit]
+
+
+def run_evaluation(path: Path, orders: list[Order], rules: OfferRules, warm_up: float = 0.8,
+                   k: int = 3) -> dict:
+    """Replay ``orders`` (read from ``path``); return the report (methods, figures, timings)."""
     started = time.perf_counter()
-    orders = orders_from(read_invoices(path))[:limit]
     warm = int(len(orders) * warm_up)
     engines = [EngineMethod("nextoffer, relevance-only rules", dataclasses.replace(rules, price_rules=False)),
                EngineMethod("nextoffer, configured rules", rules)]

@@ -19,12 +19,13 @@ from typing import Callable, Optional
 
 import orjson
 import redis
-from kafka import KafkaConsumer, TopicPartition
 
 from models.evaluation import Order, Score
 from streams.admin import ensure_topics, remove_deployment
 from streams.producer import make_producer
+from streams.readers import consumer_at_end
 from streams.settings import Settings
+from streams.topics import DEAD_LETTER
 
 ROOT = Path(__file__).resolve().parent.parent
 #: How long to wait for an offer before counting "no offer" (the engine makes none for ~0.2%).
@@ -105,13 +106,7 @@ def _barrier(producer, s: Settings, timeout: float = 600) -> None:
     the dead-letter topic, after everything sent to its partition before it.
     """
     token = uuid.uuid4().hex
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers.split(","), group_id=None,
-                             enable_auto_commit=False)
-    parts = [TopicPartition(s.topic("dead-letter"), p) for p in range(s.partitions)]
-    consumer.assign(parts)
-    consumer.seek_to_end(*parts)
-    for tp in parts:
-        consumer.position(tp)
+    consumer = consumer_at_end(s, (DEAD_LETTER,))
     for p in range(s.partitions):
         producer.send(s.topic("cart"), key=f"barrier-{p}", value=f"barrier {token} {p}".encode(), partition=p)
     producer.flush()

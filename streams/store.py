@@ -50,9 +50,6 @@ class RedisOfferStore(OfferStore):
     async def get(self, key: str, placement: str) -> Optional[bytes]:
         return await self.client.hget(key, placement)
 
-    async def ping(self) -> bool:
-        return await self.client.ping()
-
     async def close(self) -> None:
         await self.client.aclose()
 
