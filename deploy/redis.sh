@@ -6,7 +6,8 @@
 #   deploy/redis.sh status   print whether it runs
 #
 # Settings: NEXTOFFER_REDIS_PORT (default 6379), NEXTOFFER_REDIS_PASSWORD (optional; also sets
-# a password for the default user), NEXTOFFER_RUN_DIR (default <repo>/.run).
+# a password for the default user), NEXTOFFER_REDIS_APPENDONLY (yes: keep the data across restarts
+# in an append-only file; default no), NEXTOFFER_RUN_DIR (default <repo>/.run).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -46,7 +47,7 @@ start() {
     echo "logfile $STATE/redis.log"
     echo "dir $STATE"
     echo "save \"\""
-    echo "appendonly no"
+    echo "appendonly ${NEXTOFFER_REDIS_APPENDONLY:-no}"
     [ -n "${NEXTOFFER_REDIS_PASSWORD:-}" ] && echo "requirepass $NEXTOFFER_REDIS_PASSWORD"
   } >"$STATE/redis.conf"
   chmod 600 "$STATE/redis.conf"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams.names import SHOPPER_INPUTS
 from streams.settings import Settings
 from streams.topics import topic_specs
 
@@ -89,3 +90,31 @@ def remove_deployment(settings: Settings, lookup) -> None:
             admin.delete_topics(mine)
     finally:
         admin.close()
+
+
+def input_lag(settings: Settings) -> dict[tuple[str, int], int]:
+    """Per input partition, the events the workers' consumer group has not committed yet."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    admin = admin_client(settings)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+                             group_id=None, enable_auto_commit=False)
+    try:
+        group = settings.topic(settings.app_id)
+        committed = _group_offsets(admin, group)
+        parts = [TopicPartition(settings.topic(t), p) for t in SHOPPER_INPUTS for p in range(settings.partitions)]
+        ends = consumer.end_offsets(parts)
+        lag = {}
+        for tp, end in ends.items():
+            done = committed.get(tp)
+            lag[(tp.topic, tp.partition)] = end - (done.offset if done is not None and done.offset >= 0 else 0)
+        return lag
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def _group_offsets(admin: KafkaAdminClient, group: str) -> dict:
+    if hasattr(admin, "list_group_offsets"):      # kafka-python 3
+        return admin.list_group_offsets(group).get(group, {})
+    return admin.list_consumer_group_offsets(group)  # kafka-python 2

@@ -78,10 +78,11 @@ async def retry_offer_writes() -> None:
     await writer.flush()
 
 
-@app.timer(10.0)
+@app.timer(settings.report_interval)
 async def report() -> None:
     stats = pipeline.stats
     offers = sum(v for k, v in stats.items() if k.startswith("offers."))
-    events = sum(v for k, v in stats.items() if k.startswith("events."))
-    log.info("processed %d events, %d offers, %d dead letters; learned %d products, %d orders",
-             events, offers, stats["dead_letter"], len(engine.catalog), shared.applied["baskets"])
+    events = sum(v for k, v in stats.items() if k.startswith("events.") and k != "events.duplicate")
+    log.info("processed %d events (%d duplicates skipped), %d offers, %d dead letters; "
+             "learned %d products, %d orders", events, stats["events.duplicate"], offers,
+             stats["dead_letter"], len(engine.catalog), shared.applied["baskets"])

@@ -59,6 +59,8 @@ def create_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=4096,
         broker_commit_every=2000,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 5),
         datadir=_datadir(settings),
     )
 

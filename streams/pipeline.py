@@ -37,37 +37,46 @@ class Outputs:
 class OfferWriter:
     """Writes offers to the store; while it is unreachable keeps the latest per user and placement.
 
-    Nothing is dropped during an outage: pending writes are retried with the next
-    write and by :meth:`flush` (called on a timer), newest value winning.
+    Nothing is dropped during an outage: pending writes are retried by :meth:`flush`
+    (called on a timer), newest value winning. While the store is failing, a write
+    only queues (at most one attempt per ``retry_every`` seconds), so an unreachable
+    or hanging Redis does not slow the stream down.
     """
 
-    def __init__(self, store: OfferStore) -> None:
+    def __init__(self, store: OfferStore, retry_every: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.pending: dict[tuple[str, str], OfferWrite] = {}
         self.failing = False
+        self.retry_every = retry_every
+        self.clock = clock
+        self._last_attempt = float("-inf")
 
     async def write(self, writes: list[OfferWrite]) -> bool:
         for w in writes:
             self.pending[(w[0], w[1])] = w
+        if self.failing and self.clock() - self._last_attempt < self.retry_every:
+            return False
         return await self.flush()
 
     async def flush(self) -> bool:
         if not self.pending:
             return True
         batch = list(self.pending.values())
+        self._last_attempt = self.clock()
         try:
             await self.store.put_many(batch)
         except (RedisError, OSError) as exc:
             if not self.failing:
-                log.warning("offer lookup unreachable, keeping %d offers to retry: %s",
-                            len(self.pending), type(exc).__name__)
+                log.warning("offer lookup unreachable, keeping the latest offers to retry: %s",
+                            type(exc).__name__)
             self.failing = True
             return False
         for w in batch:
             if self.pending.get((w[0], w[1])) is w:
                 del self.pending[(w[0], w[1])]
         if self.failing:
-            log.warning("offer lookup reachable again; pending offers written")
+            log.warning("offer lookup reachable again; %d pending offers written", len(batch))
         self.failing = False
         return True
 

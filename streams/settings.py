@@ -54,11 +54,14 @@ class Settings:
                                 "~1,100; the message size limit bounds it too).", default=2000)
     max_id_length: int = _doc("Longest identifier (event, user, product, offer id) accepted.",
                               default=256)
+    session_timeout: float = _doc("Seconds without a heartbeat before Kafka gives a worker's partitions "
+                                  "to the others (how fast a crashed worker is replaced).", default=30.0)
     web_enabled: bool = _doc("Run Faust's web server in the worker (off: it can expose tables).",
                              default=False)
     web_port: int = _doc("Port of the worker's web server when enabled.", default=6066)
     data_dir: str = _doc("Directory for the worker's local files (Faust's datadir).",
                          default=".run/faust")
+    report_interval: float = _doc("Seconds between the worker's progress lines in its log.", default=10.0)
     log_level: str = _doc("Worker log level: crit, error, warn, info or debug.", default="info")
     rules: OfferRules = field(default_factory=OfferRules)
     learners: LearnerSettings = field(default_factory=LearnerSettings)

@@ -6,16 +6,8 @@ from dataclasses import dataclass
 from streams.app import app, settings
 from streams.settings import Settings
 
-CLICKSTREAM = "clickstream"
-CART = "cart"
-CATALOG = "catalog"
-FEEDBACK = "offer-feedback"
-OFFERS = "offers"
-DEAD_LETTER = "dead-letter"
-#: Internal: every order, so that every worker learns "bought together" from all shoppers.
-BASKETS = "nextoffer-baskets"
-
-SHOPPER_INPUTS = (CLICKSTREAM, CART, FEEDBACK)
+from streams.names import (BASKETS, CART, CATALOG, CLICKSTREAM, DEAD_LETTER, FEEDBACK,  # noqa: F401
+                            OFFERS, SHOPPER_INPUTS)
 
 
 @dataclass(frozen=True)

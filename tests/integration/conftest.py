@@ -5,6 +5,7 @@ A server that cannot be reached fails the test; nothing here skips.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +72,14 @@ class Worker:
                 raise AssertionError(f"worker exited ({self.proc.returncode}):\n{text[-3000:]}")
             time.sleep(0.2)
         raise AssertionError(f"worker not ready in {timeout}s:\n{self.text()[-3000:]}")
+
+    def progress(self) -> dict:
+        """The figures of the worker's latest progress line (empty before the first)."""
+        lines = re.findall(r"processed (\d+) events \((\d+) duplicates skipped\), (\d+) offers, "
+                           r"(\d+) dead letters", self.text())
+        if not lines:
+            return {}
+        return dict(zip(("events", "duplicates", "offers", "dead_letters"), map(int, lines[-1])))
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> None:
         if self.proc.poll() is None:

@@ -1,0 +1,170 @@
+"""Faults injected under load against the real broker and Redis: crash, rebalance, Redis outage,
+broker restart. Each compares what the workers persisted with the state computed directly from
+the input log, and prints its figures (events in, applied, lost, duplicated, time to recover)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import orjson
+import pytest
+import redis
+
+from streams.admin import ensure_topics
+from streams.settings import Settings
+from tests.integration.conftest import ROOT
+from tests.integration.steady import (CATALOG, SteadyProducer, compare_states, expected_states,
+                                      first_difference, group_lag, shopper_log, stored_states,
+                                      wait_until)
+
+pytestmark = pytest.mark.integration
+
+USERS, PER_USER, RATE = 300, 8, 300.0
+FAST_FAILOVER = {"NEXTOFFER_SESSION_TIMEOUT": "10", "NEXTOFFER_REPORT_INTERVAL": "1"}
+
+
+def seeded(d):
+    ensure_topics(Settings.from_env(d.env))
+    for product in CATALOG:
+        d.send("catalog", product, key=product["product_id"])
+    d.flush()
+    return d
+
+
+def drained(d, log, timeout: float = 180) -> float:
+    """Waits until the group has committed every input event and each shopper's last event has its
+    offer on the topic; returns the seconds it took."""
+    last = {event["user_id"]: event["event_id"] for _, event in log}
+    start = time.monotonic()
+    wait_until(lambda: group_lag(d) == 0, timeout, "the workers to commit every input event")
+    offers = d.read("offers", until=lambda got: _has_all(got, last), timeout=timeout)
+    missing = [u for u, e in last.items() if not any(o["event_id"] == e for o in offers)]
+    assert not missing, f"{len(missing)} shoppers have no offer for their latest event: {missing[:5]}"
+    return time.monotonic() - start
+
+
+def _has_all(offers, last) -> bool:
+    seen = {o["event_id"] for o in offers}
+    return all(e in seen for e in last.values())
+
+
+def check_exactly_once(d, log, label: str, **figures) -> dict:
+    expected = expected_states(log)
+    stored = stored_states(d.prefix)
+    report = {**compare_states(expected, stored), "events_in": len(log), **figures}
+    print(f"\n[fault] {label}: {orjson.dumps(report).decode()}")
+    assert report["match"] == report["users"], first_difference(expected, stored)
+    return report
+
+
+def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(deployment):
+    d = seeded(deployment())
+    log = shopper_log(USERS, PER_USER)
+    worker = d.start_worker(**FAST_FAILOVER).wait_ready()
+    producer = SteadyProducer(d, log, RATE)
+    producer.start()
+    producer.wait_sent(len(log) // 2)
+    worker.stop(signal.SIGKILL)
+    killed_at = time.monotonic()
+    second = d.start_worker(**FAST_FAILOVER).wait_ready()
+    restarted = time.monotonic() - killed_at
+    producer.finish()
+    took = drained(d, log)
+    time.sleep(1.5)  # one more progress line
+    seen = second.progress()
+    check_exactly_once(d, log, "kill -9", killed_after_events=len(log) // 2,
+                       restart_s=round(restarted, 1), drain_after_last_event_s=round(took, 1),
+                       redelivered_and_skipped=seen["duplicates"], applied_by_restarted=seen["events"])
+    assert seen["events"] + seen["duplicates"] >= len(log) // 2
+
+
+def test_a_rebalance_under_load_keeps_every_shopper_once(deployment):
+    d = seeded(deployment())
+    log = shopper_log(USERS, PER_USER, seed=11)
+    first = d.start_worker(**FAST_FAILOVER).wait_ready()
+    producer = SteadyProducer(d, log, RATE)
+    producer.start()
+    producer.wait_sent(len(log) // 3)
+    d.start_worker(**FAST_FAILOVER).wait_ready()
+    producer.wait_sent(2 * len(log) // 3)
+    first.stop(signal.SIGTERM)
+    producer.finish()
+    took = drained(d, log)
+    check_exactly_once(d, log, "rebalance (second worker joins, first leaves)",
+                       drain_after_last_event_s=round(took, 1))
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of the test's own, on another port, that the test may stop and start."""
+    env = {**os.environ, "NEXTOFFER_REDIS_PORT": "6391", "NEXTOFFER_RUN_DIR": str(tmp_path / "run"),
+           "NEXTOFFER_REDIS_APPENDONLY": "yes"}
+    script = str(ROOT / "deploy" / "redis.sh")
+
+    def run(action: str) -> None:
+        subprocess.run(["bash", script, action], env=env, check=True, capture_output=True)
+    run("start")
+    yield run
+    run("stop")
+
+
+def test_a_redis_outage_keeps_offers_flowing_and_leaves_no_stale_offer(deployment, own_redis):
+    url = "redis://127.0.0.1:6391/0"
+    d = seeded(deployment())
+    log = shopper_log(USERS, PER_USER, seed=13)
+    d.start_worker(REDIS_URL=url).wait_ready()
+    producer = SteadyProducer(d, log, RATE)
+    producer.start()
+    producer.wait_sent(len(log) // 4)
+    own_redis("stop")
+    down_from = producer.sent
+    time.sleep(4)
+    down_until = producer.sent
+    offers_during = len(d.read("offers", until=lambda got: False, timeout=2))
+    own_redis("start")
+    back = time.monotonic()
+    producer.finish()
+    drained(d, log)
+    offers = d.read("offers", until=lambda got: False, timeout=3)
+    latest: dict[tuple[str, str], dict] = {}
+    for offer in offers:  # one partition per shopper: topic order is each shopper's order
+        latest[(offer["user_id"], offer["placement"])] = offer
+    lookup = redis.Redis.from_url(url)
+    stale, absent = 0, 0
+    wait_until(lambda: lookup.hget(f"{d.prefix}nbo:shopper-00000", "product_page") is not None, 30,
+               "the pending offers to reach Redis")
+    for (user, placement), offer in latest.items():
+        stored = lookup.hget(f"{d.prefix}nbo:{user}", placement)
+        if stored is None:
+            absent += 1
+        elif orjson.loads(stored)["offer_id"] != offer["offer_id"]:
+            stale += 1
+    report = check_exactly_once(d, log, "Redis outage", events_sent_while_down=down_until - down_from,
+                                offers_on_topic_by_then=offers_during, lookup_entries=len(latest),
+                                absent=absent, stale=stale, rewritten_after_s=round(time.monotonic() - back, 1))
+    assert down_until - down_from > 0 and offers_during > 0
+    assert (absent, stale) == (0, 0), report
+    lookup.close()
+
+
+def test_a_broker_restart_under_load_is_caught_up_by_itself(deployment):
+    d = seeded(deployment())
+    log = shopper_log(USERS, PER_USER, seed=17)
+    worker = d.start_worker().wait_ready()
+    half = len(log) // 2
+    for topic, event in log[:half]:
+        d.send(topic, event, key=event["user_id"])
+    d.flush()
+    time.sleep(1.0)  # the worker is in the middle of that backlog when the broker goes
+    down = time.monotonic()
+    subprocess.run(["bash", str(ROOT / "deploy" / "kafka.sh"), "restart"], check=True, capture_output=True)
+    restart_s = time.monotonic() - down
+    for topic, event in log[half:]:
+        d.send(topic, event, key=event["user_id"])
+    d.flush()
+    took = drained(d, log, timeout=240)
+    assert worker.proc.poll() is None, "the worker must survive the broker's restart"
+    check_exactly_once(d, log, "broker restart", broker_down_s=round(restart_s, 1),
+                       caught_up_after_s=round(took, 1))
