@@ -45,6 +45,7 @@ class Basket:
     ts: float
     items: tuple[LineItem, ...]
     repeats: tuple[str, ...] = ()     # products this shopper had bought before
+    event_id: str = ""                # the purchase event's id: a replayed order is learned once
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ class OfferEngine:
         self._observe_products(event, order)
         taken = {line.product_id for line in order} or ({event.product_id} if event.type == "add" else set())
         self._learn_acceptance(shopper, shopper.take_outcomes(event, taken))
-        basket = Basket(event.user_id, event.ts, order, repeats) if order else None
+        basket = Basket(event.user_id, event.ts, order, repeats, event.event_id) if order else None
         decision = self.policy.decide(Situation(event, shopper, order, event.ts, generated_at))
         if decision.offer is not None:
             lapsed = shopper.record_offer(decision.offer.offer_id, list(decision.records), event.ts,

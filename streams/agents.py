@@ -9,7 +9,6 @@ import logging
 
 from models.engine import OfferEngine
 from streams.app import app, settings
-from streams.codecs import Limits
 from streams.pipeline import OfferWriter, Outputs, ShopperPipeline
 from streams.shared import SharedLearning
 from streams.store import RedisOfferStore
@@ -33,8 +32,7 @@ pipeline = ShopperPipeline(
     engine, shoppers, writer,
     Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
             baskets=_sender(baskets_topic)),
-    Limits(settings.max_message_bytes, settings.max_order_items, settings.max_id_length,
-           settings.dead_letter_raw_bytes),
+    settings.limits(),
     prefix=settings.topic_prefix, redis_key=settings.redis_key)
 
 

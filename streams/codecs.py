@@ -27,6 +27,11 @@ class InvalidMessage(ValueError):
     """An input message that cannot be used; ``str()`` is the one-line reason."""
 
 
+#: Highest catalog price accepted: beyond it a price is a unit or typing error, and sums of such
+#: prices lose precision in spend and order values.
+MAX_PRICE = 1e9
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Size limits of input messages (see Settings)."""
@@ -90,11 +95,18 @@ def decode_product(raw: Optional[bytes], limits: Limits = Limits()) -> Product:
     active = data.get("active", True)
     if not isinstance(active, bool):
         raise InvalidMessage(f"field 'active' must be true or false, got {_show(active)}")
+    if price > MAX_PRICE:
+        raise InvalidMessage(f"field 'price' is {price:g}, above the {MAX_PRICE:g} a product can cost")
+    product_id, family = _ident(data, "product_id", limits, required=True), _ident(data, "family", limits)
+    if family is not None and family == product_id:
+        # A ladder the product points into by its own id is a loop, not a product line.
+        raise InvalidMessage(f"field 'family' points to the product itself ({family!r}); name the "
+                             "product line its tiers share, e.g. 'phone-x'")
     return Product(
-        product_id=_ident(data, "product_id", limits, required=True), price=price,
+        product_id=product_id, price=price,
         name=_string(data, "name", limits), category=_string(data, "category", limits),
         brand=_string(data, "brand", limits), margin=margin, stock=stock,
-        family=_ident(data, "family", limits), tier=_number(data, "tier"), active=active)
+        family=family, tier=_number(data, "tier"), active=active)
 
 
 # -- outputs ----------------------------------------------------------------------
@@ -126,15 +138,21 @@ def dead_letter(source_topic: str, partition: int, offset: int, error: str,
 
 
 def encode_basket(basket: Basket) -> bytes:
+    """The internal baskets topic's record of one order.
+
+    >>> b = Basket("u1", 5.0, (LineItem("p1", 2, 3.5),), event_id="e9")
+    >>> decode_basket(encode_basket(b)) == b
+    True
+    """
     return orjson.dumps({"user_id": basket.user_id, "ts": basket.ts,
                          "items": [[i.product_id, i.quantity, i.price] for i in basket.items],
-                         "repeats": list(basket.repeats)})
+                         "repeats": list(basket.repeats), "event_id": basket.event_id})
 
 
 def decode_basket(raw: bytes) -> Basket:
     data = orjson.loads(raw)
     return Basket(data["user_id"], data["ts"], tuple(LineItem(*item) for item in data["items"]),
-                  tuple(data.get("repeats", ())))
+                  tuple(data.get("repeats", ())), data.get("event_id", ""))
 
 
 def _as_text(data: bytes, cut: bool) -> tuple[str, bool]:

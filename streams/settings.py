@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 
 from models.engine import LearnerSettings
 from models.rules import OfferRules
+from streams.codecs import Limits
 
 
 class SettingsError(ValueError):
@@ -69,6 +70,11 @@ class Settings:
     def topic(self, name: str) -> str:
         """A topic's full name, with the deployment's prefix."""
         return f"{self.topic_prefix}{name}"
+
+    def limits(self) -> Limits:
+        """The input size limits the decoders enforce."""
+        return Limits(self.max_message_bytes, self.max_order_items, self.max_id_length,
+                      self.dead_letter_raw_bytes)
 
     def redis_key(self, user_id: str) -> str:
         return f"{self.topic_prefix}nbo:{user_id}"

@@ -168,3 +168,29 @@ def test_a_broker_restart_under_load_is_caught_up_by_itself(deployment):
     assert worker.proc.poll() is None, "the worker must survive the broker's restart"
     check_exactly_once(d, log, "broker restart", broker_down_s=round(restart_s, 1),
                        caught_up_after_s=round(took, 1))
+
+
+def test_a_poison_catalog_update_is_refused_with_a_reason_and_not_applied(deployment):
+    d = seeded(deployment())
+    d.start_worker().wait_ready()
+    poison = [({"product_id": "phone-2", "price": 0, "family": "phone", "tier": 2}, "'price' must be > 0"),
+              ({"product_id": "phone-2", "price": 900.0, "family": "phone-2", "tier": 2},
+               "'family' points to the product itself"),
+              ({"product_id": "phone-2", "price": 900.0, "family": "phone", "tier": float("nan")}, "not JSON"),
+              ({"product_id": "phone-2", "price": 1e15, "family": "phone", "tier": 2}, "a product can cost")]
+    for product, _ in poison:
+        raw = orjson.dumps(product) if product["tier"] == product["tier"] else \
+            orjson.dumps(product).replace(b"null", b"NaN")
+        d.send("catalog", raw, key="phone-2")
+    d.flush()
+    letters = d.read("dead-letter", until=lambda got: len(got) >= len(poison))
+    assert len(letters) == len(poison)
+    for (_, reason), letter in zip(poison, sorted(letters, key=lambda x: x["offset"])):
+        assert reason in letter["error"] and letter["source_topic"] == f"{d.prefix}catalog"
+    d.send("clickstream", {"event_id": "v1", "type": "view", "user_id": "u1", "product_id": "phone-1",
+                           "ts": 1_700_000_000}, key="u1")
+    d.flush()
+    offer = d.read("offers", until=lambda got: len(got) >= 1)[0]
+    # The ladder and the price are the last good ones: phone-2 at 900, one tier up.
+    assert offer["kind"] == "upsell" and offer["items"][0]["product_id"] == "phone-2"
+    assert offer["items"][0]["reason"].endswith("+29%")

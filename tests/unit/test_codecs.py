@@ -96,6 +96,9 @@ def test_feedback_needs_an_offer_id_and_knows_its_types():
     ({"product_id": "p", "price": 5, "margin": 1.5}, "'margin' must be between 0 and 1"),
     ({"product_id": "p", "price": 5, "stock": -1}, "'stock' must be a whole number >= 0 or null"),
     ({"product_id": "p", "price": 5, "active": "yes"}, "'active' must be true or false"),
+    ({"product_id": "p", "price": 5, "family": "p", "tier": 1}, "'family' points to the product itself"),
+    ({"product_id": "p", "price": 1e12}, "a product can cost"),
+    ({"product_id": "p", "price": 5, "tier": -1}, "'tier' must be a finite number >= 0"),
 ])
 def test_catalog_products_are_validated(fields, reason):
     with pytest.raises(InvalidMessage, match=reason):
