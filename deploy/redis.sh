@@ -5,9 +5,14 @@
 #   deploy/redis.sh stop     stop it (nothing left running)
 #   deploy/redis.sh status   print whether it runs
 #
-# Settings: NEXTOFFER_REDIS_PORT (default 6379), NEXTOFFER_REDIS_PASSWORD (optional; also sets
-# a password for the default user), NEXTOFFER_REDIS_APPENDONLY (yes: keep the data across restarts
-# in an append-only file; default no), NEXTOFFER_RUN_DIR (default <repo>/.run).
+# Settings (environment):
+#   NEXTOFFER_REDIS_PORT        port (default 6379)
+#   NEXTOFFER_REDIS_PASSWORD    password of the default user, or of NEXTOFFER_REDIS_USER if set
+#   NEXTOFFER_REDIS_USER        an ACL user for nextoffer (read, write and key commands, nothing
+#                               dangerous); the default user is then switched off
+#   NEXTOFFER_REDIS_TLS_DIR     serve TLS only, with redis.crt, redis.key and ca.crt from this folder
+#   NEXTOFFER_REDIS_APPENDONLY  yes: keep the data across restarts in an append-only file (default no)
+#   NEXTOFFER_RUN_DIR           data, logs and pid files (default <repo>/.run)
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -31,7 +36,14 @@ install() {
 }
 
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
-cli() { redis-cli -p "$PORT" ${NEXTOFFER_REDIS_PASSWORD:+--no-auth-warning -a "$NEXTOFFER_REDIS_PASSWORD"} "$@"; }
+TLS=${NEXTOFFER_REDIS_TLS_DIR:-}
+cli() {
+  local args=(-p "$PORT")
+  [ -n "$TLS" ] && args+=(--tls --cacert "$TLS/ca.crt")
+  [ -n "${NEXTOFFER_REDIS_USER:-}" ] && args+=(--user "$NEXTOFFER_REDIS_USER")
+  [ -n "${NEXTOFFER_REDIS_PASSWORD:-}" ] && args+=(--no-auth-warning --pass "$NEXTOFFER_REDIS_PASSWORD")
+  redis-cli "${args[@]}" "$@"
+}
 
 start() {
   install
@@ -41,14 +53,29 @@ start() {
   mkdir -p "$STATE"
   {
     echo "bind 127.0.0.1 -::1"
-    echo "port $PORT"
+    if [ -n "$TLS" ]; then
+      echo "port 0"
+      echo "tls-port $PORT"
+      echo "tls-cert-file $TLS/redis.crt"
+      echo "tls-key-file $TLS/redis.key"
+      echo "tls-ca-cert-file $TLS/ca.crt"
+      echo "tls-auth-clients no"
+    else
+      echo "port $PORT"
+    fi
     echo "daemonize yes"
     echo "pidfile $PIDFILE"
     echo "logfile $STATE/redis.log"
     echo "dir $STATE"
     echo "save \"\""
     echo "appendonly ${NEXTOFFER_REDIS_APPENDONLY:-no}"
-    [ -n "${NEXTOFFER_REDIS_PASSWORD:-}" ] && echo "requirepass $NEXTOFFER_REDIS_PASSWORD"
+    if [ -n "${NEXTOFFER_REDIS_USER:-}" ]; then
+      [ -n "${NEXTOFFER_REDIS_PASSWORD:-}" ] || die "NEXTOFFER_REDIS_USER needs NEXTOFFER_REDIS_PASSWORD"
+      echo "user default off"
+      echo "user $NEXTOFFER_REDIS_USER on >$NEXTOFFER_REDIS_PASSWORD ~* &* -@all +@read +@write +@keyspace +@connection -@dangerous"
+    elif [ -n "${NEXTOFFER_REDIS_PASSWORD:-}" ]; then
+      echo "requirepass $NEXTOFFER_REDIS_PASSWORD"
+    fi
   } >"$STATE/redis.conf"
   chmod 600 "$STATE/redis.conf"
   redis-server "$STATE/redis.conf" || die "redis-server failed to start (see $STATE/redis.log)"

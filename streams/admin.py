@@ -5,6 +5,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.names import SHOPPER_INPUTS
+from streams.security import kafka_python_client
 from streams.settings import Settings
 from streams.topics import topic_specs
 
@@ -15,8 +16,7 @@ class TopicError(RuntimeError):
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
     try:
-        return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-                                client_id=f"{settings.topic(settings.app_id)}-admin",
+        return KafkaAdminClient(**kafka_python_client(settings), client_id=f"{settings.topic(settings.app_id)}-admin",
                                 request_timeout_ms=15_000)
     except KafkaError:
         raise TopicError(f"no Kafka broker answers at {settings.kafka_bootstrap_servers}; start one "
@@ -97,8 +97,7 @@ def input_lag(settings: Settings) -> dict[tuple[str, int], int]:
     from kafka import KafkaConsumer, TopicPartition
 
     admin = admin_client(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-                             group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(**kafka_python_client(settings), group_id=None, enable_auto_commit=False)
     try:
         group = settings.topic(settings.app_id)
         committed = _group_offsets(admin, group)

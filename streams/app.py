@@ -10,6 +10,7 @@ import faust
 import orjson
 from faust.serializers import codecs
 
+from streams.security import faust_credentials
 from streams.settings import Settings
 
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.topic(settings.app_id),
         broker=broker_url(settings.kafka_bootstrap_servers),
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,

@@ -149,6 +149,7 @@ def cmd_topics(args, rest) -> int:
 
 def cmd_settings(args, rest) -> int:
     import os
+    from streams.security import redact
     from streams.settings import Settings, describe, markdown_table
     if args.markdown:
         print(markdown_table(), end="")
@@ -156,7 +157,7 @@ def cmd_settings(args, rest) -> int:
     Settings.from_env()  # fail early on a bad value
     for env, default, doc in describe():
         current = os.environ.get(env)
-        shown = "(secret)" if current and ("URL" in env or "PASSWORD" in env) else current
+        shown = "(secret)" if current and "PASSWORD" in env else redact(current) if current else current
         print(f"{env}={shown if current is not None else default}" + ("" if current is None else
               f"   (default {default})"))
         print(f"    {doc}")

@@ -10,6 +10,7 @@ from kafka.errors import KafkaError
 from kafka.serializer import Serializer
 
 from streams.datasets import Record
+from streams.security import kafka_python_client
 from streams.settings import Settings
 
 
@@ -35,8 +36,8 @@ class JsonSerializer(Serializer):
 
 def make_producer(settings: Settings) -> KafkaProducer:
     try:
-        return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-                             acks="all", linger_ms=5, batch_size=256 * 1024,
+        return KafkaProducer(**kafka_python_client(settings), acks="all", linger_ms=5,
+                             batch_size=256 * 1024,
                              key_serializer=KeySerializer(), value_serializer=JsonSerializer())
     except KafkaError:
         raise SystemExit(f"error: no Kafka broker answers at {settings.kafka_bootstrap_servers}; "

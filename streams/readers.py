@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from kafka import KafkaConsumer, TopicPartition
 
+from streams.security import kafka_python_client
 from streams.settings import Settings
 
 
 def consumer_at_end(settings: Settings, topics: tuple[str, ...]) -> KafkaConsumer:
     """A group-less consumer of every partition of ``topics`` (names without prefix), positioned
     at their current ends, so it sees exactly what is written from now on."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-                             enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**kafka_python_client(settings), enable_auto_commit=False, group_id=None)
     parts = [TopicPartition(settings.topic(t), p) for t in topics for p in range(settings.partitions)]
     consumer.assign(parts)
     consumer.seek_to_end(*parts)

@@ -35,8 +35,20 @@ class Settings:
 
     kafka_bootstrap_servers: str = _doc("Kafka bootstrap servers, comma-separated.",
                                         "KAFKA_BOOTSTRAP_SERVERS", default="localhost:9092")
-    redis_url: str = _doc("Redis URL of the offer lookup (redis:// or rediss://).", "REDIS_URL",
-                          default="redis://localhost:6379/0")
+    kafka_security_protocol: str = _doc("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, for every Kafka "
+                                        "client of nextoffer.", "KAFKA_SECURITY_PROTOCOL",
+                                        default="PLAINTEXT")
+    kafka_sasl_mechanism: str = _doc("SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+                                     "KAFKA_SASL_MECHANISM", default="PLAIN")
+    kafka_sasl_username: str = _doc("SASL user name.", "KAFKA_SASL_USERNAME", default="")
+    kafka_sasl_password: str = _doc("SASL password (a secret: never printed or logged).",
+                                    "KAFKA_SASL_PASSWORD", default="", repr=False)
+    kafka_ssl_cafile: str = _doc("CA certificates (PEM) that sign the brokers' TLS certificates; "
+                                 "empty: the system's.", "KAFKA_SSL_CAFILE", default="")
+    redis_url: str = _doc("Redis URL of the offer lookup: redis:// or rediss:// (TLS), with an ACL "
+                          "user and password as in rediss://user:password@host:6380/0 and, for a "
+                          "private CA, ?ssl_ca_certs=/path/ca.pem (a secret: never printed).",
+                          "REDIS_URL", default="redis://localhost:6379/0", repr=False)
     topic_prefix: str = _doc("Prepended to every topic read or written, internal ones included, "
                              "and to the Redis keys.", default="")
     app_id: str = _doc("Faust application id: consumer group and table changelog names "

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from models.engine import OfferEngine
 from streams.codecs import InvalidMessage, decode_basket, decode_product
+from streams.security import aiokafka_client
 from streams.settings import Settings
 from streams.topics import BASKETS, CATALOG
 
@@ -60,7 +61,7 @@ class SharedLearning:
 
     async def _consume(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
+        consumer = AIOKafkaConsumer(**aiokafka_client(s), group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     client_id=f"{s.topic(s.app_id)}-shared", max_poll_records=5000)
         await consumer.start()
