@@ -12,8 +12,10 @@ from streams.app import app, settings
 from streams.pipeline import OfferWriter, Outputs, ShopperPipeline
 from streams.shared import SharedLearning
 from streams.store import RedisOfferStore
+from streams.names import SHOPPER_INPUTS
 from streams.tables import shoppers
 from streams.topics import baskets_topic, catalog_topic, dead_letter_topic, offers_topic, shopper_inputs
+from streams.watchdog import FaustPartitions, OffsetGuard
 
 log = logging.getLogger("nextoffer")
 
@@ -36,12 +38,17 @@ pipeline = ShopperPipeline(
     prefix=settings.topic_prefix, redis_key=settings.redis_key)
 
 
+guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INPUTS)),
+                    stall_after=settings.stall_timeout)
+
+
 @app.agent(shopper_inputs, concurrency=1)
 async def shopper_events(stream):
     """Clickstream, cart and offer-feedback events -> shopper state -> offers."""
     await shared.ready.wait()
     async for event in stream.events():
         m = event.message
+        await guard.seen(m.tp, m.offset)  # re-reads records the consumer dropped, if any
         try:
             await pipeline.handle(m.topic, m.partition, m.offset, m.key, m.value)
         except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
@@ -76,11 +83,23 @@ async def retry_offer_writes() -> None:
     await writer.flush()
 
 
+@app.timer(1.0)
+async def reread_dropped_tails() -> None:
+    if shared.ready.is_set():
+        await guard.check_idle()
+
+
+@app.on_partitions_assigned.connect
+async def keep_offsets_of_kept_partitions(sender, assigned, **kwargs) -> None:
+    guard.keep_only(assigned)
+
+
 @app.timer(settings.report_interval)
 async def report() -> None:
     stats = pipeline.stats
     offers = sum(v for k, v in stats.items() if k.startswith("offers."))
     events = sum(v for k, v in stats.items() if k.startswith("events.") and k != "events.duplicate")
     log.info("processed %d events (%d duplicates skipped), %d offers, %d dead letters; "
-             "learned %d products, %d orders", events, stats["events.duplicate"], offers,
-             stats["dead_letter"], len(engine.catalog), shared.applied["baskets"])
+             "learned %d products, %d orders; %d partition re-reads", events, stats["events.duplicate"],
+             offers, stats["dead_letter"], len(engine.catalog), shared.applied["baskets"], guard.rereads)
+

@@ -7,24 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import faust
-import orjson
-from faust.serializers import codecs
 
 from streams.security import faust_credentials
 from streams.settings import Settings
-
-
-class OrjsonCodec(codecs.Codec):
-    """Table values as compact JSON, encoded by orjson (several times faster than json)."""
-
-    def _dumps(self, obj) -> bytes:
-        return orjson.dumps(obj)
-
-    def _loads(self, s: bytes):
-        return orjson.loads(s)
-
-
-codecs.register("orjson", OrjsonCodec())
 
 
 def broker_url(servers: str) -> str:

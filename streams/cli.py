@@ -107,7 +107,36 @@ def _parser() -> argparse.ArgumentParser:
     lk.add_argument("--placement", choices=("product_page", "cart", "checkout", "post_purchase"))
     lk.add_argument("--prefix", help="topic and key prefix (default NEXTOFFER_TOPIC_PREFIX)")
     lk.set_defaults(func=cmd_lookup)
+
+    b = sub.add_parser("bench", help="benchmark the live pipeline against its ceiling: throughput, "
+                       "freshness, lookup latency, memory", epilog=EPILOG, description=(
+                           "Starts (or uses) the local broker and Redis, measures a do-nothing Faust "
+                           "agent (the ceiling), the pipeline with one and two workers, freshness at "
+                           "fixed rates, storefront reads under load and memory per shopper; prints a "
+                           "table and writes JSON. Takes about 10 minutes with the defaults."))
+    b.add_argument("--users", type=int, default=100_000, help="shoppers in the workload (default 100,000)")
+    b.add_argument("--products", type=int, default=10_000, help="catalog size (default 10,000)")
+    b.add_argument("--backlog", type=int, default=150_000,
+                   help="events pre-filled for the throughput runs (default 150,000)")
+    b.add_argument("--window", type=float, default=25.0,
+                   help="seconds each throughput run is measured over (default 25)")
+    b.add_argument("--rates", default="500,1000,2000,5000",
+                   help="freshness rates in events/s, comma-separated (default 500,1000,2000,5000)")
+    b.add_argument("--seconds", type=float, default=15.0, help="seconds per freshness rate (default 15)")
+    b.add_argument("--memory-users", default="100000,1000000",
+                   help="shopper counts for the memory figures (default 100000,1000000)")
+    b.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="JSON output "
+                   "(default reports/bench.json)")
+    b.set_defaults(func=cmd_bench)
     return p
+
+
+def cmd_bench(args, rest) -> int:
+    from benchmarks.run import BenchConfig, main as bench
+    return bench(BenchConfig(
+        users=args.users, products=args.products, backlog=args.backlog, window=args.window,
+        rates=tuple(float(r) for r in args.rates.split(",") if r.strip()), rate_seconds=args.seconds,
+        memory_users=tuple(int(u) for u in args.memory_users.split(",") if u.strip()), out=args.out))
 
 
 def _formats() -> tuple[str, ...]:

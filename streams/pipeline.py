@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from models.engine import OfferEngine
 from models.shopper import ShopperState
 from streams.codecs import (InvalidMessage, Limits, dead_letter, decode_event, decode_product,
-                            encode_basket, encode_offer)
+                            decode_state, encode_basket, encode_offer, encode_state)
 from streams.store import OfferStore, OfferWrite
 
 log = logging.getLogger("nextoffer")
@@ -109,12 +109,12 @@ class ShopperPipeline:
             return
         self.stats[f"events.{source}.{event.type}"] += 1
         raw = self.shoppers.get(event.user_id)
-        shopper = ShopperState.from_dict(raw) if raw else ShopperState(event.user_id)
+        shopper = decode_state(raw) if raw else ShopperState(event.user_id)
         outcome = self.engine.process(shopper, event, generated_at=self.clock())
         if not outcome.applied:
             self.stats["events.duplicate"] += 1
             return
-        self.shoppers[event.user_id] = shopper.to_dict()
+        self.shoppers[event.user_id] = encode_state(shopper)
         if outcome.basket is not None:
             await self.outputs.baskets(key, encode_basket(outcome.basket))
         if outcome.offer is None:

@@ -74,6 +74,9 @@ class Settings:
     web_port: int = _doc("Port of the worker's web server when enabled.", default=6066)
     data_dir: str = _doc("Directory for the worker's local files (Faust's datadir).",
                          default=".run/faust")
+    stall_timeout: float = _doc("Seconds the shopper agent may sit idle while an input partition still "
+                                "has unprocessed events before the worker reads them again "
+                                "(guards against records dropped around a rebalance).", default=15.0)
     report_interval: float = _doc("Seconds between the worker's progress lines in its log.", default=10.0)
     log_level: str = _doc("Worker log level: crit, error, warn, info or debug.", default="info")
     rules: OfferRules = field(default_factory=OfferRules)

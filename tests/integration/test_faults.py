@@ -12,7 +12,7 @@ import orjson
 import pytest
 import redis
 
-from streams.admin import ensure_topics
+from streams.admin import ensure_topics, input_lag
 from streams.settings import Settings
 from tests.integration.conftest import ROOT
 from tests.integration.steady import (CATALOG, SteadyProducer, compare_states, expected_states,
@@ -22,7 +22,8 @@ from tests.integration.steady import (CATALOG, SteadyProducer, compare_states, e
 pytestmark = pytest.mark.integration
 
 USERS, PER_USER, RATE = 300, 8, 300.0
-FAST_FAILOVER = {"NEXTOFFER_SESSION_TIMEOUT": "10", "NEXTOFFER_REPORT_INTERVAL": "1"}
+FAST_FAILOVER = {"NEXTOFFER_SESSION_TIMEOUT": "10", "NEXTOFFER_REPORT_INTERVAL": "1",
+                 "NEXTOFFER_STALL_TIMEOUT": "5"}
 
 
 def seeded(d):
@@ -33,12 +34,18 @@ def seeded(d):
     return d
 
 
-def drained(d, log, timeout: float = 180) -> float:
+def drained(d, log, timeout: float = 40) -> float:
     """Waits until the group has committed every input event and each shopper's last event has its
     offer on the topic; returns the seconds it took."""
     last = {event["user_id"]: event["event_id"] for _, event in log}
     start = time.monotonic()
-    wait_until(lambda: group_lag(d) == 0, timeout, "the workers to commit every input event")
+    try:
+        wait_until(lambda: group_lag(d) == 0, timeout, "the workers to commit every input event")
+    except AssertionError as exc:
+        lag = {tp: n for tp, n in input_lag(Settings.from_env(d.env)).items() if n}
+        offers = d.read("offers", until=lambda got: _has_all(got, last), timeout=5)
+        raise AssertionError(f"{exc}; uncommitted: {lag}; latest events with their offer: "
+                             f"{sum(_has_all(offers, {u: e}) for u, e in last.items())} of {len(last)}")
     offers = d.read("offers", until=lambda got: _has_all(got, last), timeout=timeout)
     missing = [u for u, e in last.items() if not any(o["event_id"] == e for o in offers)]
     assert not missing, f"{len(missing)} shoppers have no offer for their latest event: {missing[:5]}"

@@ -1,0 +1,103 @@
+"""Memory per shopper: the worker's state table and the Redis lookup.
+
+The worker keeps each active shopper in its table as compact JSON bytes
+(``streams.codecs.encode_state``; Faust's in-memory store holds the Python objects it is
+given), so its cost per shopper is measured with tracemalloc over a table of realistic
+states: a few views, a cart, an order and the offers shown.
+Redis is measured by writing offers through the worker's own store code (HSET + EXPIRE per
+user, two placements each) and reading ``used_memory`` before and after.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import tracemalloc
+
+import redis
+
+from models.events import LineItem, ShopperEvent
+from models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
+from models.shopper import ShopperState
+from streams.codecs import encode_offer, encode_state
+from streams.store import RedisOfferStore
+
+
+def realistic_state(n: int, rng: random.Random, now: float) -> ShopperState:
+    """A shopper after a short visit: views, two adds, a purchase, three offers shown."""
+    user = f"user-{n}"
+    s = ShopperState(user)
+    seq = 0
+
+    def event(topic, kind, **kw):
+        nonlocal seq
+        seq += 1
+        return ShopperEvent(topic, kind, f"e{n}-{seq}", user, now + seq, **kw)
+    for _ in range(3):
+        s.apply(event("clickstream", "view", product_id=f"f{rng.randrange(2000)}-t1", price=120.0))
+    for _ in range(2):
+        s.apply(event("cart", "add", product_id=f"a{rng.randrange(4000)}", price=19.0))
+    s.apply(event("cart", "purchase", items=(LineItem(f"f{rng.randrange(2000)}-t2", 1, 150.0),)))
+    for k in range(3):
+        pid = f"a{rng.randrange(4000)}"
+        s.record_offer(f"{user}-offer-{k}", [[pid, "cross_sell", "cart", "bought_together", 0.1, 0.2, 0]],
+                       now + seq, 86_400)
+    return s
+
+
+def worker_bytes_per_user(users: int, seed: int = 1, chunk: int = 50_000) -> float:
+    """Bytes of Python heap per shopper for a table of ``users`` realistic shoppers, keys,
+    values and the table's own slots included."""
+    rng = random.Random(seed)
+    table: dict[str, bytes] = {}
+    traced = 0
+    for start in range(0, users, chunk):
+        states = [realistic_state(n, rng, 1_700_000_000.0) for n in range(start, min(users, start + chunk))]
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for n, state in enumerate(states, start=start):
+            table[f"user-{n}"] = encode_state(state)
+        traced += tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        del states
+    per_user = traced / users
+    table.clear()
+    gc.collect()
+    return per_user
+
+
+def sample_offer(user: str, placement: Placement, now: float) -> bytes:
+    items = tuple(OfferItem(f"a{k}", 0.123456, "often bought with Product 17 tier 1: in 12% of its "
+                            "orders, 3.1x the usual rate", 19.99) for k in range(3))
+    offer = Offer(offer_id_for(f"e-{user}", placement), user, placement, Kind.CROSS_SELL, "f17-t1",
+                  items, f"e-{user}", now, now + 3600, "greedy", 1.0)
+    return encode_offer(offer)
+
+
+def redis_bytes_per_user(url: str, prefix: str, users: int, ttl: int = 86_400) -> tuple[float, int]:
+    """Redis ``used_memory`` per shopper with two placements' offers each, and one offer's size."""
+    client = redis.Redis.from_url(url)
+    store = RedisOfferStore(url, ttl)
+    placements = (Placement.PRODUCT_PAGE, Placement.CART)
+    size = len(sample_offer("user-0", Placement.CART, 1.7e9))
+
+    async def write() -> None:
+        batch = []
+        for n in range(users):
+            user = f"user-{n}"
+            batch.extend((f"{prefix}nbo:{user}", p.value, sample_offer(user, p, 1.7e9)) for p in placements)
+            if len(batch) >= 2000:
+                await store.put_many(batch)
+                batch = []
+        if batch:
+            await store.put_many(batch)
+        await store.close()
+    before = client.info("memory")["used_memory"]
+    asyncio.run(write())
+    after = client.info("memory")["used_memory"]
+    keys = list(client.scan_iter(f"{prefix}nbo:*", count=5000))
+    for start in range(0, len(keys), 5000):
+        client.unlink(*keys[start:start + 5000])
+    client.close()
+    return (after - before) / users, size

@@ -1,0 +1,185 @@
+"""``nextoffer bench``: one run, one table, one JSON file.
+
+1. ceiling: a do-nothing Faust agent draining a pre-filled backlog (events/s);
+2. throughput: the full pipeline draining the same backlog with one worker, then two;
+3. freshness: event produced -> offer readable, p50/p95/p99, at fixed rates;
+4. lookup: HGET of offers under load beside GET of a plain key of the same size;
+5. memory: worker bytes per active shopper and Redis bytes per shopper, at 100k and 1M.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import redis
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from benchmarks import memory
+from benchmarks.pipeline import ROOT, Deployment, drain_rate, freshness, lookup_under_load
+from benchmarks.workload import Workload
+from streams.admin import remove_deployment
+from streams.settings import Settings
+
+
+@dataclass
+class BenchConfig:
+    users: int = 100_000
+    products: int = 10_000
+    backlog: int = 150_000
+    window: float = 25.0
+    rates: tuple[float, ...] = (500.0, 1000.0, 2000.0, 5000.0)
+    rate_seconds: float = 15.0
+    lookups: int = 3000
+    memory_users: tuple[int, ...] = (100_000, 1_000_000)
+    out: Path = field(default_factory=lambda: ROOT / "reports" / "bench.json")
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
+            "os": platform.platform()}
+
+
+def run(config: BenchConfig, console: Console) -> dict:
+    subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True, capture_output=True)
+    base = {**os.environ}
+    run_id = uuid.uuid4().hex[:6]
+    logs = ROOT / ".run" / f"bench-{run_id}"
+    logs.mkdir(parents=True, exist_ok=True)
+    result: dict = {"machine": machine(), "config": {k: str(v) if isinstance(v, Path) else v
+                                                      for k, v in asdict(config).items()}}
+    deployments: list[Deployment] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/"
+                  "{task.total:,.0f}"), TimeElapsedColumn(), console=console) as progress:
+        workload = Workload(config.users, config.products)
+        # 1-2: ceiling and throughput on one pre-filled backlog (each its own consumer group).
+        a = Deployment(base, f"bench-{run_id}a.", workload, logs)
+        deployments.append(a)
+        fill = progress.add_task("filling the backlog", total=config.backlog)
+        a.fill(config.backlog, lambda n: progress.advance(fill, n))
+        progress.update(fill, completed=config.backlog)
+        result["ceiling_events_per_s"] = _drain(progress, a, "ceiling", "benchmarks.ceiling", 1, config)
+        result["pipeline_events_per_s"] = _drain(progress, a, "nextoffer", "streams.cli", 1, config)
+        result["ratio_to_ceiling"] = round(result["pipeline_events_per_s"] / result["ceiling_events_per_s"], 3)
+        b = Deployment(base, f"bench-{run_id}b.", workload, logs)
+        deployments.append(b)
+        b.fill(config.backlog, lambda n: None)
+        result["two_workers_events_per_s"] = _drain(progress, b, "nextoffer", "streams.cli", 2, config)
+        # 3-4: freshness at fixed rates and storefront reads, on a worker that has caught up.
+        c = Deployment(base, f"bench-{run_id}c.", workload, logs)
+        deployments.append(c)
+        worker = c.worker("fresh-worker")
+        worker.wait_for("shared learners ready")
+        sustained = result["pipeline_events_per_s"]
+        result["freshness"] = []
+        for n, rate in enumerate(config.rates):
+            task = progress.add_task(f"freshness at {rate:,.0f} events/s", total=config.rate_seconds)
+            point = _timed(progress, task, lambda: freshness(c, rate, config.rate_seconds, seed=n + 1))
+            point["sustained"] = rate <= sustained
+            result["freshness"].append(point)
+        task = progress.add_task("lookups under load at 1,000 events/s", total=config.rate_seconds)
+        result["lookup"] = _timed(progress, task, lambda: lookup_under_load(
+            c, 1000.0, config.rate_seconds, config.lookups, seed=99))
+        result["worker_rss_mib_after_freshness"] = round(worker.rss_bytes() / 2**20, 1)
+        worker.stop()
+        # 5: memory per shopper.
+        result["memory"] = []
+        settings = Settings.from_env(base)
+        for users in config.memory_users:
+            task = progress.add_task(f"memory with {users:,} shoppers", total=2)
+            worker_bytes = memory.worker_bytes_per_user(users)
+            progress.advance(task)
+            redis_bytes, offer_bytes = memory.redis_bytes_per_user(settings.redis_url, f"bench-{run_id}m.", users)
+            progress.advance(task)
+            result["memory"].append({"users": users, "worker_bytes_per_user": round(worker_bytes),
+                                     "redis_bytes_per_user": round(redis_bytes),
+                                     "offer_bytes": offer_bytes, "placements_per_user": 2})
+    lookup = redis.Redis.from_url(Settings.from_env(base).redis_url)
+    for d in deployments:
+        remove_deployment(d.settings, lookup)
+    lookup.close()
+    return result
+
+
+def _drain(progress: Progress, d: Deployment, group: str, module: str, workers: int,
+           config: BenchConfig) -> float:
+    label = "ceiling (do-nothing agent)" if module.endswith("ceiling") else f"pipeline, {workers} worker(s)"
+    task = progress.add_task(label, total=config.backlog)
+    procs = [d.worker(f"{group}-{workers}w-{n}", module) for n in range(workers)]
+    try:
+        rate = drain_rate(d, group, config.backlog, config.window,
+                          lambda done: progress.update(task, completed=done))
+    finally:
+        for p in procs:
+            p.stop()
+    progress.update(task, description=f"{label}: {rate:,.0f} events/s")
+    return round(rate)
+
+
+def _timed(progress: Progress, task, work):
+    import threading
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.setdefault("out", work()))
+    thread.start()
+    started = time.monotonic()
+    while thread.is_alive():
+        progress.update(task, completed=min(time.monotonic() - started, progress.tasks[task].total))
+        thread.join(0.2)
+    if "out" not in box:
+        raise RuntimeError("a benchmark step failed; see the output above")
+    return box["out"]
+
+
+def report(result: dict, console: Console) -> None:
+    m = result["machine"]
+    console.print(f"\n[bold]nextoffer bench[/bold]: {m['cpu']}, {m['cores']} cores, "
+                  f"{m['memory_mib']:,} MiB, Python {m['python']}")
+    table = Table("measure", "figure", "target", "met")
+    ceiling, pipe = result["ceiling_events_per_s"], result["pipeline_events_per_s"]
+    table.add_row("ceiling: do-nothing Faust agent", f"{ceiling:,} events/s", "", "")
+    table.add_row("pipeline, 1 worker", f"{pipe:,} events/s", ">= 5,000", _ok(pipe >= 5000))
+    table.add_row("pipeline / ceiling", f"{result['ratio_to_ceiling']:.2f}", ">= 0.5",
+                  _ok(result["ratio_to_ceiling"] >= 0.5))
+    table.add_row("pipeline, 2 workers", f"{result['two_workers_events_per_s']:,} events/s", "", "")
+    for point in result["freshness"]:
+        target = "p99 <= 50 ms" if point["rate"] == 1000 else ""
+        met = _ok(point["p99_ms"] <= 50) if point["rate"] == 1000 else ""
+        table.add_row(f"freshness at {point['rate']:,.0f}/s ({point['offers_per_s']:,} offers/s"
+                      f"{'' if point['sustained'] else ', above sustained'})",
+                      f"p50 {point['p50_ms']} / p95 {point['p95_ms']} / p99 {point['p99_ms']} ms", target, met)
+    lk = result["lookup"]
+    table.add_row(f"lookup HGET ({lk['offer_bytes']} B offer) under 1,000/s",
+                  f"p50 {lk['hget_p50_ms']} / p99 {lk['hget_p99_ms']} ms", "", "")
+    table.add_row("plain GET, same size", f"p50 {lk['get_p50_ms']} / p99 {lk['get_p99_ms']} ms", "", "")
+    table.add_row("lookup p99 / plain p99", f"{lk['p99_ratio']:.2f}", "<= 1.5", _ok(lk["p99_ratio"] <= 1.5))
+    for mem in result["memory"]:
+        table.add_row(f"worker memory per shopper ({mem['users']:,})", f"{mem['worker_bytes_per_user']:,} B",
+                      "<= 2 KB", _ok(mem["worker_bytes_per_user"] <= 2048))
+        table.add_row(f"Redis memory per shopper ({mem['users']:,}, 2 placements)",
+                      f"{mem['redis_bytes_per_user']:,} B", "<= 1 KB", _ok(mem["redis_bytes_per_user"] <= 1024))
+    console.print(table)
+
+
+def _ok(flag: bool) -> str:
+    return "yes" if flag else "NO"
+
+
+def main(config: BenchConfig) -> int:
+    console = Console()
+    result = run(config, console)
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    config.out.write_text(json.dumps(result, indent=2))
+    report(result, console)
+    console.print(f"figures written to {config.out}")
+    return 0

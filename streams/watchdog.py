@@ -1,0 +1,172 @@
+"""Guards the shopper agent against records Faust drops around a rebalance.
+
+Around a rebalance Faust can discard records it has already fetched: its fetcher stops
+mid-batch when the flow is suspended, and its streams skip (and acknowledge) records of
+the previous consumer generation. Its consumer has moved past them, so they would not be
+read again, and those shoppers' events would be lost. The guard follows, for every input
+partition this worker keeps, the next offset the agent should see:
+
+* a record beyond it reveals a hole: the partition is read again from the hole;
+* an idle agent while a partition has records past it reveals a lost tail: the partition
+  is read again from there.
+
+Nothing is ever skipped: records that had in fact been applied come round again and are
+skipped by their ``event_id``; records that had been dropped are applied, possibly after
+later events of the same shopper. A hole is remembered until every offset in it has been
+seen (a rebalance may undo a re-read), and given up after three re-reads (offsets used by
+transaction markers are holes that stay).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Hashable, Iterable, Optional, Protocol
+
+log = logging.getLogger("nextoffer")
+
+
+class PartitionView(Protocol):
+    """What the guard reads of the consumer (Faust's consumer, or a twin in tests)."""
+
+    def highwater(self, tp) -> Optional[int]: ...
+    def flowing(self) -> bool: ...
+    def inputs(self) -> Iterable: ...
+    def committed(self, tp) -> Optional[int]: ...
+    async def seek(self, tp, offset: int) -> None: ...
+
+
+class OffsetGuard:
+    """Watches the offsets the agent processes; re-reads what the consumer dropped.
+
+    >>> import asyncio
+    >>> class Twin:
+    ...     seeks = []
+    ...     def highwater(self, tp): return 9
+    ...     def flowing(self): return True
+    ...     def inputs(self): return ["cart-0"]
+    ...     def committed(self, tp): return 0
+    ...     async def seek(self, tp, offset): self.seeks.append((tp, offset))
+    >>> twin, now = Twin(), [0.0]
+    >>> guard = OffsetGuard(twin, stall_after=5.0, clock=lambda: now[0])
+    >>> for offset in (3, 4, 7, 8, 5, 6, 7, 8):
+    ...     asyncio.run(guard.seen("cart-0", offset))
+    >>> twin.seeks, guard.holes                      # the hole at 5 and 6, read again, filled
+    ([('cart-0', 5)], {})
+    >>> now[0] = 10.0
+    >>> asyncio.run(guard.check_idle())              # 9 is the highwater: nothing lost
+    0
+    """
+
+    def __init__(self, consumer: PartitionView, stall_after: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic, attempts: int = 3) -> None:
+        self.consumer = consumer
+        self.stall_after = stall_after
+        self.clock = clock
+        self.attempts = attempts
+        self.expected: dict[Hashable, int] = {}
+        self.holes: dict[Hashable, list[list[int]]] = {}   # tp -> [[start, end), ...] not seen yet
+        self.tries: dict[tuple[Hashable, int], int] = {}
+        self.last_handled = clock()
+        self.rereads = 0
+
+    def keep_only(self, assigned: Iterable[Hashable]) -> None:
+        """After a rebalance: forget partitions this worker no longer has. Partitions new to it
+        start wherever the consumer group had committed."""
+        keep = set(assigned)
+        for tp in [tp for tp in self.expected if tp not in keep]:
+            del self.expected[tp]
+            self.holes.pop(tp, None)
+
+    async def seen(self, tp: Hashable, offset: int) -> None:
+        """The agent is about to process record ``offset`` of ``tp``."""
+        self.last_handled = self.clock()
+        expected = self.expected.get(tp)
+        if expected is not None and offset > expected:
+            self.holes.setdefault(tp, []).append([expected, offset])
+            await self._reread(tp, expected, "a hole before offset %d" % offset)
+        elif expected is not None and offset < expected:
+            self._fill(tp, offset)
+        self.expected[tp] = offset + 1 if expected is None else max(expected, offset + 1)
+
+    def _fill(self, tp: Hashable, offset: int) -> None:
+        ranges = self.holes.get(tp)
+        if not ranges:
+            return
+        kept = []
+        for start, end in ranges:
+            if start <= offset < end:
+                kept += [r for r in ([start, offset], [offset + 1, end]) if r[0] < r[1]]
+            else:
+                kept.append([start, end])
+        if kept:
+            self.holes[tp] = kept
+        else:
+            del self.holes[tp]
+
+    async def check_idle(self) -> int:
+        """If the agent has been idle for ``stall_after`` seconds, re-read every partition with
+        holes not filled yet or records past the next expected offset; returns how many."""
+        if self.clock() - self.last_handled < self.stall_after or not self.consumer.flowing():
+            return 0
+        count = 0
+        # Partitions the agent has not seen a record of since they were assigned start at the
+        # group's committed offset (none committed: at the beginning).
+        unseen = {tp: self.consumer.committed(tp) or 0 for tp in self.consumer.inputs()
+                  if tp not in self.expected}
+        for tp, expected in [*self.expected.items(), *unseen.items()]:
+            start = self._first_hole(tp)
+            if start is not None:
+                await self._reread(tp, start, "a hole still not filled")
+                count += 1
+                continue
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None and highwater > expected:
+                await self._reread(tp, expected, "an idle agent")
+                count += 1
+        self.last_handled = self.clock()
+        return count
+
+    def _first_hole(self, tp: Hashable):
+        """The start of the partition's first hole still worth re-reading."""
+        while self.holes.get(tp):
+            start, end = min(self.holes[tp])
+            if self.tries.get((tp, start), 0) < self.attempts:
+                return start
+            log.error("%s: offsets %d to %d never came back after %d re-reads (transaction "
+                      "markers or deleted records); going on", tp, start, end - 1, self.attempts)
+            self.holes[tp].remove([start, end])
+        self.holes.pop(tp, None)
+        return None
+
+    async def _reread(self, tp: Hashable, offset: int, why: str) -> None:
+        log.warning("%s: records from offset %d were dropped by the consumer (%s); reading them "
+                    "again", tp, offset, why)
+        self.tries[(tp, offset)] = self.tries.get((tp, offset), 0) + 1
+        if len(self.tries) > 10_000:
+            self.tries.clear()
+        self.rereads += 1
+        await self.consumer.seek(tp, offset)
+
+
+class FaustPartitions:
+    """:class:`PartitionView` over a Faust app's consumer, for the input ``topics``."""
+
+    def __init__(self, app, topics: Iterable[str]) -> None:
+        self.app = app
+        self.topics = set(topics)
+
+    def inputs(self):
+        return [tp for tp in self.app.consumer.assignment() if tp.topic in self.topics]
+
+    def committed(self, tp) -> Optional[int]:
+        # Faust keeps the offsets it committed, or found committed on assignment, here.
+        return self.app.consumer._committed_offset.get(tp)
+
+    def highwater(self, tp) -> Optional[int]:
+        return self.app.consumer.highwater(tp)
+
+    def flowing(self) -> bool:
+        return bool(self.app.consumer.flow_active) and not self.app.rebalancing
+
+    async def seek(self, tp, offset: int) -> None:
+        await self.app.consumer.seek(tp, offset)

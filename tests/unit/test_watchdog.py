@@ -1,0 +1,99 @@
+"""OffsetGuard: records Faust drops around a rebalance are read again, in order, once."""
+from __future__ import annotations
+
+import asyncio
+
+from streams.watchdog import OffsetGuard
+
+
+class Consumer:
+    def __init__(self, highwaters: dict, committed: dict | None = None) -> None:
+        self.highwaters = highwaters
+        self.committed_offsets = committed or {}
+        self.seeks: list[tuple[str, int]] = []
+        self.flow = True
+
+    def highwater(self, tp):
+        return self.highwaters.get(tp)
+
+    def flowing(self):
+        return self.flow
+
+    def inputs(self):
+        return list(self.highwaters)
+
+    def committed(self, tp):
+        return self.committed_offsets.get(tp)
+
+    async def seek(self, tp, offset):
+        self.seeks.append((tp, offset))
+
+
+def see_all(guard, tp, offsets):
+    for offset in offsets:
+        asyncio.run(guard.seen(tp, offset))
+
+
+def test_a_hole_is_read_again_once_and_nothing_is_skipped():
+    consumer = Consumer({"cart-0": 20})
+    guard = OffsetGuard(consumer, clock=lambda: 0.0)
+    see_all(guard, "cart-0", [0, 1, 2, 6, 7, 8])
+    assert consumer.seeks == [("cart-0", 3)]
+    see_all(guard, "cart-0", [3, 4, 5, 6, 7, 8, 9])   # the re-read, then on
+    assert consumer.seeks == [("cart-0", 3)] and guard.expected["cart-0"] == 10
+
+
+def test_redelivered_records_are_left_to_the_event_id_check():
+    consumer = Consumer({"cart-0": 20})
+    guard = OffsetGuard(consumer, clock=lambda: 0.0)
+    see_all(guard, "cart-0", [0, 1, 2, 0, 1, 2, 3])
+    assert consumer.seeks == [] and guard.expected["cart-0"] == 4
+
+
+def test_an_idle_agent_with_a_lost_tail_reads_it_again_and_unseen_partitions_from_the_commit():
+    now = [0.0]
+    consumer = Consumer({"cart-0": 10, "cart-1": 7, "cart-2": 4}, committed={"cart-1": 2, "cart-2": 4})
+    guard = OffsetGuard(consumer, stall_after=5.0, clock=lambda: now[0])
+    see_all(guard, "cart-0", [0, 1, 2])
+    now[0] = 4.0
+    assert asyncio.run(guard.check_idle()) == 0          # not idle long enough
+    now[0] = 9.0
+    assert asyncio.run(guard.check_idle()) == 2
+    assert sorted(consumer.seeks) == [("cart-0", 3), ("cart-1", 2)]  # cart-2 has nothing new
+
+
+def test_nothing_is_re_read_while_the_consumer_rebalances():
+    now = [0.0]
+    consumer = Consumer({"cart-0": 10})
+    guard = OffsetGuard(consumer, stall_after=1.0, clock=lambda: now[0])
+    see_all(guard, "cart-0", [0])
+    consumer.flow, now[0] = False, 5.0
+    assert asyncio.run(guard.check_idle()) == 0 and consumer.seeks == []
+
+
+def test_partitions_given_away_are_forgotten():
+    guard = OffsetGuard(Consumer({"cart-0": 10, "cart-1": 10}), clock=lambda: 0.0)
+    consumer = guard.consumer
+    see_all(guard, "cart-0", [0])
+    see_all(guard, "cart-1", [0])
+    guard.keep_only({"cart-1"})
+    assert set(guard.expected) == {"cart-1"}
+    # Back later, from wherever the group is: no hole is claimed against an old position.
+    see_all(guard, "cart-0", [7])
+    assert consumer.seeks == []
+
+
+def test_a_hole_not_filled_is_read_again_when_idle_and_given_up_after_three_tries():
+    now = [0.0]
+    consumer = Consumer({"cart-0": 9})
+    guard = OffsetGuard(consumer, stall_after=5.0, clock=lambda: now[0])
+    see_all(guard, "cart-0", [0, 1, 5, 6, 7, 8])        # 2..4 missing; the re-read is undone
+    for attempt in (10.0, 20.0):
+        now[0] = attempt
+        assert asyncio.run(guard.check_idle()) == 1
+    see_all(guard, "cart-0", [3])                        # partly filled: 2 and 4 still missing
+    assert guard.holes == {"cart-0": [[2, 3], [4, 5]]}
+    assert consumer.seeks == [("cart-0", 2)] * 3         # found, then two idle re-reads
+    now[0] = 30.0
+    asyncio.run(guard.check_idle())                      # 2 given up; first try of offset 4
+    assert consumer.seeks[-1] == ("cart-0", 4) and guard.holes == {"cart-0": [[4, 5]]}
