@@ -38,8 +38,8 @@ pipeline = ShopperPipeline(
     prefix=settings.topic_prefix, redis_key=settings.redis_key)
 
 
-guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INPUTS)),
-                    stall_after=settings.stall_timeout)
+guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INPUTS),
+                                   stage=lambda: pipeline.stage), stall_after=settings.stall_timeout)
 
 
 @app.agent(shopper_inputs, concurrency=1)
@@ -54,6 +54,7 @@ async def shopper_events(stream):
         except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
             log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
             await _reject_safely(m, f"internal error: {type(exc).__name__}: {exc}"[:300])
+        pipeline.stage = "idle"
 
 
 async def _reject_safely(m, reason: str) -> None:
@@ -86,7 +87,10 @@ async def retry_offer_writes() -> None:
 @app.timer(1.0)
 async def reread_dropped_tails() -> None:
     if shared.ready.is_set():
-        await guard.check_idle()
+        try:
+            await guard.check_idle()
+        except Exception as exc:  # noqa: BLE001 - a failed check is tried again a second later
+            log.warning("could not check the input partitions: %s: %s", type(exc).__name__, exc)
 
 
 @app.on_partitions_assigned.connect

@@ -97,9 +97,11 @@ class ShopperPipeline:
         self.redis_key = redis_key
         self.clock = clock
         self.stats: Counter = Counter()
+        self.stage = "idle"  # what the pipeline is doing, for the logs when it seems stuck
 
     async def handle(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes]) -> None:
+        self.stage = f"handling {topic}[{partition}]@{offset}"
         source = topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
         try:
             event = decode_event(source, value, self.limits)
@@ -116,13 +118,16 @@ class ShopperPipeline:
             return
         self.shoppers[event.user_id] = encode_state(shopper)
         if outcome.basket is not None:
+            self.stage = "publishing the order"
             await self.outputs.baskets(key, encode_basket(outcome.basket))
         if outcome.offer is None:
             self.stats[f"no_offer.{outcome.reason}"] += 1
             return
         offer = outcome.offer
         payload = encode_offer(offer)
+        self.stage = "writing the offer to Redis"
         await self.writer.write([(self.redis_key(offer.user_id), offer.placement.value, payload)])
+        self.stage = "publishing the offer"
         await self.outputs.offers(offer.user_id.encode(), payload)
         self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
 

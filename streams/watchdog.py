@@ -28,7 +28,7 @@ log = logging.getLogger("nextoffer")
 class PartitionView(Protocol):
     """What the guard reads of the consumer (Faust's consumer, or a twin in tests)."""
 
-    def highwater(self, tp) -> Optional[int]: ...
+    async def end_offsets(self, tps: list) -> dict: ...
     def flowing(self) -> bool: ...
     def inputs(self) -> Iterable: ...
     def committed(self, tp) -> Optional[int]: ...
@@ -41,7 +41,7 @@ class OffsetGuard:
     >>> import asyncio
     >>> class Twin:
     ...     seeks = []
-    ...     def highwater(self, tp): return 9
+    ...     async def end_offsets(self, tps): return {tp: 9 for tp in tps}
     ...     def flowing(self): return True
     ...     def inputs(self): return ["cart-0"]
     ...     def committed(self, tp): return 0
@@ -67,6 +67,7 @@ class OffsetGuard:
         self.holes: dict[Hashable, list[list[int]]] = {}   # tp -> [[start, end), ...] not seen yet
         self.tries: dict[tuple[Hashable, int], int] = {}
         self.last_handled = clock()
+        self.last_record = self._warned = clock()
         self.rereads = 0
 
     def keep_only(self, assigned: Iterable[Hashable]) -> None:
@@ -79,7 +80,7 @@ class OffsetGuard:
 
     async def seen(self, tp: Hashable, offset: int) -> None:
         """The agent is about to process record ``offset`` of ``tp``."""
-        self.last_handled = self.clock()
+        self.last_handled = self.last_record = self.clock()
         expected = self.expected.get(tp)
         if expected is not None and offset > expected:
             self.holes.setdefault(tp, []).append([expected, offset])
@@ -106,20 +107,32 @@ class OffsetGuard:
     async def check_idle(self) -> int:
         """If the agent has been idle for ``stall_after`` seconds, re-read every partition with
         holes not filled yet or records past the next expected offset; returns how many."""
-        if self.clock() - self.last_handled < self.stall_after or not self.consumer.flowing():
+        now = self.clock()
+        if now - self.last_handled < self.stall_after:
+            return 0
+        quiet = now - self.last_record
+        busy = getattr(self.consumer, "busy", lambda: False)()
+        if busy and quiet > 4 * self.stall_after and now - self._warned > 4 * self.stall_after:
+            self._warned = now
+            log.warning("the shopper agent has been on one record for %.0f s (%s)", quiet,
+                        self.consumer.describe() if hasattr(self.consumer, "describe") else "")
+        if not self.consumer.flowing():
             return 0
         count = 0
         # Partitions the agent has not seen a record of since they were assigned start at the
         # group's committed offset (none committed: at the beginning).
         unseen = {tp: self.consumer.committed(tp) or 0 for tp in self.consumer.inputs()
                   if tp not in self.expected}
-        for tp, expected in [*self.expected.items(), *unseen.items()]:
+        positions = {**self.expected, **unseen}
+        # Ask the broker: a partition the consumer stopped fetching has a stale highwater.
+        ends = await self.consumer.end_offsets(list(positions)) if positions else {}
+        for tp, expected in positions.items():
             start = self._first_hole(tp)
             if start is not None:
                 await self._reread(tp, start, "a hole still not filled")
                 count += 1
                 continue
-            highwater = self.consumer.highwater(tp)
+            highwater = ends.get(tp)
             if highwater is not None and highwater > expected:
                 await self._reread(tp, expected, "an idle agent")
                 count += 1
@@ -151,9 +164,10 @@ class OffsetGuard:
 class FaustPartitions:
     """:class:`PartitionView` over a Faust app's consumer, for the input ``topics``."""
 
-    def __init__(self, app, topics: Iterable[str]) -> None:
+    def __init__(self, app, topics: Iterable[str], stage: Callable[[], str] = lambda: "") -> None:
         self.app = app
         self.topics = set(topics)
+        self.stage = stage
 
     def inputs(self):
         return [tp for tp in self.app.consumer.assignment() if tp.topic in self.topics]
@@ -162,11 +176,21 @@ class FaustPartitions:
         # Faust keeps the offsets it committed, or found committed on assignment, here.
         return self.app.consumer._committed_offset.get(tp)
 
-    def highwater(self, tp) -> Optional[int]:
-        return self.app.consumer.highwater(tp)
+    async def end_offsets(self, tps: list) -> dict:
+        return dict(await self.app.consumer.highwaters(*tps))
 
     def flowing(self) -> bool:
         return bool(self.app.consumer.flow_active) and not self.app.rebalancing
 
+    def busy(self) -> bool:
+        return self.stage() not in ("idle", "")
+
+    def describe(self) -> str:
+        return (f"flow_active={self.app.consumer.flow_active}, rebalancing={self.app.rebalancing}, "
+                f"unacked={len(self.app.consumer.unacked)}, agent: {self.stage()}")
+
     async def seek(self, tp, offset: int) -> None:
-        await self.app.consumer.seek(tp, offset)
+        # In the consumer's own thread, between two fetches: a seek from another thread races
+        # with aiokafka's fetcher (and can crash it). Faust's seek_wait also resets the offset
+        # it reads from, so the records come through again.
+        await self.app.consumer._thread.seek_wait({tp: offset})

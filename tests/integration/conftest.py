@@ -73,13 +73,20 @@ class Worker:
             time.sleep(0.2)
         raise AssertionError(f"worker not ready in {timeout}s:\n{self.text()[-3000:]}")
 
-    def progress(self) -> dict:
-        """The figures of the worker's latest progress line (empty before the first)."""
-        lines = re.findall(r"processed (\d+) events \((\d+) duplicates skipped\), (\d+) offers, "
-                           r"(\d+) dead letters", self.text())
+    def progress(self, final: bool = False) -> dict:
+        """The figures of the worker's latest progress line (empty before the first); ``final``
+        waits for a line written after this call (a stopped worker's last line is final)."""
+        pattern = (r"processed (\d+) events \((\d+) duplicates skipped\), (\d+) offers, (\d+) dead "
+                   r"letters; .*?; (\d+) partition re-reads")
+        if final and self.proc.poll() is None:
+            before = len(re.findall(pattern, self.text()))
+            deadline = time.monotonic() + 10
+            while len(re.findall(pattern, self.text())) <= before and time.monotonic() < deadline:
+                time.sleep(0.2)
+        lines = re.findall(pattern, self.text())
         if not lines:
             return {}
-        return dict(zip(("events", "duplicates", "offers", "dead_letters"), map(int, lines[-1])))
+        return dict(zip(("events", "duplicates", "offers", "dead_letters", "rereads"), map(int, lines[-1])))
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> None:
         if self.proc.poll() is None:
@@ -103,7 +110,8 @@ class Deployment:
                                       max_request_size=4 * 1024 * 1024)
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "REDIS_URL": REDIS_URL,
                     "NEXTOFFER_TOPIC_PREFIX": self.prefix, "NEXTOFFER_PARTITIONS": str(PARTITIONS),
-                    "NEXTOFFER_DATA_DIR": str(tmp / "faust"), "NEXTOFFER_LOG_LEVEL": "info"}
+                    "NEXTOFFER_DATA_DIR": str(tmp / "faust"), "NEXTOFFER_LOG_LEVEL": "info",
+                    "NEXTOFFER_REPORT_INTERVAL": "1"}
 
     def start_worker(self, **env) -> Worker:
         worker = Worker({**self.env, **env}, self.tmp / f"{self.prefix}worker{len(self.workers)}.log")

@@ -13,8 +13,8 @@ class Consumer:
         self.seeks: list[tuple[str, int]] = []
         self.flow = True
 
-    def highwater(self, tp):
-        return self.highwaters.get(tp)
+    async def end_offsets(self, tps):
+        return {tp: self.highwaters[tp] for tp in tps if tp in self.highwaters}
 
     def flowing(self):
         return self.flow
