@@ -117,6 +117,11 @@ class OffsetGuard:
             log.warning("the shopper agent has been on one record for %.0f s (%s)", quiet,
                         self.consumer.describe() if hasattr(self.consumer, "describe") else "")
         if not self.consumer.flowing():
+            if quiet > 4 * self.stall_after and now - self._warned > 4 * self.stall_after:
+                self._warned = now
+                log.warning("the consumer has kept the stream paused for %.0f s, a rebalance or "
+                            "recovery that does not finish (%s); restarting the worker resumes it",
+                            quiet, self.consumer.describe() if hasattr(self.consumer, "describe") else "")
             return 0
         count = 0
         # Partitions the agent has not seen a record of since they were assigned start at the
