@@ -26,6 +26,8 @@ from streams.security import kafka_python_client
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Every process the benchmark started, so that a failed run leaves none behind.
+STARTED: list["Process"] = []
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -112,7 +114,9 @@ class Deployment:
         return sum(o.offset for tp, o in offsets.items() if tp.topic in inputs and o.offset > 0)
 
     def worker(self, name: str, module: str = "streams.cli", **env) -> Process:
-        return Process.start(module, {**self.env, **env}, self.logs / f"{name}.log")
+        process = Process.start(module, {**self.env, **env}, self.logs / f"{name}.log")
+        STARTED.append(process)
+        return process
 
 
 def drain_rate(d: Deployment, group: str, total: int, window: float,

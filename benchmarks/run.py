@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from benchmarks import memory
-from benchmarks.pipeline import ROOT, Deployment, drain_rate, freshness, lookup_under_load
+from benchmarks.pipeline import ROOT, STARTED, Deployment, drain_rate, freshness, lookup_under_load
 from benchmarks.workload import Workload
 from streams.admin import remove_deployment
 from streams.settings import Settings
@@ -177,7 +177,11 @@ def _ok(flag: bool) -> str:
 
 def main(config: BenchConfig) -> int:
     console = Console()
-    result = run(config, console)
+    try:
+        result = run(config, console)
+    finally:
+        for process in STARTED:
+            process.stop()
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(json.dumps(result, indent=2))
     report(result, console)
