@@ -19,7 +19,7 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from benchmarks.workload import Workload
-from streams.admin import _group_offsets, admin_client, ensure_topics
+from streams.admin import ensure_topics, group_offsets
 from streams.names import OFFERS, SHOPPER_INPUTS
 from streams.producer import make_producer
 from streams.security import kafka_python_client
@@ -105,11 +105,7 @@ class Deployment:
 
     def committed(self, group: str) -> int:
         """Input events the consumer group ``group`` (after the prefix) has committed."""
-        admin = admin_client(self.settings)
-        try:
-            offsets = _group_offsets(admin, self.settings.topic(group))
-        finally:
-            admin.close()
+        offsets = group_offsets(self.settings, self.settings.topic(group))
         inputs = {self.settings.topic(t) for t in SHOPPER_INPUTS}
         return sum(o.offset for tp, o in offsets.items() if tp.topic in inputs and o.offset > 0)
 

@@ -1,6 +1,7 @@
 """Creating and checking nextoffer's topics (kafka-python's admin client)."""
 from __future__ import annotations
 
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -94,13 +95,9 @@ def remove_deployment(settings: Settings, lookup) -> None:
 
 def input_lag(settings: Settings) -> dict[tuple[str, int], int]:
     """Per input partition, the events the workers' consumer group has not committed yet."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    admin = admin_client(settings)
+    committed = group_offsets(settings, settings.topic(settings.app_id))
     consumer = KafkaConsumer(**kafka_python_client(settings), group_id=None, enable_auto_commit=False)
     try:
-        group = settings.topic(settings.app_id)
-        committed = _group_offsets(admin, group)
         parts = [TopicPartition(settings.topic(t), p) for t in SHOPPER_INPUTS for p in range(settings.partitions)]
         ends = consumer.end_offsets(parts)
         lag = {}
@@ -109,11 +106,15 @@ def input_lag(settings: Settings) -> dict[tuple[str, int], int]:
             lag[(tp.topic, tp.partition)] = end - (done.offset if done is not None and done.offset >= 0 else 0)
         return lag
     finally:
-        admin.close()
         consumer.close()
 
 
-def _group_offsets(admin: KafkaAdminClient, group: str) -> dict:
-    if hasattr(admin, "list_group_offsets"):      # kafka-python 3
-        return admin.list_group_offsets(group).get(group, {})
-    return admin.list_consumer_group_offsets(group)  # kafka-python 2
+def group_offsets(settings: Settings, group: str) -> dict:
+    """The offsets consumer group ``group`` (full name) has committed, by TopicPartition."""
+    admin = admin_client(settings)
+    try:
+        if hasattr(admin, "list_group_offsets"):      # kafka-python 3
+            return admin.list_group_offsets(group).get(group, {})
+        return admin.list_consumer_group_offsets(group)  # kafka-python 2
+    finally:
+        admin.close()

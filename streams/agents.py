@@ -39,7 +39,7 @@ pipeline = ShopperPipeline(
 
 
 guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INPUTS),
-                                   stage=lambda: pipeline.stage), stall_after=settings.stall_timeout)
+                                   stage=lambda: f"{pipeline.stage} {pipeline.record}"), stall_after=settings.stall_timeout)
 
 
 @app.agent(shopper_inputs, concurrency=1)

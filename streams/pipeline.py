@@ -97,11 +97,13 @@ class ShopperPipeline:
         self.redis_key = redis_key
         self.clock = clock
         self.stats: Counter = Counter()
-        self.stage = "idle"  # what the pipeline is doing, for the logs when it seems stuck
+        # What the pipeline is doing and on which record, for the logs when it seems stuck.
+        self.stage = "idle"
+        self.record: tuple = ()
 
     async def handle(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes]) -> None:
-        self.stage = f"handling {topic}[{partition}]@{offset}"
+        self.stage, self.record = "handling", (topic, partition, offset)
         source = topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
         try:
             event = decode_event(source, value, self.limits)

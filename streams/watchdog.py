@@ -188,7 +188,7 @@ class FaustPartitions:
         return bool(self.app.consumer.flow_active) and not self.app.rebalancing
 
     def busy(self) -> bool:
-        return self.stage() not in ("idle", "")
+        return not self.stage().startswith("idle") and self.stage() != ""
 
     def describe(self) -> str:
         return (f"flow_active={self.app.consumer.flow_active}, rebalancing={self.app.rebalancing}, "
