@@ -124,6 +124,37 @@ class BoughtTogether:
         both = self._pairs.get(anchor, {}).get(pid, 0.0)
         return both * self._orders / (na * nb) if na and nb else 0.0
 
+    def strongest_pairs(self, limit: int = 10, min_support: float = 3.0,
+                        now: Optional[float] = None, anchors: int = 200) -> list[Complement]:
+        """The learned complements with the most evidence: pairs seen in at least ``min_support``
+        (decayed) orders, ranked by attachment rate × lift ** lift_exponent, one row per pair.
+        Only the ``anchors`` most bought products are looked at, so the cost stays small.
+
+        >>> bt = BoughtTogether(half_life=None)
+        >>> for basket in (["phone", "case"],) * 3 + (["mug"],) * 3:
+        ...     bt.observe_basket(basket, ts=0.0)
+        >>> [(c.anchor_id, c.product_id, c.attachment_rate, c.lift) for c in bt.strongest_pairs(1)]
+        [('phone', 'case', 1.0, 2.0)]
+        """
+        rows = []
+        scale = self._inflation_at(now) if now is not None else 1.0
+        for anchor in heapq.nlargest(anchors, self._pairs, key=lambda pid: self._items.get(pid, 0.0)):
+            na = self._items.get(anchor, 0.0)
+            for pid, both in self._pairs[anchor].items():
+                if both < min_support * scale or not na or anchor == pid:
+                    continue
+                attach, lift = both / na, both * self._orders / (na * self._items[pid])
+                score = attach * (lift ** self.lift_exponent if self.lift_exponent else 1.0)
+                rows.append((score, anchor, pid, attach, lift, both))
+        rows = heapq.nlargest(2 * limit, rows)
+        seen, out = set(), []
+        for score, anchor, pid, attach, lift, both in rows:
+            if frozenset((anchor, pid)) in seen:
+                continue
+            seen.add(frozenset((anchor, pid)))
+            out.append(Complement(pid, round(score, 4), anchor, round(attach, 4), round(lift, 3), both))
+        return out[:limit]
+
     def complements(self, anchors: Sequence[tuple[str, float]], now: float,
                     min_support: float = 2.0, min_lift: float = 1.0,
                     limit: Optional[int] = None) -> list[Complement]:

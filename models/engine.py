@@ -6,6 +6,7 @@ figures measured off-line are the live pipeline's figures.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -14,7 +15,7 @@ from models.acceptance import AcceptanceModel
 from models.catalog import Catalog
 from models.events import CART, LineItem, Product, ShopperEvent
 from models.offer import Offer
-from models.policy import OfferPolicy, Situation
+from models.policy import OfferPolicy, Situation, in_control_group
 from models.repeats import RepeatPurchases
 from models.rules import OfferRules
 from models.shopper import ShopperState
@@ -82,6 +83,10 @@ class OfferEngine:
         self.acceptance = AcceptanceModel(learners.acceptance_learning_rate)
         self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats, self.acceptance,
                                   random.Random(learners.seed))
+        #: Business and model counts since start, for metrics: ``outcome.<kind>.<placement>.<accepted|
+        #: declined>``, ``orders.<treated|control>``, ``order_value.<group>``, ``orders_with_offer.<group>``,
+        #: ``updates.<learner>``.
+        self.tally: Counter = Counter()
 
     def process(self, shopper: ShopperState, event: ShopperEvent, generated_at: float) -> Outcome:
         """Apply ``event`` to ``shopper`` (in place) and decide its offer."""
@@ -91,7 +96,11 @@ class OfferEngine:
             return Outcome(False)
         self._observe_products(event, order)
         taken = {line.product_id for line in order} or ({event.product_id} if event.type == "add" else set())
-        self._learn_acceptance(shopper, shopper.take_outcomes(event, taken))
+        outcomes = shopper.take_outcomes(event, taken)
+        self._learn_acceptance(shopper, outcomes)
+        with_offer = shopper.attach({r[0] for r, took in outcomes if took}, order)
+        if order:
+            self._tally_order(event.user_id, order, with_offer)
         basket = Basket(event.user_id, event.ts, order, repeats, event.event_id) if order else None
         decision = self.policy.decide(Situation(event, shopper, order, event.ts, generated_at))
         if decision.offer is not None:
@@ -104,6 +113,15 @@ class OfferEngine:
         repeat_customer = shopper.orders > 1
         for record, taken in outcomes:
             self.acceptance.learn(record, taken, repeat_customer)
+            self.tally[f"outcome.{record[1]}.{record[2]}.{'accepted' if taken else 'declined'}"] += 1
+        self.tally["updates.acceptance"] += len(outcomes)
+
+    def _tally_order(self, user_id: str, order: tuple[LineItem, ...], with_offer: bool) -> None:
+        """Orders and their value by group, to compare treated shoppers with the control group."""
+        group = "control" if in_control_group(user_id, self.rules.control_share) else "treated"
+        self.tally[f"orders.{group}"] += 1
+        self.tally[f"order_value.{group}"] += sum((line.price or 0.0) * line.quantity for line in order)
+        self.tally[f"orders_with_offer.{group}"] += with_offer
 
     def learn_basket(self, basket: Basket) -> None:
         """Learn from one order; every worker calls this for every order of every shopper."""
@@ -112,9 +130,11 @@ class OfferEngine:
         products = [line.product_id for line in basket.items]
         self.bought.observe_basket(products, basket.ts)
         self.repeats.observe(products, basket.repeats)
+        self.tally["updates.bought_together"] += 1
 
     def update_product(self, product: Product) -> None:
         self.catalog.upsert(product)
+        self.tally["updates.catalog"] += 1
 
     def _observe_products(self, event: ShopperEvent, order: tuple[LineItem, ...]) -> None:
         if event.product_id:

@@ -17,6 +17,7 @@ MAX_SHOWN = 60
 MAX_DECLINED = 60
 MAX_OFFERS = 8
 MAX_CART_LINES = 200
+MAX_ATTACHED = 20
 
 _NEGATIVE_FEEDBACK = ("decline", "dismiss")
 
@@ -49,6 +50,7 @@ class ShopperState:
     first_ts: Optional[float] = None
     last_ts: Optional[float] = None
     session_id: Optional[str] = None
+    attached: list[str] = field(default_factory=list)            # offered items taken into the cart
 
     # -- applying events ------------------------------------------------------
     def apply(self, event: ShopperEvent) -> bool:
@@ -153,6 +155,28 @@ class ShopperState:
             self.offers[offer_id] = [r for r in records if r not in wanted]
         return wanted
 
+    def attach(self, products: set[str], order: tuple[LineItem, ...]) -> bool:
+        """Remember offered items taken into the cart; for an ``order``, whether it holds one
+        (an offered item bought, directly or after an add), forgetting those bought.
+
+        >>> s = ShopperState("u1")
+        >>> s.attach({"case"}, ())
+        False
+        >>> s.attach(set(), (LineItem("phone", 1, 500.0), LineItem("case", 1, 20.0)))
+        True
+        >>> s.attached
+        []
+        """
+        for pid in products:
+            if pid not in self.attached:
+                _push(self.attached, pid, MAX_ATTACHED)
+        if not order:
+            return False
+        bought = {line.product_id for line in order}
+        hit = bool(bought & set(self.attached))
+        self.attached = [pid for pid in self.attached if pid not in bought]
+        return hit
+
     def times_shown(self, pid: str, now: float, window: float) -> int:
         times, since = self.shown.get(pid, (0, now))
         return 0 if now - since > window else times
@@ -171,12 +195,12 @@ class ShopperState:
         return {"u": self.user_id, "c": self.cart, "v": self.views, "p": self.purchases,
                 "d": self.declined, "s": self.shown, "o": self.offers, "e": self.seen,
                 "n": self.orders, "m": self.spend, "f": self.first_ts, "l": self.last_ts,
-                "i": self.session_id}
+                "i": self.session_id, **({"a": self.attached} if self.attached else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ShopperState":
         return cls(data["u"], data["c"], data["v"], data["p"], data["d"], data["s"], data["o"],
-                   data["e"], data["n"], data["m"], data["f"], data["l"], data["i"])
+                   data["e"], data["n"], data["m"], data["f"], data["l"], data["i"], data.get("a", []))
 
 
 def _push(items: list, value: Any, limit: int) -> None:

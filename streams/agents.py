@@ -6,10 +6,16 @@ The shopper agent is the only writer of the ``shoppers`` table and keeps
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
+
+import orjson
 
 from models.engine import OfferEngine
 from streams.app import app, settings
 from streams.pipeline import OfferWriter, Outputs, ShopperPipeline
+from streams.metrics import Figures, WorkerMetrics
 from streams.shared import SharedLearning
 from streams.store import RedisOfferStore
 from streams.names import SHOPPER_INPUTS
@@ -38,6 +44,23 @@ pipeline = ShopperPipeline(
     prefix=settings.topic_prefix, redis_key=settings.redis_key)
 
 
+worker_id = f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _lag() -> dict:
+    """Input records not processed yet per partition, from the consumer's last fetched highwaters."""
+    consumer, lag = app.consumer, {}
+    for tp in guard.consumer.inputs():
+        highwater = consumer.highwater(tp)
+        position = guard.expected.get(tp, guard.consumer.committed(tp))
+        if highwater is not None and position is not None:
+            lag[(tp.topic, tp.partition)] = max(highwater - position, 0)
+    return lag
+
+
+metrics = WorkerMetrics(Figures(pipeline.stats, engine.tally, pipeline.dead_letters),
+                        lambda: _lag() if app.consumer else {})
+
 guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INPUTS),
                                    stage=lambda: f"{pipeline.stage} {pipeline.record}"), stall_after=settings.stall_timeout)
 
@@ -50,7 +73,9 @@ async def shopper_events(stream):
         m = event.message
         await guard.seen(m.tp, m.offset)  # re-reads records the consumer dropped, if any
         try:
-            await pipeline.handle(m.topic, m.partition, m.offset, m.key, m.value)
+            offer = await pipeline.handle(m.topic, m.partition, m.offset, m.key, m.value)
+            if offer is not None and m.timestamp:
+                metrics.observe_latency(time.time() - m.timestamp)
         except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
             log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
             await _reject_safely(m, f"internal error: {type(exc).__name__}: {exc}"[:300])
@@ -96,6 +121,26 @@ async def reread_dropped_tails() -> None:
 @app.on_partitions_assigned.connect
 async def keep_offsets_of_kept_partitions(sender, assigned, **kwargs) -> None:
     guard.keep_only(assigned)
+
+
+@app.task
+async def serve_metrics() -> None:
+    metrics.serve(settings.metrics_port)
+
+
+@app.timer(settings.report_interval)
+async def publish_status() -> None:
+    """The dashboard's snapshot of this worker, in Redis (expires if the worker stops)."""
+    extra = {"worker": worker_id, "partitions": sorted(f"{t}[{p}]" for t, p in _lag()),
+             "complements": [[c.anchor_id, c.product_id, c.attachment_rate, c.lift]
+                             for c in engine.bought.strongest_pairs(10)],
+             "upgrades": [[a, b, n] for (a, b), n in pipeline.upgrades.most_common(10)],
+             "learned": {"products": len(engine.catalog), "orders": shared.applied["baskets"]}}
+    try:
+        await writer.store.put_status(settings.status_key(worker_id), orjson.dumps(metrics.snapshot(extra)),
+                                      ttl=max(int(3 * settings.report_interval), 30))
+    except Exception as exc:  # noqa: BLE001 - the dashboard is not worth a stalled worker
+        log.debug("could not publish the status snapshot: %s", exc)
 
 
 @app.timer(settings.report_interval)

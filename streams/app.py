@@ -47,6 +47,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_commit_every=2000,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout,
+        # A standby partition turned active is sometimes never recovered by faust-streaming
+        # 0.15 (its seek back races the running standby fetch): standbys are opt-in.
+        table_standby_replicas=settings.standby_replicas,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 5),
         datadir=_datadir(settings),
     )

@@ -108,6 +108,22 @@ def _parser() -> argparse.ArgumentParser:
     lk.add_argument("--prefix", help="topic and key prefix (default NEXTOFFER_TOPIC_PREFIX)")
     lk.set_defaults(func=cmd_lookup)
 
+    sv = sub.add_parser("serve", help="serve the dashboard, the HTTP offer lookup and the feedback "
+                        "endpoint", epilog=EPILOG, description=(
+                            "Serves the live dashboard at /, GET /offers/{user_id}[?placement=], POST "
+                            "/feedback (into the offer-feedback topic) and /openapi.json on "
+                            "NEXTOFFER_HTTP_HOST:NEXTOFFER_HTTP_PORT. Shopper data and feedback need "
+                            "'Authorization: Bearer <NEXTOFFER_HTTP_TOKEN>'; without that setting a "
+                            "random token is made and printed."))
+    sv.add_argument("--port", type=int, help="port (default NEXTOFFER_HTTP_PORT)")
+    sv.add_argument("--host", help="address to listen on (default NEXTOFFER_HTTP_HOST)")
+    sv.set_defaults(func=cmd_serve)
+
+    st = sub.add_parser("status", help="brokers, topics, partitions, lag, workers and Redis at a glance",
+                        epilog=EPILOG)
+    st.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    st.set_defaults(func=cmd_status)
+
     b = sub.add_parser("bench", help="benchmark the live pipeline against its ceiling: throughput, "
                        "freshness, lookup latency, memory", epilog=EPILOG, description=(
                            "Starts (or uses) the local broker and Redis, measures a do-nothing Faust "
@@ -129,6 +145,31 @@ def _parser() -> argparse.ArgumentParser:
                    "(default reports/bench.json)")
     b.set_defaults(func=cmd_bench)
     return p
+
+
+def cmd_serve(args, rest) -> int:
+    import dataclasses
+    import logging
+    from streams.settings import Settings
+    from streams.web import serve
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(levelname)s] %(message)s")
+    settings = Settings.from_env()
+    changes = {k: v for k, v in (("http_port", args.port), ("http_host", args.host)) if v is not None}
+    serve(dataclasses.replace(settings, **changes), print_=lambda text: print(text, flush=True))
+    return 0
+
+
+def cmd_status(args, rest) -> int:
+    import orjson
+    from rich.console import Console
+    from streams.settings import Settings
+    from streams.status import gather, render
+    status = gather(Settings.from_env())
+    if args.json:
+        print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
+    else:
+        render(status, Console())
+    return 0
 
 
 def cmd_bench(args, rest) -> int:
@@ -186,7 +227,7 @@ def cmd_settings(args, rest) -> int:
     Settings.from_env()  # fail early on a bad value
     for env, default, doc in describe():
         current = os.environ.get(env)
-        shown = "(secret)" if current and "PASSWORD" in env else redact(current) if current else current
+        shown = "(secret)" if current and ("PASSWORD" in env or "TOKEN" in env) else redact(current) if current else current
         print(f"{env}={shown if current is not None else default}" + ("" if current is None else
               f"   (default {default})"))
         print(f"    {doc}")

@@ -15,9 +15,11 @@ from typing import Any, Awaitable, Callable, MutableMapping, Optional
 from redis.exceptions import RedisError
 
 from models.engine import OfferEngine
+from models.offer import Kind, Offer
 from models.shopper import ShopperState
 from streams.codecs import (InvalidMessage, Limits, dead_letter, decode_event, decode_product,
                             decode_state, encode_basket, encode_offer, encode_state)
+from streams.metrics import reason_label
 from streams.store import OfferStore, OfferWrite
 
 log = logging.getLogger("nextoffer")
@@ -97,12 +99,15 @@ class ShopperPipeline:
         self.redis_key = redis_key
         self.clock = clock
         self.stats: Counter = Counter()
+        self.dead_letters: Counter = Counter()      # by reason label
+        self.upgrades: Counter = Counter()          # (anchor, product) of upsell offers, for the dashboard
         # What the pipeline is doing and on which record, for the logs when it seems stuck.
         self.stage = "idle"
         self.record: tuple = ()
 
     async def handle(self, topic: str, partition: int, offset: int, key: Optional[bytes],
-                     value: Optional[bytes]) -> None:
+                     value: Optional[bytes]) -> Optional[Offer]:
+        """Apply one shopper event; returns the offer it produced, if any."""
         self.stage, self.record = "handling", (topic, partition, offset)
         source = topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
         try:
@@ -110,21 +115,21 @@ class ShopperPipeline:
             _check_key(key, event.user_id, "user_id")
         except InvalidMessage as exc:
             await self.reject(topic, partition, offset, key, value, str(exc))
-            return
+            return None
         self.stats[f"events.{source}.{event.type}"] += 1
         raw = self.shoppers.get(event.user_id)
         shopper = decode_state(raw) if raw else ShopperState(event.user_id)
         outcome = self.engine.process(shopper, event, generated_at=self.clock())
         if not outcome.applied:
             self.stats["events.duplicate"] += 1
-            return
+            return None
         self.shoppers[event.user_id] = encode_state(shopper)
         if outcome.basket is not None:
             self.stage = "publishing the order"
             await self.outputs.baskets(key, encode_basket(outcome.basket))
         if outcome.offer is None:
             self.stats[f"no_offer.{outcome.reason}"] += 1
-            return
+            return None
         offer = outcome.offer
         payload = encode_offer(offer)
         self.stage = "writing the offer to Redis"
@@ -132,6 +137,14 @@ class ShopperPipeline:
         self.stage = "publishing the offer"
         await self.outputs.offers(offer.user_id.encode(), payload)
         self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
+        if offer.kind is Kind.UPSELL:
+            self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
+        return offer
+
+    def _count_upgrade(self, anchor: str, product: str) -> None:
+        if len(self.upgrades) >= 20_000:     # bounded: keep the most offered half
+            self.upgrades = Counter(dict(self.upgrades.most_common(10_000)))
+        self.upgrades[(anchor, product)] += 1
 
     async def check_product(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                             value: Optional[bytes]) -> None:
@@ -147,6 +160,7 @@ class ShopperPipeline:
     async def reject(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes], reason: str) -> None:
         self.stats["dead_letter"] += 1
+        self.dead_letters[reason_label(reason)] += 1
         log.debug("dead-letter %s[%d]@%d: %s", topic, partition, offset, reason)
         record = dead_letter(topic, partition, offset, reason, value, self.limits.dead_letter_raw_bytes)
         await self.outputs.dead_letters(key, record)

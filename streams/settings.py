@@ -69,6 +69,18 @@ class Settings:
                               default=256)
     session_timeout: float = _doc("Seconds without a heartbeat before Kafka gives a worker's partitions "
                                   "to the others (how fast a crashed worker is replaced).", default=30.0)
+    standby_replicas: int = _doc("Standby copies of each shopper-table partition kept by other workers "
+                                 "(faster failover, more memory). 0 by default: faust-streaming 0.15 "
+                                 "can stall recovering a partition that was a standby.", default=0)
+    metrics_port: int = _doc("Port of the worker's Prometheus /metrics (0: off). A taken port is "
+                             "logged and the worker runs on without metrics; give each worker on "
+                             "one host its own port.", default=9464)
+    http_host: str = _doc("Address `nextoffer serve` (dashboard, HTTP lookup, feedback) listens on.",
+                          default="127.0.0.1")
+    http_port: int = _doc("Port of `nextoffer serve`.", default=8080)
+    http_token: str = _doc("Bearer token `nextoffer serve` requires for shopper data and feedback "
+                           "(a secret: never printed). Empty: a random one is made and shown at start.",
+                           default="", repr=False)
     web_enabled: bool = _doc("Run Faust's web server in the worker (off: it can expose tables).",
                              default=False)
     web_port: int = _doc("Port of the worker's web server when enabled.", default=6066)
@@ -93,6 +105,10 @@ class Settings:
 
     def redis_key(self, user_id: str) -> str:
         return f"{self.topic_prefix}nbo:{user_id}"
+
+    def status_key(self, worker_id: str = "") -> str:
+        """Where a worker keeps its status snapshot for the dashboard (``*`` for all of them)."""
+        return f"{self.topic_prefix}nextoffer:worker:{worker_id}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

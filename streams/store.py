@@ -26,6 +26,9 @@ class OfferStore(abc.ABC):
     async def get(self, key: str, placement: str) -> Optional[bytes]:
         """The latest offer of one user and placement, or None."""
 
+    async def put_status(self, key: str, value: bytes, ttl: int) -> None:
+        """Keep a worker's status snapshot (expiring) for the dashboard."""
+
     async def close(self) -> None:
         """Release connections."""
 
@@ -49,6 +52,9 @@ class RedisOfferStore(OfferStore):
 
     async def get(self, key: str, placement: str) -> Optional[bytes]:
         return await self.client.hget(key, placement)
+
+    async def put_status(self, key: str, value: bytes, ttl: int) -> None:
+        await self.client.set(key, value, ex=ttl)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -111,7 +111,7 @@ class Deployment:
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "REDIS_URL": REDIS_URL,
                     "NEXTOFFER_TOPIC_PREFIX": self.prefix, "NEXTOFFER_PARTITIONS": str(PARTITIONS),
                     "NEXTOFFER_DATA_DIR": str(tmp / "faust"), "NEXTOFFER_LOG_LEVEL": "info",
-                    "NEXTOFFER_REPORT_INTERVAL": "1"}
+                    "NEXTOFFER_REPORT_INTERVAL": "1", "NEXTOFFER_METRICS_PORT": "0"}
 
     def start_worker(self, **env) -> Worker:
         worker = Worker({**self.env, **env}, self.tmp / f"{self.prefix}worker{len(self.workers)}.log")

@@ -1,4 +1,4 @@
-"""docs/schema/contract.schema.json matches what the code accepts and produces."""
+"""streams/schema/contract.schema.json matches what the code accepts and produces."""
 import json
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from models.rules import OfferRules
 from models.shopper import ShopperState
 from streams.codecs import InvalidMessage, dead_letter, decode_event, decode_product, encode_offer
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs/schema/contract.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "streams/schema/contract.schema.json").read_text())
 Draft202012Validator.check_schema(SCHEMA)
 
 

@@ -1,0 +1,176 @@
+"""A worker's figures: Prometheus metrics, and a snapshot in Redis for the dashboard.
+
+Counts already kept by the pipeline (``ShopperPipeline.stats``) and the engine
+(``OfferEngine.tally``) are read when Prometheus scrapes, so the hot path pays
+only for the latency histogram. Every worker also writes a JSON snapshot to
+``{prefix}nextoffer:worker:{worker_id}`` (expiring), which ``nextoffer serve``
+adds up across workers for its dashboard.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import time
+from typing import Callable, Iterable, Mapping, Optional
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+log = logging.getLogger("nextoffer")
+
+#: Offer latency buckets (seconds from the event's produce time to its offer in Redis).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+_REASONS = (  # (pattern in a dead-letter reason, label): few labels, so Prometheus stays cheap
+    (r"^empty message", "empty"), (r"^oversized", "oversized"), (r"^not JSON", "not_json"),
+    (r"^not a JSON object", "not_object"), (r"^missing required field", "missing_field"),
+    (r"^unknown type", "unknown_type"), (r"must be a (string|number|list|whole|finite)", "bad_value"),
+    (r"characters long|is empty|lines \(limit", "too_long"), (r"'ts'", "bad_time"),
+    (r"message key|message has no key", "bad_key"), (r"^internal error", "internal_error"),
+    (r"^items\[", "bad_item"), (r"^field '", "bad_value"),
+)
+
+
+def reason_label(reason: str) -> str:
+    """A dead-letter reason as a metric label.
+
+    >>> reason_label("not JSON: unexpected character"), reason_label("field 'price' must be a number, got string")
+    ('not_json', 'bad_value')
+    >>> reason_label("message key 'u2' differs from user_id 'u1'; key messages by user_id"), reason_label("?")
+    ('bad_key', 'other')
+    """
+    for pattern, label in _REASONS:
+        if re.search(pattern, reason):
+            return label
+    return "other"
+
+
+class Figures:
+    """What a worker has done since it started, read from the pipeline and the engine.
+
+    >>> from collections import Counter
+    >>> f = Figures(Counter({"events.cart.add": 3, "offers.cross_sell.cart": 2, "no_offer.no_anchor": 1}),
+    ...             Counter({"outcome.cross_sell.cart.accepted": 1, "outcome.cross_sell.cart.declined": 3,
+    ...                      "orders.treated": 2, "order_value.treated": 50.0, "orders_with_offer.treated": 1}),
+    ...             Counter())
+    >>> f.acceptance_rate(), f.attach_rate("treated"), f.aov("treated"), f.aov("control")
+    (0.25, 0.5, 25.0, None)
+    """
+
+    def __init__(self, stats: Mapping, tally: Mapping, dead_letters: Mapping) -> None:
+        self.stats, self.tally, self.dead_letters = stats, tally, dead_letters
+
+    def by_prefix(self, source: Mapping, prefix: str) -> dict[tuple[str, ...], float]:
+        return {tuple(k[len(prefix):].split(".")): v for k, v in list(source.items()) if k.startswith(prefix)}
+
+    def outcomes(self) -> tuple[float, float]:
+        got = self.by_prefix(self.tally, "outcome.")
+        return (sum(v for k, v in got.items() if k[-1] == "accepted"),
+                sum(v for k, v in got.items() if k[-1] == "declined"))
+
+    def acceptance_rate(self) -> Optional[float]:
+        """Accepted / settled offered items (explicit feedback and implicit adds or purchases)."""
+        accepted, declined = self.outcomes()
+        return accepted / (accepted + declined) if accepted + declined else None
+
+    def attach_rate(self, group: str) -> Optional[float]:
+        """Share of the group's orders that include an offered item."""
+        orders = self.tally.get(f"orders.{group}", 0)
+        return self.tally.get(f"orders_with_offer.{group}", 0) / orders if orders else None
+
+    def aov(self, group: str) -> Optional[float]:
+        orders = self.tally.get(f"orders.{group}", 0)
+        return self.tally.get(f"order_value.{group}", 0.0) / orders if orders else None
+
+
+class WorkerMetrics:
+    """The Prometheus collector of one worker (scraped at ``/metrics`` on the metrics port)."""
+
+    def __init__(self, figures: Figures, lag: Callable[[], Mapping[tuple[str, int], int]],
+                 registry: Optional[CollectorRegistry] = None) -> None:
+        self.figures = figures
+        self.lag = lag
+        self.registry = registry or CollectorRegistry()
+        self.latency = Histogram("nextoffer_offer_latency_seconds",
+                                 "Seconds from an event's produce time to its offer written to Redis.",
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.recent = collections.deque(maxlen=4096)   # latest latencies, for the dashboard's quantiles
+        self.registry.register(self)
+
+    def observe_latency(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        self.latency.observe(seconds)
+        self.recent.append(seconds)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> bool:
+        """Serve ``/metrics``; a taken port is logged, not fatal (the worker goes on)."""
+        if not port:
+            return False
+        try:
+            start_http_server(port, addr=addr, registry=self.registry)
+        except OSError as exc:
+            log.warning("metrics not served: port %d: %s (set NEXTOFFER_METRICS_PORT to a free port, "
+                        "0 to turn metrics off)", port, exc.strerror or exc)
+            return False
+        log.info("metrics at http://%s:%d/metrics", addr, port)
+        return True
+
+    def collect(self) -> Iterable:
+        f = self.figures
+        yield _counter("nextoffer_events", "Shopper events processed, by topic and type.",
+                       ("topic", "type"), f.by_prefix(f.stats, "events."), skip=lambda k: len(k) != 2)
+        yield _counter("nextoffer_duplicate_events", "Events skipped as already applied (same event_id).",
+                       (), {(): f.stats.get("events.duplicate", 0)})
+        yield _counter("nextoffer_dead_letters", "Input messages sent to the dead-letter topic, by reason.",
+                       ("reason",), {(k,): v for k, v in f.dead_letters.items()})
+        yield _counter("nextoffer_offers", "Offers published, by kind and placement.", ("kind", "placement"),
+                       f.by_prefix(f.stats, "offers."))
+        yield _counter("nextoffer_no_offers", "Events that got no offer, by reason.", ("reason",),
+                       f.by_prefix(f.stats, "no_offer."))
+        yield _counter("nextoffer_offer_outcomes", "Offered items settled by feedback or by the shopper's "
+                       "next add or purchase.", ("kind", "placement", "outcome"), f.by_prefix(f.tally, "outcome."))
+        yield _counter("nextoffer_orders", "Orders, by group (treated or control).", ("group",),
+                       f.by_prefix(f.tally, "orders."))
+        yield _counter("nextoffer_orders_with_offer", "Orders that include an offered item, by group.",
+                       ("group",), f.by_prefix(f.tally, "orders_with_offer."))
+        yield _counter("nextoffer_order_value", "Value of orders, by group (currency of the prices).",
+                       ("group",), f.by_prefix(f.tally, "order_value."))
+        yield _counter("nextoffer_model_updates", "Updates of each online learner.", ("model",),
+                       f.by_prefix(f.tally, "updates."))
+        rates = GaugeMetricFamily("nextoffer_rate", "Acceptance rate, attach rate and AOV by group "
+                                  "(NaN until known).", labels=("name", "group"))
+        for name, group, value in self.rates():
+            rates.add_metric((name, group), float("nan") if value is None else value)
+        yield rates
+        lag = GaugeMetricFamily("nextoffer_consumer_lag", "Input records not processed yet, by partition.",
+                                labels=("topic", "partition"))
+        for (topic, partition), value in sorted(self.lag().items()):
+            lag.add_metric((topic, str(partition)), value)
+        yield lag
+
+    def rates(self) -> list[tuple[str, str, Optional[float]]]:
+        f = self.figures
+        return [("acceptance_rate", "treated", f.acceptance_rate()),
+                ("attach_rate", "treated", f.attach_rate("treated")),
+                ("aov", "treated", f.aov("treated")), ("aov", "control", f.aov("control"))]
+
+    def snapshot(self, extra: Mapping) -> dict:
+        """The dashboard's view of this worker: totals so far, current lag and latency quantiles."""
+        f = self.figures
+        recent = sorted(self.recent)
+        quantile = (lambda q: round(recent[min(len(recent) - 1, int(q * len(recent)))], 4)) if recent \
+            else (lambda q: None)
+        return {"ts": time.time(), "stats": dict(f.stats), "tally": dict(f.tally),
+                "dead_letters": dict(f.dead_letters),
+                "lag": {f"{t}[{p}]": v for (t, p), v in sorted(self.lag().items())},
+                "latency": {"p50": quantile(0.5), "p95": quantile(0.95), "p99": quantile(0.99),
+                            "count": len(recent)}, **extra}
+
+
+def _counter(name: str, doc: str, labels: tuple, values: Mapping, skip=lambda k: False) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        if len(key) == len(labels) and not skip(key):
+            family.add_metric(key, value)
+    return family
