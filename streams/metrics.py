@@ -95,13 +95,14 @@ class WorkerMetrics:
         self.latency = Histogram("nextoffer_offer_latency_seconds",
                                  "Seconds from an event's produce time to its offer written to Redis.",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.recent = collections.deque(maxlen=4096)   # latest latencies, for the dashboard's quantiles
+        self.recent = collections.deque(maxlen=4096)   # (when, latency) of the latest offers
+        self.window = 60.0                              # seconds the dashboard's quantiles cover
         self.registry.register(self)
 
     def observe_latency(self, seconds: float) -> None:
         seconds = max(seconds, 0.0)
         self.latency.observe(seconds)
-        self.recent.append(seconds)
+        self.recent.append((time.monotonic(), seconds))
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> bool:
         """Serve ``/metrics``; a taken port is logged, not fatal (the worker goes on)."""
@@ -158,7 +159,8 @@ class WorkerMetrics:
     def snapshot(self, extra: Mapping) -> dict:
         """The dashboard's view of this worker: totals so far, current lag and latency quantiles."""
         f = self.figures
-        recent = sorted(self.recent)
+        since = time.monotonic() - self.window
+        recent = sorted(latency for when, latency in list(self.recent) if when >= since)
         quantile = (lambda q: round(recent[min(len(recent) - 1, int(q * len(recent)))], 4)) if recent \
             else (lambda q: None)
         return {"ts": time.time(), "stats": dict(f.stats), "tally": dict(f.tally),

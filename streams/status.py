@@ -6,6 +6,7 @@ from typing import Any
 import orjson
 import redis
 
+from streams.names import SHOPPER_INPUTS
 from streams.admin import admin_client, input_lag, partition_counts
 from streams.settings import Settings
 
@@ -16,16 +17,13 @@ def gather(settings: Settings) -> dict[str, Any]:
     admin = admin_client(settings)
     try:
         cluster = admin.describe_cluster()
-        out["kafka"]["brokers"] = [f"{b['host']}:{b['port']} (id {b['node_id']})" for b in cluster["brokers"]]
-        out["kafka"]["controller"] = cluster.get("controller_id")
+        out["kafka"]["brokers"] = [f"{b['host']}:{b['port']} (id {b.get('broker_id', b.get('node_id'))})"
+                                   for b in cluster["brokers"]]
         group = settings.topic(settings.app_id)
-        described = admin.describe_consumer_groups([group])
-        members = []
-        for g in described:
-            state = getattr(g, "state", None) or (g.get("state") if isinstance(g, dict) else None)
-            for m in getattr(g, "members", None) or (g.get("members", []) if isinstance(g, dict) else []):
-                members.append(getattr(m, "client_host", None) or getattr(m, "member_id", "?"))
-            out["group"] = {"name": group, "state": state, "members": members}
+        described = admin.describe_groups([group]).get(group, {})
+        out["group"] = {"name": group, "state": described.get("group_state"),
+                        "members": [f"{m.get('client_id')} at {m.get('client_host', '').lstrip('/')}: "
+                                    + _assigned(m) for m in described.get("members", [])]}
     finally:
         admin.close()
     out["topics"] = partition_counts(settings)
@@ -57,12 +55,20 @@ def gather(settings: Settings) -> dict[str, Any]:
     return out
 
 
+def _assigned(member: dict) -> str:
+    parts = (member.get("member_assignment") or {}).get("assigned_partitions", [])
+    inputs = sum(len(p["partitions"]) for p in parts if any(p["topic"].endswith(t) for t in SHOPPER_INPUTS))
+    return f"{inputs} input partitions"
+
+
 def render(status: dict[str, Any], console) -> None:
     from rich.table import Table
     k = status["kafka"]
     console.print(f"[bold]Kafka[/] {k['bootstrap']}: brokers {', '.join(k.get('brokers', [])) or 'none'}")
     g = status.get("group", {})
     console.print(f"[bold]Consumer group[/] {g.get('name')}: {g.get('state')}, {len(g.get('members', []))} member(s)")
+    for member in g.get("members", []):
+        console.print(f"  {member}")
     topics = Table(title="topics", show_edge=False)
     for col in ("topic", "partitions", "lag (not committed)"):
         topics.add_column(col, justify="left" if col == "topic" else "right")

@@ -51,8 +51,7 @@ class Service:
         if self.producer is None:
             from aiokafka import AIOKafkaProducer
             from streams.security import aiokafka_client
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all",
-                                        enable_idempotence=True, **aiokafka_client(self.settings))
+            producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **aiokafka_client(self.settings))
             await producer.start()
             self.producer = producer
         await self.producer.send_and_wait(self.settings.topic(FEEDBACK), value, key=key)
