@@ -38,6 +38,33 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class ExplainedCandidate:
+    """One candidate the policy looked at: its scores and the verdict (``offered``,
+    ``ranked_lower``, ``not_needed``, or the rule that removed it: ``below_relevance``,
+    ``price_share``, ``anchor``, ``in_cart``, ``just_bought``, ``unavailable``, ``declined``,
+    ``frequency_cap``)."""
+
+    kind: str
+    product_id: str
+    source: str
+    score: float
+    price: Optional[float]
+    value: Optional[float]         # relevance after margin and acceptance reordering (eligible only)
+    verdict: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """:meth:`OfferPolicy.explain`'s answer: the decision, its anchor and every candidate's verdict."""
+
+    decision: Decision
+    anchor: Optional[str]
+    context: list
+    rows: list
+
+
+@dataclass(frozen=True, slots=True)
 class Situation:
     """Everything the policy looks at for one event."""
 
@@ -134,25 +161,72 @@ class OfferPolicy:
 
     # -- candidates, rules, ranking ------------------------------------------
     def _ranked(self, kind: Kind, placement: Placement, anchor_id: str, context: Sequence[str],
-                s: Situation) -> list[Candidate]:
-        """Eligible candidates of one kind, best first (a few more than fit, for exploration)."""
+                s: Situation, trace: Optional[list] = None) -> list[Candidate]:
+        """Eligible candidates of one kind, best first (a few more than fit, for exploration).
+        With ``trace``, every candidate looked at is appended with why it was kept or removed."""
         anchor = self.catalog.get(anchor_id)
         if kind is Kind.UPSELL:
             candidates = upsells(anchor, self.catalog, self.bought, self.rules, s.now) if anchor else []
         else:
-            candidates = self._cross_sell_candidates(anchor_id, context, placement, s)
-            candidates = [c for c in candidates if self._price_share_ok(c, anchor, placement, s)]
+            candidates = self._cross_sell_candidates(anchor_id, context, placement, s, trace)
+            kept = [c for c in candidates if self._price_share_ok(c, anchor, placement, s)]
+            if trace is not None:
+                trace.extend((c, "price_share") for c in candidates if c not in kept)
+            candidates = kept
         eligible = []
-        for c in candidates:  # best first: stop once the margin tie-break has enough to reorder
-            if self.exclusion(c.product_id, anchor_id, s) is None:
+        for n, c in enumerate(candidates):  # best first: stop once the tie-break has enough to reorder
+            excluded = self.exclusion(c.product_id, anchor_id, s)
+            if excluded is None:
                 eligible.append(c)
-                if len(eligible) >= 3 * self.rules.max_items:
-                    break
+            elif trace is not None:
+                trace.append((c, excluded))
+            if len(eligible) >= 3 * self.rules.max_items:
+                if trace is not None:
+                    trace.extend((rest, "not_needed") for rest in candidates[n + 1:])
+                break
         value = self._value_function(kind, placement, anchor, s)
-        return sorted(eligible, key=value, reverse=True)
+        ranked = sorted(eligible, key=value, reverse=True)
+        if trace is not None:
+            trace.extend((c, f"eligible:{value(c):.4f}") for c in ranked)
+        return ranked
+
+    def explain(self, situation: Situation) -> "Explanation":
+        """What :meth:`decide` looks at for this situation, and why each candidate is in or out.
+
+        >>> from models.events import Product, ShopperEvent
+        >>> c = Catalog()
+        >>> for pid, price, tier in (("s-128", 700.0, 1), ("s-256", 800.0, 2), ("s-512", 900.0, 3)):
+        ...     c.upsert(Product(pid, price, family="s", tier=tier, stock=0 if pid == "s-512" else 5))
+        >>> policy = OfferPolicy(OfferRules(exploration=0.0), c, BoughtTogether())
+        >>> event = ShopperEvent("clickstream", "view", "e1", "u1", 0.0, product_id="s-128")
+        >>> x = policy.explain(Situation(event, ShopperState("u1"), (), 0.0, 0.0))
+        >>> x.decision.reason, x.anchor, [(r.product_id, r.verdict) for r in x.rows]
+        ('offer', 's-128', [('s-512', 'unavailable'), ('s-256', 'offered')])
+        """
+        placement = situation.event.placement
+        decision = self.decide(situation)
+        rows: list[ExplainedCandidate] = []
+        anchor_id, context = (self._anchor(placement, situation) if placement is not None else (None, []))
+        if anchor_id is None or decision.reason == "control_group":
+            return Explanation(decision, anchor_id, list(context), rows)
+        offered = set(decision.offer.product_ids) if decision.offer is not None else set()
+        for kind in KIND_ORDER[placement]:
+            trace: list = []
+            self._ranked(kind, placement, anchor_id, context, situation, trace)
+            for c, verdict in trace:
+                value = None
+                if verdict.startswith("eligible:"):
+                    value = float(verdict.split(":")[1])
+                    chosen = decision.offer is not None and decision.offer.kind is kind
+                    verdict = "offered" if chosen and c.product_id in offered else "ranked_lower"
+                rows.append(ExplainedCandidate(kind.value, c.product_id, c.source, round(c.score, 4),
+                                               c.price, value, verdict, c.reason))
+            if decision.offer is not None and decision.offer.kind is kind:
+                break
+        return Explanation(decision, anchor_id, list(context), rows)
 
     def _cross_sell_candidates(self, anchor_id: str, context: Sequence[str], placement: Placement,
-                               s: Situation) -> list[Candidate]:
+                               s: Situation, trace: Optional[list] = None) -> list[Candidate]:
         """Complements of the anchor and its context, blended with the shopper's repeat buys."""
         rules = self.rules
         weighted = [(anchor_id, 1.0)] + [(pid, CONTEXT_WEIGHT) for pid in context]
@@ -163,6 +237,8 @@ class OfferPolicy:
                                    rules.history_half_life)
             candidates = blend(candidates, personal, rules.history_weight)
         threshold = rules.checkout_min_relevance if placement is Placement.CHECKOUT else rules.min_relevance
+        if trace is not None:
+            trace.extend((c, "below_relevance") for c in candidates if c.score < threshold)
         return [c for c in candidates if c.score >= threshold]
 
     def exclusion(self, pid: str, anchor_id: str, s: Situation) -> Optional[str]:

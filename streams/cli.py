@@ -124,6 +124,17 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print JSON instead of tables")
     st.set_defaults(func=cmd_status)
 
+    ex = sub.add_parser("explain", help="why a shopper gets their offer: candidates, scores, and which "
+                        "rule removed what", epilog=EPILOG, description=(
+                            "Rebuilds the shared learners and the shopper's state from Kafka (read-only) "
+                            "and runs the policy on the shopper's next event at a placement: the cart's "
+                            "checkout if the cart has items, else a view of the last viewed product."))
+    ex.add_argument("user_id")
+    ex.add_argument("--placement", choices=("product_page", "cart", "checkout", "post_purchase"))
+    ex.add_argument("--product", help="the product viewed, added or bought (default: the shopper's latest)")
+    ex.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ex.set_defaults(func=cmd_explain)
+
     b = sub.add_parser("bench", help="benchmark the live pipeline against its ceiling: throughput, "
                        "freshness, lookup latency, memory", epilog=EPILOG, description=(
                            "Starts (or uses) the local broker and Redis, measures a do-nothing Faust "
@@ -169,6 +180,19 @@ def cmd_status(args, rest) -> int:
         print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
     else:
         render(status, Console())
+    return 0
+
+
+def cmd_explain(args, rest) -> int:
+    import orjson
+    from rich.console import Console
+    from streams.explain import explain, render
+    from streams.settings import Settings
+    report = explain(Settings.from_env(), args.user_id, args.placement, args.product)
+    if args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        render(report, Console())
     return 0
 
 

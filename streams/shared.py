@@ -82,7 +82,7 @@ class SharedLearning:
                 batches = await consumer.getmany(timeout_ms=200)
                 for tp, records in batches.items():
                     for record in records:
-                        self._apply(tp.topic == catalog, record.value)
+                        self.apply(tp.topic == catalog, record.value)
                         self.positions[tp] = record.offset + 1
                 if not self.ready.is_set() and await _caught_up(consumer, ends):
                     log.info("shared learners ready: %(catalog)d products, %(baskets)d orders",
@@ -91,7 +91,8 @@ class SharedLearning:
         finally:
             await consumer.stop()
 
-    def _apply(self, is_catalog: bool, value: bytes) -> None:
+    def apply(self, is_catalog: bool, value: bytes) -> None:
+        """Learn from one catalog or baskets record (an order replayed after a crash once)."""
         try:
             if is_catalog:
                 self.engine.update_product(decode_product(value, self.limits))

@@ -239,3 +239,28 @@ def test_dashboard_renders_live_charts_and_looks_up_a_shopper(shop):
         assert not errors, errors
     finally:
         driver.quit()
+
+
+VERDICTS = {"offered", "ranked_lower", "not_needed", "below_relevance", "price_share", "anchor", "in_cart",
+            "just_bought", "unavailable", "declined", "frequency_cap"}
+
+
+def test_explain_shows_every_candidate_and_why(shop):
+    d, worker, base, port = shop
+    run = lambda *args: subprocess.run([sys.executable, "-m", "streams.cli", "explain", *args], cwd=ROOT,
+                                       env=d.env, capture_output=True, text=True, timeout=120)
+    result = run("shopper-2", "--placement", "checkout", "--json")
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["anchor"] == "s-128" and report["shopper"]["cart"] == {"s-128": 1}
+    rows = {(c["kind"], c["product_id"]): c for c in report["candidates"]}
+    assert {("cross_sell", "case"), ("cross_sell", "glass")} <= set(rows)
+    assert {c["verdict"] for c in report["candidates"]} <= VERDICTS
+    offered = [c["product_id"] for c in report["candidates"] if c["verdict"] == "offered"]
+    assert offered == report["decision"]["items"] or sorted(offered) == sorted(report["decision"]["items"])
+    # The product page: the family's next tier, as the worker offered it.
+    page = orjson.loads(run("shopper-2", "--placement", "product_page", "--json").stdout)
+    upsell = orjson.loads(d.redis.hget(f"{d.prefix}nbo:shopper-2", "product_page"))
+    assert rows and any(c["product_id"] == upsell["items"][0]["product_id"] for c in page["candidates"])
+    missing = run("nobody-at-all")
+    assert missing.returncode == 1 and "no state for user 'nobody-at-all'" in missing.stderr
