@@ -12,6 +12,9 @@
 #   NEXTOFFER_KAFKA_PORT             client port (default 9092)
 #   NEXTOFFER_KAFKA_CONTROLLER_PORT  KRaft controller port (default 9093)
 #   NEXTOFFER_KAFKA_HEAP             JVM heap (default 512m)
+#   NEXTOFFER_KAFKA_SASL_PORT        also listen for SASL_PLAINTEXT (PLAIN) clients on this port,
+#   NEXTOFFER_KAFKA_SASL_USERNAME    with this user (default nextoffer)
+#   NEXTOFFER_KAFKA_SASL_PASSWORD    and password (required with the port)
 #   NEXTOFFER_CACHE_DIR              download cache (default ~/.cache/nextoffer)
 #   NEXTOFFER_RUN_DIR                data, logs and pid files (default <repo>/.run)
 set -euo pipefail
@@ -77,6 +80,22 @@ JVM=(-Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -Djava.awt.headless=true
   -Dnextoffer.kafka.logfile="$LOG" -cp "$LIBS/*")
 java_run() { java "${JVM[@]}" "$@"; }
 
+# A SASL_PLAINTEXT listener with the PLAIN mechanism beside the plain one, so clients can be
+# run with KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT. Production brokers should use SASL_SSL.
+add_sasl_listener() {
+  local file=$1 sasl=$NEXTOFFER_KAFKA_SASL_PORT user=${NEXTOFFER_KAFKA_SASL_USERNAME:-nextoffer}
+  [ -n "${NEXTOFFER_KAFKA_SASL_PASSWORD:-}" ] ||
+    die "NEXTOFFER_KAFKA_SASL_PORT is set but NEXTOFFER_KAFKA_SASL_PASSWORD is not"
+  sed -i -e "s#^listeners=\(.*\)#listeners=\1,SASL_PLAINTEXT://127.0.0.1:$sasl#" \
+         -e "s#^advertised.listeners=\(.*\)#advertised.listeners=\1,SASL_PLAINTEXT://${NEXTOFFER_KAFKA_ADVERTISED_HOST:-127.0.0.1}:$sasl#" \
+         -e "s#^listener.security.protocol.map=\(.*\)#listener.security.protocol.map=\1,SASL_PLAINTEXT:SASL_PLAINTEXT#" \
+         "$file"
+  {
+    echo "sasl.enabled.mechanisms=PLAIN"
+    echo "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${user}=\"${NEXTOFFER_KAFKA_SASL_PASSWORD}\";"
+  } >>"$file"
+}
+
 configure() {
   mkdir -p "$STATE/data"
   sed -e "s#@PORT@#$PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" \
@@ -84,6 +103,8 @@ configure() {
       -e "s#@DATA_DIR@#$STATE/data#g" -e "s#@PARTITIONS@#${NEXTOFFER_PARTITIONS:-8}#g" \
       -e "s#@OFFSETS_PARTITIONS@#8#g" \
       "$HERE/kafka/server.properties.in" >"$STATE/server.properties"
+  chmod 600 "$STATE/server.properties"
+  if [ -n "${NEXTOFFER_KAFKA_SASL_PORT:-}" ]; then add_sasl_listener "$STATE/server.properties"; fi
   if [ ! -f "$STATE/data/meta.properties" ]; then
     local id; id=$(java_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)
     java_run kafka.tools.StorageTool format -t "$id" -c "$STATE/server.properties" >"$STATE/format.log" 2>&1 ||
@@ -95,7 +116,7 @@ configure() {
 start() {
   need_java
   if running; then say "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; return 0; fi
-  for p in "$PORT" "$CONTROLLER_PORT"; do
+  for p in "$PORT" "$CONTROLLER_PORT" ${NEXTOFFER_KAFKA_SASL_PORT:-}; do
     port_open "$p" && die "port $p is taken by another program; stop it or set NEXTOFFER_KAFKA_PORT / NEXTOFFER_KAFKA_CONTROLLER_PORT"
   done
   fetch
