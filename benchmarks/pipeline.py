@@ -49,7 +49,9 @@ class Process:
 
     @classmethod
     def start(cls, module: str, env: dict, log: Path) -> "Process":
-        args = [sys.executable, "-m", module, "worker"] + (["--without-web"] if "ceiling" in module else [])
+        # The worker itself, not its supervisor: memory is measured on this process.
+        args = [sys.executable, "-m", module, "worker"] + (["--without-web"] if "ceiling" in module
+                                                             else ["--no-restart"])
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=open(log, "wb"),
                                 stderr=subprocess.STDOUT, start_new_session=True)
         return cls(proc, log)

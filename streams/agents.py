@@ -5,6 +5,7 @@ The shopper agent is the only writer of the ``shoppers`` table and keeps
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -21,7 +22,7 @@ from streams.store import RedisOfferStore
 from streams.names import SHOPPER_INPUTS
 from streams.tables import shoppers
 from streams.topics import baskets_topic, catalog_topic, dead_letter_topic, offers_topic, shopper_inputs
-from streams.watchdog import FaustPartitions, OffsetGuard
+from streams.watchdog import EXIT_RESTART, FaustPartitions, OffsetGuard
 
 log = logging.getLogger("nextoffer")
 
@@ -62,7 +63,24 @@ metrics = WorkerMetrics(Figures(pipeline.stats, engine.tally, pipeline.dead_lett
                         lambda: _lag() if app.consumer else {})
 
 guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INPUTS),
-                                   stage=lambda: f"{pipeline.stage} {pipeline.record}"), stall_after=settings.stall_timeout)
+                                   stage=lambda: f"{pipeline.stage} {pipeline.record}"),
+                    stall_after=settings.stall_timeout, restart_after=settings.stall_restart,
+                    on_stuck=lambda why: exit_for_restart(why))
+
+
+async def exit_for_restart(why: str) -> None:
+    """A stuck worker exits with EXIT_RESTART and its supervisor starts a fresh one. First it
+    commits, where it can, the first offset of each partition it has not applied, since Faust may
+    have committed past records it dropped; what comes round again is skipped by event_id."""
+    log.critical("worker stuck: %s; exiting with code %d to be started again", why, EXIT_RESTART)
+    positions = guard.safe_positions()
+    try:
+        await asyncio.wait_for(app.consumer._thread.commit(positions), timeout=5.0)
+        log.info("committed the first unapplied offsets: %s", positions)
+    except Exception as exc:  # noqa: BLE001 - exiting anyway; the committed offsets stand
+        log.warning("could not commit the first unapplied offsets (%s: %s)", type(exc).__name__, exc)
+    logging.shutdown()
+    os._exit(EXIT_RESTART)
 
 
 @app.agent(shopper_inputs, concurrency=1)

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                        description="Run a worker. It creates missing topics, recovers shopper state "
                        "from the changelog, learns the shared models, then processes events. Extra "
                        "options go to Faust's worker (e.g. --loglevel debug).", epilog=EPILOG)
+    w.add_argument("--no-restart", action="store_true",
+                   help="run the worker in this process; without it a small supervisor runs the worker "
+                   "and starts it again when it exits stuck (code 75, see NEXTOFFER_STALL_RESTART)")
     w.set_defaults(func=cmd_worker)
 
     t = sub.add_parser("topics", help="create or list the topics", epilog=EPILOG)
@@ -210,6 +213,8 @@ def _formats() -> tuple[str, ...]:
 
 
 def cmd_worker(args, rest: list[str]) -> int:
+    if not args.no_restart:
+        return supervise([sys.executable, "-m", "streams.cli", "worker", "--no-restart", *rest])
     from streams.admin import ensure_topics
     from streams.app import app, settings
     import streams.agents  # noqa: F401 - registers the agents
@@ -227,6 +232,38 @@ def cmd_worker(args, rest: list[str]) -> int:
     sys.argv = ["nextoffer", "worker", *rest]
     app.main()
     return 0
+
+
+def supervise(command: list[str], max_restarts: int = 5, within: float = 600.0) -> int:
+    """Run the worker as a child; start it again when it exits stuck (EXIT_RESTART), at most
+    ``max_restarts`` times in ``within`` seconds. SIGTERM and SIGINT are passed on."""
+    import signal
+    import subprocess
+    from streams.watchdog import EXIT_RESTART
+    restarts: list[float] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            child = subprocess.Popen(command)
+
+            def pass_on(signum, _frame, child=child):
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            for signum in previous:
+                signal.signal(signum, pass_on)
+            code = child.wait()
+            if code != EXIT_RESTART:
+                return code
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < within] + [now]
+            if len(restarts) > max_restarts:
+                print(f"error: the worker got stuck {len(restarts)} times in {within:.0f} s; not starting "
+                      "it again (see its log)", file=sys.stderr, flush=True)
+                return code
+            print("the worker exited stuck (code 75); starting it again", file=sys.stderr, flush=True)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def cmd_topics(args, rest) -> int:

@@ -89,6 +89,11 @@ class Settings:
     stall_timeout: float = _doc("Seconds the shopper agent may sit idle while an input partition still "
                                 "has unprocessed events before the worker reads them again "
                                 "(guards against records dropped around a rebalance).", default=15.0)
+    stall_restart: float = _doc("Seconds a worker may stay stuck (a stream the consumer keeps paused, a "
+                                "consumer that stops answering, or records it does not deliver after "
+                                "re-reads) before it exits with code 75 to be started again by "
+                                "`nextoffer worker`'s supervisor or by Kubernetes; 0: never.",
+                                default=180.0)
     report_interval: float = _doc("Seconds between the worker's progress lines in its log.", default=10.0)
     log_level: str = _doc("Worker log level: crit, error, warn, info or debug.", default="info")
     rules: OfferRules = field(default_factory=OfferRules)

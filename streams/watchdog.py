@@ -18,11 +18,15 @@ transaction markers are holes that stay).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import Callable, Hashable, Iterable, Optional, Protocol
+from typing import Awaitable, Callable, Hashable, Iterable, Optional, Protocol
 
 log = logging.getLogger("nextoffer")
+
+#: Exit code of a worker that stopped itself to be started again (EX_TEMPFAIL).
+EXIT_RESTART = 75
 
 
 class PartitionView(Protocol):
@@ -58,11 +62,23 @@ class OffsetGuard:
     """
 
     def __init__(self, consumer: PartitionView, stall_after: float = 15.0,
-                 clock: Callable[[], float] = time.monotonic, attempts: int = 3) -> None:
+                 clock: Callable[[], float] = time.monotonic, attempts: int = 3,
+                 restart_after: float = 0.0, on_stuck: Optional[Callable[[str], Awaitable[None]]] = None,
+                 answer_within: Optional[float] = None) -> None:
         self.consumer = consumer
         self.stall_after = stall_after
         self.clock = clock
         self.attempts = attempts
+        # The last resort: a consumer that stays paused, stops answering, or keeps records from
+        # the agent for ``restart_after`` seconds despite re-reads is handed to ``on_stuck``
+        # (the worker exits, and its supervisor starts it again; nothing is lost: see reliability.md).
+        self.restart_after = restart_after
+        self.on_stuck = on_stuck
+        self.answer_within = answer_within or max(10.0, 2 * stall_after)
+        self.unanswered = 0
+        self.lagging_since: Optional[float] = None
+        self._recovery_seen: Optional[int] = None
+        self._progress_at = clock()
         self.expected: dict[Hashable, int] = {}
         self.holes: dict[Hashable, list[list[int]]] = {}   # tp -> [[start, end), ...] not seen yet
         self.tries: dict[tuple[Hashable, int], int] = {}
@@ -81,6 +97,7 @@ class OffsetGuard:
     async def seen(self, tp: Hashable, offset: int) -> None:
         """The agent is about to process record ``offset`` of ``tp``."""
         self.last_handled = self.last_record = self.clock()
+        self.lagging_since = None
         expected = self.expected.get(tp)
         if expected is not None and offset > expected:
             self.holes.setdefault(tp, []).append([expected, offset])
@@ -122,6 +139,12 @@ class OffsetGuard:
                 log.warning("the consumer has kept the stream paused for %.0f s, a rebalance or "
                             "recovery that does not finish (%s); restarting the worker resumes it",
                             quiet, self.consumer.describe() if hasattr(self.consumer, "describe") else "")
+            # A long recovery of a big table is paused too, but it makes progress.
+            progress = getattr(self.consumer, "recovery_remaining", lambda: None)()
+            if progress is None or progress != self._recovery_seen:
+                self._recovery_seen, self._progress_at = progress, now
+            paused = min(quiet, now - self._progress_at)
+            await self._maybe_stuck(paused, f"the consumer has kept the stream paused for {paused:.0f} s")
             return 0
         count = 0
         # Partitions the agent has not seen a record of since they were assigned start at the
@@ -130,7 +153,10 @@ class OffsetGuard:
                   if tp not in self.expected}
         positions = {**self.expected, **unseen}
         # Ask the broker: a partition the consumer stopped fetching has a stale highwater.
-        ends = await self.consumer.end_offsets(list(positions)) if positions else {}
+        try:
+            ends = await self._answer(self.consumer.end_offsets(list(positions))) if positions else {}
+        except asyncio.TimeoutError:
+            return 0
         for tp, expected in positions.items():
             start = self._first_hole(tp)
             if start is not None:
@@ -139,10 +165,46 @@ class OffsetGuard:
                 continue
             highwater = ends.get(tp)
             if highwater is not None and highwater > expected:
+                if self.tries.get((tp, expected), 0) >= self.attempts and highwater - expected <= 2:
+                    # Re-read enough times and still nothing: the offsets hold no records
+                    # (a transactional producer's commit marker ends the partition).
+                    log.info("%s: offsets %d to %d hold no records; going on", tp, expected, highwater - 1)
+                    self.expected[tp] = highwater
+                    continue
                 await self._reread(tp, expected, "an idle agent")
                 count += 1
+        if count:
+            self.lagging_since = self.lagging_since or now
+            await self._maybe_stuck(now - self.lagging_since,
+                              f"records stay unprocessed {now - self.lagging_since:.0f} s after re-reads")
+        else:
+            self.lagging_since = None
         self.last_handled = self.clock()
         return count
+
+    async def _answer(self, call):
+        """The consumer's answer, or a timeout (its thread may hang); repeated silence is stuck."""
+        try:
+            answer = await asyncio.wait_for(call, timeout=self.answer_within)
+        except asyncio.TimeoutError:
+            self.unanswered += 1
+            log.warning("the consumer did not answer within %.0f s (%d times in a row)",
+                        self.answer_within, self.unanswered)
+            if self.unanswered >= 3:
+                await self._maybe_stuck(float("inf"), f"the consumer did not answer {self.unanswered} times in a row")
+            raise
+        self.unanswered = 0
+        return answer
+
+    async def _maybe_stuck(self, for_seconds: float, why: str) -> None:
+        if self.on_stuck is not None and self.restart_after and for_seconds >= self.restart_after:
+            await self.on_stuck(why)
+
+    def safe_positions(self) -> dict:
+        """Per partition, the first offset not known to be applied (a hole's start, or the next
+        expected offset): where a fresh consumer must start so that nothing is skipped."""
+        return {tp: min([expected] + [start for start, _ in self.holes.get(tp, [])])
+                for tp, expected in self.expected.items()}
 
     def _first_hole(self, tp: Hashable):
         """The start of the partition's first hole still worth re-reading."""
@@ -157,13 +219,17 @@ class OffsetGuard:
         return None
 
     async def _reread(self, tp: Hashable, offset: int, why: str) -> None:
-        log.warning("%s: records from offset %d were dropped by the consumer (%s); reading them "
-                    "again", tp, offset, why)
+        state = self.consumer.state_of(tp) if hasattr(self.consumer, "state_of") else ""
+        log.warning("%s: records from offset %d were dropped by the consumer (%s%s); reading them "
+                    "again", tp, offset, why, f"; partition {state}" if state else "")
         self.tries[(tp, offset)] = self.tries.get((tp, offset), 0) + 1
         if len(self.tries) > 10_000:
             self.tries.clear()
         self.rereads += 1
-        await self.consumer.seek(tp, offset)
+        try:
+            await self._answer(self.consumer.seek(tp, offset))
+        except asyncio.TimeoutError:
+            pass    # the hole or tail stays known and is read again at the next idle check
 
 
 class FaustPartitions:
@@ -187,6 +253,11 @@ class FaustPartitions:
     def flowing(self) -> bool:
         return bool(self.app.consumer.flow_active) and not self.app.rebalancing
 
+    def recovery_remaining(self) -> Optional[int]:
+        """Changelog records still to recover (None when not recovering)."""
+        recovery = self.app.tables.recovery
+        return recovery.active_remaining_total() if recovery.in_recovery else None
+
     def busy(self) -> bool:
         return not self.stage().startswith("idle") and self.stage() != ""
 
@@ -194,8 +265,25 @@ class FaustPartitions:
         return (f"flow_active={self.app.consumer.flow_active}, rebalancing={self.app.rebalancing}, "
                 f"unacked={len(self.app.consumer.unacked)}, agent: {self.stage()}")
 
+    def state_of(self, tp) -> str:
+        """How Faust's consumer treats ``tp``: fetched, or left out and why."""
+        consumer = self.app.consumer
+        active = consumer._active_partitions
+        return ", ".join(name for name, held in (
+            ("not fetched", active is not None and tp not in active),
+            ("paused", tp in consumer._paused_partitions),
+            ("buffer full", tp in consumer._buffered_partitions)) if held) or "fetched"
+
     async def seek(self, tp, offset: int) -> None:
+        consumer = self.app.consumer
+        # The agent is idle, so no stream buffer is full: a partition still left out of the
+        # fetch (paused, or marked full) has lost its resume, e.g. to a rebalance in between.
+        if not self.app.in_recovery and self.state_of(tp) != "fetched":
+            log.warning("%s was left out of the consumer's fetches (%s); fetching it again", tp,
+                        self.state_of(tp))
+            consumer._buffered_partitions.discard(tp)
+            consumer.resume_partitions({tp})
         # In the consumer's own thread, between two fetches: a seek from another thread races
         # with aiokafka's fetcher (and can crash it). Faust's seek_wait also resets the offset
         # it reads from, so the records come through again.
-        await self.app.consumer._thread.seek_wait({tp: offset})
+        await consumer._thread.seek_wait({tp: offset})

@@ -97,3 +97,69 @@ def test_a_hole_not_filled_is_read_again_when_idle_and_given_up_after_three_trie
     now[0] = 30.0
     asyncio.run(guard.check_idle())                      # 2 given up; first try of offset 4
     assert consumer.seeks[-1] == ("cart-0", 4) and guard.holes == {"cart-0": [[4, 5]]}
+
+
+class Stuck:
+    """Collects the guard's last-resort calls."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    async def __call__(self, why: str) -> None:
+        self.reasons.append(why)
+
+
+def test_a_stream_paused_past_the_limit_is_stuck_unless_recovery_makes_progress():
+    now, stuck = [0.0], Stuck()
+    consumer = Consumer({"cart-0": 10})
+    consumer.flow = False
+    consumer.remaining = 500
+    consumer.recovery_remaining = lambda: consumer.remaining
+    guard = OffsetGuard(consumer, stall_after=5.0, clock=lambda: now[0], restart_after=60.0, on_stuck=stuck)
+    for t in range(10, 200, 10):       # a big table recovering: the remaining count goes down
+        now[0] = float(t)
+        consumer.remaining -= 1
+        asyncio.run(guard.check_idle())
+    assert stuck.reasons == []
+    for t in range(200, 280, 10):      # no progress any more
+        now[0] = float(t)
+        asyncio.run(guard.check_idle())
+    assert stuck.reasons and "paused" in stuck.reasons[0]
+
+
+def test_a_consumer_that_stops_answering_is_stuck_after_three_timeouts():
+    stuck = Stuck()
+    consumer = Consumer({"cart-0": 10})
+
+    async def hang(tps):
+        await asyncio.sleep(3600)
+    consumer.end_offsets = hang
+    now = [0.0]
+    guard = OffsetGuard(consumer, stall_after=5.0, clock=lambda: now[0], restart_after=60.0, on_stuck=stuck,
+                        answer_within=0.01)
+    for t in (10, 20, 30):
+        now[0] = float(t)
+        assert asyncio.run(guard.check_idle()) == 0
+    assert guard.unanswered == 3 and stuck.reasons == ["the consumer did not answer 3 times in a row"]
+
+
+def test_records_never_delivered_after_re_reads_are_stuck_but_a_commit_marker_is_not():
+    stuck = Stuck()
+    now = [0.0]
+    consumer = Consumer({"cart-0": 50, "cart-1": 11})
+    guard = OffsetGuard(consumer, stall_after=5.0, clock=lambda: now[0], restart_after=60.0, on_stuck=stuck)
+    see_all(guard, "cart-0", [0, 1, 2])
+    see_all(guard, "cart-1", [8, 9])      # offset 10 is a transaction marker
+    for t in range(10, 100, 10):
+        now[0] = float(t)
+        asyncio.run(guard.check_idle())
+    assert guard.expected["cart-1"] == 11, "the marker is passed over after the re-reads"
+    assert stuck.reasons and "unprocessed" in stuck.reasons[0]
+    assert guard.safe_positions() == {"cart-0": 3, "cart-1": 11}
+
+
+def test_safe_positions_start_at_the_first_hole():
+    consumer = Consumer({"cart-0": 20})
+    guard = OffsetGuard(consumer, clock=lambda: 0.0)
+    see_all(guard, "cart-0", [0, 1, 2, 6, 7])
+    assert guard.safe_positions() == {"cart-0": 3}
