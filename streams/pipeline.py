@@ -1,8 +1,9 @@
 """What the agents do with one message, with every dependency passed in (so tests can too).
 
-Order of effects for a shopper event: state table -> baskets topic -> Redis -> offers
+Order of effects for a shopper event: baskets topic -> Redis -> state table -> offers
 topic. Redis is written before the offer is published, so a storefront that sees an
-offer on the topic can always read it from the lookup.
+offer on the topic can always read it from the lookup; the state is saved after Redis has
+the offer, so a redelivered (already applied) event can publish its offer again from there.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
+import orjson
 from redis.exceptions import RedisError
 
 from models.engine import OfferEngine
@@ -122,24 +124,50 @@ class ShopperPipeline:
         outcome = self.engine.process(shopper, event, generated_at=self.clock())
         if not outcome.applied:
             self.stats["events.duplicate"] += 1
+            await self._republish(event)
             return None
-        self.shoppers[event.user_id] = encode_state(shopper)
+        state = encode_state(shopper)
         if outcome.basket is not None:
             self.stage = "publishing the order"
             await self.outputs.baskets(key, encode_basket(outcome.basket))
         if outcome.offer is None:
+            self.shoppers[event.user_id] = state
             self.stats[f"no_offer.{outcome.reason}"] += 1
             return None
         offer = outcome.offer
         payload = encode_offer(offer)
         self.stage = "writing the offer to Redis"
         await self.writer.write([(self.redis_key(offer.user_id), offer.placement.value, payload)])
+        # Saved after the offer is in Redis: a crash before leaves the event to be applied again;
+        # after, a redelivered event finds its offer there (see _republish).
+        self.shoppers[event.user_id] = state
         self.stage = "publishing the offer"
         await self.outputs.offers(offer.user_id.encode(), payload)
         self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
         if offer.kind is Kind.UPSELL:
             self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
         return offer
+
+    async def _republish(self, event) -> None:
+        """A redelivered event was applied before a crash, but its offer may not have reached
+        the offers topic (still in the producer's buffer). The lookup has it if it was the
+        placement's latest: publish it again (offers are at-least-once, same offer_id)."""
+        if event.placement is None:
+            return
+        try:
+            raw = await self.writer.store.get(self.redis_key(event.user_id), event.placement.value)
+        except (RedisError, OSError):
+            return      # the lookup is away; the offer is not lost from it
+        if raw is None:
+            return
+        try:
+            stored = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return
+        if stored.get("event_id") == event.event_id:
+            self.stage = "publishing the offer again"
+            await self.outputs.offers(event.user_id.encode(), raw)
+            self.stats["offers_republished"] += 1
 
     def _count_upgrade(self, anchor: str, product: str) -> None:
         if len(self.upgrades) >= 20_000:     # bounded: keep the most offered half
