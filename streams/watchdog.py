@@ -37,7 +37,7 @@ class PartitionView(Protocol):
     def inputs(self) -> Iterable: ...
     async def broker_committed(self, tps: list) -> dict: ...
     async def group_committed(self) -> dict: ...
-    async def seek(self, tp, offset: int) -> None: ...
+    async def seek(self, tp, offset: int, at_commit: bool = False) -> None: ...
 
 
 class OffsetGuard:
@@ -50,7 +50,7 @@ class OffsetGuard:
     ...     def flowing(self): return True
     ...     def inputs(self): return ["cart-0"]
     ...     async def broker_committed(self, tps): return {tp: 0 for tp in tps}
-    ...     async def seek(self, tp, offset): self.seeks.append((tp, offset))
+    ...     async def seek(self, tp, offset, at_commit=False): self.seeks.append((tp, offset))
     >>> twin, now = Twin(), [0.0]
     >>> guard = OffsetGuard(twin, stall_after=5.0, clock=lambda: now[0])
     >>> for offset in (3, 4, 7, 8, 5, 6, 7, 8):
@@ -196,6 +196,11 @@ class OffsetGuard:
                 count += 1
                 continue
             highwater = ends.get(tp)
+            if highwater is not None and highwater > expected and tp in asked:
+                # Read from the group's committed offset just read: Faust's own mark may be past it.
+                await self._reread(tp, expected, "an idle agent", at_commit=True)
+                count += 1
+                continue
             if highwater is not None and highwater > expected:
                 if self.tries.get((tp, expected), 0) >= self.attempts and highwater - expected <= 2:
                     # Re-read enough times and still nothing: the offsets hold no records
@@ -249,7 +254,7 @@ class OffsetGuard:
         self.holes.pop(tp, None)
         return None
 
-    async def _reread(self, tp: Hashable, offset: int, why: str) -> None:
+    async def _reread(self, tp: Hashable, offset: int, why: str, at_commit: bool = False) -> None:
         state = self.consumer.state_of(tp) if hasattr(self.consumer, "state_of") else ""
         log.warning("%s: records from offset %d were dropped by the consumer (%s%s); reading them "
                     "again", tp, offset, why, f"; partition {state}" if state else "")
@@ -258,7 +263,7 @@ class OffsetGuard:
             self.tries.clear()
         self.rereads += 1
         try:
-            await self._answer(self.consumer.seek(tp, offset))
+            await self._answer(self.consumer.seek(tp, offset, at_commit))
         except asyncio.TimeoutError:
             pass    # the hole or tail stays known and is read again at the next idle check
 
@@ -322,7 +327,7 @@ class FaustPartitions:
             ("paused", tp in consumer._paused_partitions),
             ("buffer full", tp in consumer._buffered_partitions)) if held) or "fetched"
 
-    async def seek(self, tp, offset: int) -> None:
+    async def seek(self, tp, offset: int, at_commit: bool = False) -> None:
         consumer = self.app.consumer
         # The agent is idle, so no stream buffer is full: a partition still left out of the
         # fetch (paused, or marked full) has lost its resume, e.g. to a rebalance in between.
@@ -331,10 +336,12 @@ class FaustPartitions:
                         self.state_of(tp))
             consumer._buffered_partitions.discard(tp)
             consumer.resume_partitions({tp})
-        # Faust acknowledges (and so commits) only records at or past the offset it believes
-        # committed; records read again below it would never be committed.
+        # ``offset`` is the group's committed offset on the broker: Faust acknowledges (and so
+        # commits) only records at or past the offset it believes committed, and its belief counts
+        # commits that failed. (Below a commit that did succeed, it must stay: Faust would wait
+        # for those offsets forever.)
         believed = consumer._committed_offset.get(tp)
-        if believed is not None and believed > offset:
+        if at_commit and believed is not None and believed > offset:
             consumer._committed_offset[tp] = offset
         # In the consumer's own thread, between two fetches: a seek from another thread races
         # with aiokafka's fetcher (and can crash it). Faust's seek_wait also resets the offset

@@ -28,7 +28,7 @@ class Consumer:
     async def group_committed(self):
         return dict(self.committed_offsets)
 
-    async def seek(self, tp, offset):
+    async def seek(self, tp, offset, at_commit=False):
         self.seeks.append((tp, offset))
 
 
