@@ -178,10 +178,12 @@ class OffsetGuard:
         # Partitions the agent has not seen a record of since they were assigned start at the
         # group's committed offset on the broker (none committed: at the beginning). Faust's own
         # record of it can be ahead: it counts commits that failed, of records it dropped.
-        unseen = [tp for tp in self.consumer.inputs() if tp not in self.expected]
+        inputs = list(self.consumer.inputs())
+        unseen = [tp for tp in inputs if tp not in self.expected]
         asked = [tp for tp in unseen if tp not in self.start]
         try:
-            committed = await self._answer(self.consumer.broker_committed(asked)) if asked else {}
+            on_broker = await self._answer(self.consumer.broker_committed(inputs)) if inputs else {}
+            committed = {tp: on_broker.get(tp) for tp in asked}
             committed.update({tp: self.start[tp] for tp in unseen if tp in self.start})
             positions = {**self.expected, **{tp: committed.get(tp) or 0 for tp in unseen}}
             # Ask the broker: a partition the consumer stopped fetching has a stale highwater.
@@ -210,6 +212,7 @@ class OffsetGuard:
                     continue
                 await self._reread(tp, expected, "an idle agent")
                 count += 1
+        await self._commit_applied(ends, on_broker)
         if count:
             self.lagging_since = self.lagging_since or now
             await self._maybe_stuck(now - self.lagging_since,
@@ -218,6 +221,21 @@ class OffsetGuard:
             self.lagging_since = None
         self.last_handled = self.clock()
         return count
+
+    async def _commit_applied(self, ends: dict, on_broker: dict) -> None:
+        """Commit what the agent has applied where the group's commit lags behind it: a record
+        Faust dropped and never acknowledged holds its commits back even once read again and
+        applied. Only partitions with no hole, caught up to the broker's end, are committed."""
+        done = {tp: expected for tp, expected in self.expected.items()
+                if not self.holes.get(tp) and ends.get(tp) == expected
+                and on_broker.get(tp) is not None and on_broker[tp] < expected}
+        if not done or not hasattr(self.consumer, "commit"):
+            return
+        try:
+            await self._answer(self.consumer.commit(done))
+        except asyncio.TimeoutError:
+            return
+        log.info("committed offsets the consumer had left behind: %s", done)
 
     async def _answer(self, call):
         """The consumer's answer, or a timeout (its thread may hang); repeated silence is stuck."""
@@ -317,6 +335,16 @@ class FaustPartitions:
     def describe(self) -> str:
         return (f"flow_active={self.app.consumer.flow_active}, rebalancing={self.app.rebalancing}, "
                 f"unacked={len(self.app.consumer.unacked)}, agent: {self.stage()}")
+
+    async def commit(self, offsets: dict) -> None:
+        """Commit ``offsets`` for the group, and make Faust's own mark agree (it never commits
+        below it afterwards)."""
+        consumer = self.app.consumer
+        await consumer._thread.commit(offsets)
+        for tp, offset in offsets.items():
+            believed = consumer._committed_offset.get(tp)
+            if believed is None or believed < offset:
+                consumer._committed_offset[tp] = offset
 
     def state_of(self, tp) -> str:
         """How Faust's consumer treats ``tp``: fetched, or left out and why."""
