@@ -174,25 +174,22 @@ def cmd_serve(args, rest) -> int:
 
 
 def cmd_status(args, rest) -> int:
-    import orjson
-    from rich.console import Console
     from streams.settings import Settings
     from streams.status import gather, render
-    status = gather(Settings.from_env())
-    if args.json:
-        print(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
-    else:
-        render(status, Console())
-    return 0
+    return _show(gather(Settings.from_env()), render, args.json)
 
 
 def cmd_explain(args, rest) -> int:
-    import orjson
-    from rich.console import Console
     from streams.explain import explain, render
     from streams.settings import Settings
-    report = explain(Settings.from_env(), args.user_id, args.placement, args.product)
-    if args.json:
+    return _show(explain(Settings.from_env(), args.user_id, args.placement, args.product), render, args.json)
+
+
+def _show(report: dict, render, as_json: bool) -> int:
+    """Print a command's report as JSON, or as tables for people."""
+    import orjson
+    from rich.console import Console
+    if as_json:
         print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     else:
         render(report, Console())
