@@ -163,7 +163,8 @@ class OfferPolicy:
     def _ranked(self, kind: Kind, placement: Placement, anchor_id: str, context: Sequence[str],
                 s: Situation, trace: Optional[list] = None) -> list[Candidate]:
         """Eligible candidates of one kind, best first (a few more than fit, for exploration).
-        With ``trace``, every candidate looked at is appended with why it was kept or removed."""
+        With ``trace``, every candidate looked at is appended as (candidate, verdict, value): the
+        rule that removed it and None, or ``eligible`` and its value."""
         anchor = self.catalog.get(anchor_id)
         if kind is Kind.UPSELL:
             candidates = upsells(anchor, self.catalog, self.bought, self.rules, s.now) if anchor else []
@@ -171,7 +172,7 @@ class OfferPolicy:
             candidates = self._cross_sell_candidates(anchor_id, context, placement, s, trace)
             kept = [c for c in candidates if self._price_share_ok(c, anchor, placement, s)]
             if trace is not None:
-                trace.extend((c, "price_share") for c in candidates if c not in kept)
+                trace.extend((c, "price_share", None) for c in candidates if c not in kept)
             candidates = kept
         eligible = []
         for n, c in enumerate(candidates):  # best first: stop once the tie-break has enough to reorder
@@ -179,15 +180,15 @@ class OfferPolicy:
             if excluded is None:
                 eligible.append(c)
             elif trace is not None:
-                trace.append((c, excluded))
+                trace.append((c, excluded, None))
             if len(eligible) >= 3 * self.rules.max_items:
                 if trace is not None:
-                    trace.extend((rest, "not_needed") for rest in candidates[n + 1:])
+                    trace.extend((rest, "not_needed", None) for rest in candidates[n + 1:])
                 break
         value = self._value_function(kind, placement, anchor, s)
         ranked = sorted(eligible, key=value, reverse=True)
         if trace is not None:
-            trace.extend((c, f"eligible:{value(c):.4f}") for c in ranked)
+            trace.extend((c, "eligible", round(value(c), 4)) for c in ranked)
         return ranked
 
     def explain(self, situation: Situation) -> "Explanation":
@@ -213,15 +214,13 @@ class OfferPolicy:
         for kind in KIND_ORDER[placement]:
             trace: list = []
             self._ranked(kind, placement, anchor_id, context, situation, trace)
-            for c, verdict in trace:
-                value = None
-                if verdict.startswith("eligible:"):
-                    value = float(verdict.split(":")[1])
-                    chosen = decision.offer is not None and decision.offer.kind is kind
+            chosen = decision.offer is not None and decision.offer.kind is kind
+            for c, verdict, value in trace:
+                if verdict == "eligible":
                     verdict = "offered" if chosen and c.product_id in offered else "ranked_lower"
                 rows.append(ExplainedCandidate(kind.value, c.product_id, c.source, round(c.score, 4),
                                                c.price, value, verdict, c.reason))
-            if decision.offer is not None and decision.offer.kind is kind:
+            if chosen:
                 break
         return Explanation(decision, anchor_id, list(context), rows)
 
@@ -238,7 +237,7 @@ class OfferPolicy:
             candidates = blend(candidates, personal, rules.history_weight)
         threshold = rules.checkout_min_relevance if placement is Placement.CHECKOUT else rules.min_relevance
         if trace is not None:
-            trace.extend((c, "below_relevance") for c in candidates if c.score < threshold)
+            trace.extend((c, "below_relevance", None) for c in candidates if c.score < threshold)
         return [c for c in candidates if c.score >= threshold]
 
     def exclusion(self, pid: str, anchor_id: str, s: Situation) -> Optional[str]:

@@ -77,7 +77,7 @@ async def exit_for_restart(why: str) -> None:
     log.critical("worker stuck: %s; exiting with code %d to be started again", why, EXIT_RESTART)
     positions = guard.safe_positions()
     try:
-        await asyncio.wait_for(app.consumer._thread.commit(positions), timeout=5.0)
+        await asyncio.wait_for(guard.consumer.commit(positions), timeout=5.0)
         log.info("committed the first unapplied offsets: %s", positions)
     except Exception as exc:  # noqa: BLE001 - exiting anyway; the committed offsets stand
         log.warning("could not commit the first unapplied offsets (%s: %s)", type(exc).__name__, exc)

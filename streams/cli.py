@@ -9,6 +9,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator, Optional
 
+from models.offer import Placement
+
+PLACEMENTS = tuple(p.value for p in Placement)
 EPILOG = ("Connection: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, NEXTOFFER_TOPIC_PREFIX. "
           "Every other setting: 'nextoffer settings'.")
 
@@ -107,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     lk = sub.add_parser("lookup", help="read a shopper's offers from Redis, as a storefront does",
                         epilog=EPILOG)
     lk.add_argument("user_id")
-    lk.add_argument("--placement", choices=("product_page", "cart", "checkout", "post_purchase"))
+    lk.add_argument("--placement", choices=PLACEMENTS)
     lk.add_argument("--prefix", help="topic and key prefix (default NEXTOFFER_TOPIC_PREFIX)")
     lk.set_defaults(func=cmd_lookup)
 
@@ -133,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
                             "and runs the policy on the shopper's next event at a placement: the cart's "
                             "checkout if the cart has items, else a view of the last viewed product."))
     ex.add_argument("user_id")
-    ex.add_argument("--placement", choices=("product_page", "cart", "checkout", "post_purchase"))
+    ex.add_argument("--placement", choices=PLACEMENTS)
     ex.add_argument("--product", help="the product viewed, added or bought (default: the shopper's latest)")
     ex.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ex.set_defaults(func=cmd_explain)

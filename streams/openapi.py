@@ -54,7 +54,7 @@ def document(settings: Settings) -> dict:
                 "parameters": [
                     {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}},
                     {"name": "placement", "in": "query", "required": False,
-                     "schema": {"enum": ["product_page", "cart", "checkout", "post_purchase"]}}],
+                     "schema": schemas["offer"]["properties"]["placement"]}],
                 "responses": {
                     "200": {"description": "The offer, or offers by placement", "content": {
                         "application/json": {"schema": {"oneOf": [

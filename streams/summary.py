@@ -15,6 +15,8 @@ from __future__ import annotations
 import collections
 from typing import Iterable, Optional
 
+from streams.metrics import Figures
+
 
 def merge_snapshots(snapshots: Iterable[dict]) -> dict:
     """One view of every worker: totals, rates, lag, worst latency quantiles, top pairs."""
@@ -76,19 +78,17 @@ def _grouped(counts: dict, prefix: str, parts: int) -> dict:
     return dict(out)
 
 
-def _ratio(a: float, b: float) -> Optional[float]:
-    return round(a / b, 4) if b else None
+def _rounded(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 4)
 
 
 def _rates(tally: dict) -> dict:
-    accepted = sum(v for k, v in tally.items() if k.startswith("outcome.") and k.endswith(".accepted"))
-    declined = sum(v for k, v in tally.items() if k.startswith("outcome.") and k.endswith(".declined"))
-    aov = {g: _ratio(tally.get(f"order_value.{g}", 0.0), tally.get(f"orders.{g}", 0))
-           for g in ("treated", "control")}
-    lift = _ratio(aov["treated"] - aov["control"], aov["control"]) \
+    """The workers' rates, computed as each worker's metrics compute them, over the summed tally."""
+    f = Figures({}, tally, {})
+    aov = {g: _rounded(f.aov(g)) for g in ("treated", "control")}
+    lift = _rounded((aov["treated"] - aov["control"]) / aov["control"]) \
         if aov["treated"] is not None and aov["control"] else None
-    return {"acceptance_rate": _ratio(accepted, accepted + declined),
-            "attach_rate": _ratio(tally.get("orders_with_offer.treated", 0), tally.get("orders.treated", 0)),
+    return {"acceptance_rate": _rounded(f.acceptance_rate()), "attach_rate": _rounded(f.attach_rate("treated")),
             "orders": {g: tally.get(f"orders.{g}", 0) for g in ("treated", "control")},
             "aov": aov, "aov_lift": lift,
             "model_updates": {k[len("updates."):]: v for k, v in tally.items() if k.startswith("updates.")}}

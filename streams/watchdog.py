@@ -38,6 +38,7 @@ class PartitionView(Protocol):
     async def broker_committed(self, tps: list) -> dict: ...
     async def group_committed(self) -> dict: ...
     async def seek(self, tp, offset: int, at_commit: bool = False) -> None: ...
+    async def commit(self, offsets: dict) -> None: ...
 
 
 class OffsetGuard:
@@ -51,6 +52,7 @@ class OffsetGuard:
     ...     def inputs(self): return ["cart-0"]
     ...     async def broker_committed(self, tps): return {tp: 0 for tp in tps}
     ...     async def seek(self, tp, offset, at_commit=False): self.seeks.append((tp, offset))
+    ...     async def commit(self, offsets): pass
     >>> twin, now = Twin(), [0.0]
     >>> guard = OffsetGuard(twin, stall_after=5.0, clock=lambda: now[0])
     >>> for offset in (3, 4, 7, 8, 5, 6, 7, 8):
@@ -183,9 +185,8 @@ class OffsetGuard:
         asked = [tp for tp in unseen if tp not in self.start]
         try:
             on_broker = await self._answer(self.consumer.broker_committed(inputs)) if inputs else {}
-            committed = {tp: on_broker.get(tp) for tp in asked}
-            committed.update({tp: self.start[tp] for tp in unseen if tp in self.start})
-            positions = {**self.expected, **{tp: committed.get(tp) or 0 for tp in unseen}}
+            positions = {**self.expected,
+                         **{tp: self.start.get(tp, on_broker.get(tp)) or 0 for tp in unseen}}
             # Ask the broker: a partition the consumer stopped fetching has a stale highwater.
             ends = await self._answer(self.consumer.end_offsets(list(positions))) if positions else {}
         except asyncio.TimeoutError:
@@ -229,7 +230,7 @@ class OffsetGuard:
         done = {tp: expected for tp, expected in self.expected.items()
                 if not self.holes.get(tp) and ends.get(tp) == expected
                 and on_broker.get(tp) is not None and on_broker[tp] < expected}
-        if not done or not hasattr(self.consumer, "commit"):
+        if not done:
             return
         try:
             await self._answer(self.consumer.commit(done))

@@ -25,6 +25,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from models.offer import Placement
 from streams.codecs import InvalidMessage, decode_event
 from streams.names import FEEDBACK
 from streams.settings import Settings
@@ -32,7 +33,7 @@ from streams.summary import History, merge_snapshots
 
 log = logging.getLogger("nextoffer")
 
-PLACEMENTS = ("product_page", "cart", "checkout", "post_purchase")
+PLACEMENTS = tuple(p.value for p in Placement)
 
 
 class Service:
