@@ -1,7 +1,9 @@
 """Will the shopper take it? An online model of offer acceptance (river), and how it ranks.
 
 Each offered item is remembered with its features (kind, placement, signal source,
-relevance, price ratio to the anchor, position); outcomes teach the model:
+relevance, price ratio to the anchor, position); beside them the model sees the shopper
+(segment, lifecycle, session intent, price sensitivity) and how the item fits them (category
+and brand affinity, its price against the shopper's usual price level). Outcomes teach the model:
 an accept or click, or the item added or bought while the offer stands, is a 1;
 a decline or dismiss, or an offer that lapses unconverted, is a 0.
 """
@@ -11,6 +13,9 @@ import math
 from typing import Optional
 
 from river import linear_model, optim
+
+from models.events import Product
+from models.profile import ProfileView
 
 #: An offered item as remembered in the shopper's state (JSON-able):
 #: [product_id, kind, placement, source, score, price_ratio or None, position]
@@ -24,16 +29,43 @@ def item_record(pid: str, kind: str, placement: str, source: str, score: float,
             position]
 
 
+def shopper_features(profile: Optional[ProfileView], product: Optional[Product],
+                     position: Optional[float]) -> dict[str, float]:
+    """What the shopper is like, and how the item fits them: the personal half of the features.
+
+    ``position`` is the item's :func:`~models.profile.price_position` in its category.
+
+    >>> p = ProfileView("repeat", "engaged", "buying", 0.2, 0.3, {"c:mugs": 3.0, "b:Acme": 1.0})
+    >>> f = shopper_features(p, Product("m", 12.0, category="mugs", brand="Acme"), 0.5)
+    >>> f["category_affinity"], f["brand_affinity"], f["segment=repeat"], round(f["price_gap"], 2)
+    (1.0, 1.0, 1.0, 0.3)
+    """
+    if profile is None:
+        return {}
+    out = {f"segment={profile.segment}": 1.0, f"stage={profile.stage}": 1.0,
+           f"intent={profile.intent}": 1.0, "price_sensitivity": profile.price_sensitivity}
+    if product is not None:
+        out["category_affinity"] = profile.category_affinity(product.category)
+        out["brand_affinity"] = profile.brand_affinity(product.brand)
+    if position is not None and profile.price_level is not None:
+        gap = position - profile.price_level
+        out["price_gap"] = gap                         # above the shopper's usual level...
+        out["price_gap_abs"] = abs(gap)                # ...or far from it either way
+        out["price_gap_x_sensitivity"] = gap * profile.price_sensitivity
+    return out
+
+
 class AcceptanceModel:
-    """Online logistic regression of P(accept | offered item).
+    """Online logistic regression of P(accept | offered item, shopper).
 
     >>> m = AcceptanceModel()
     >>> staple = ["p", "cross_sell", "cart", "history", 0.4, 0.5, 0]
     >>> odd = ["q", "cross_sell", "cart", "bought_together", 0.02, 3.0, 2]
+    >>> fan, stranger = {"category_affinity": 0.8}, {"category_affinity": 0.0}
     >>> for _ in range(200):
-    ...     m.learn(staple, True, repeat_customer=True)
-    ...     m.learn(odd, False, repeat_customer=True)
-    >>> m.predict(staple, True) > 0.8 > 0.2 > m.predict(odd, True)
+    ...     m.learn(staple, True, fan)
+    ...     m.learn(odd, False, stranger)
+    >>> m.predict(staple, fan) > 0.8 > 0.2 > m.predict(odd, stranger)
     True
     """
 
@@ -43,16 +75,19 @@ class AcceptanceModel:
         self.positives = 0
 
     @staticmethod
-    def features(record: ItemRecord, repeat_customer: bool) -> dict[str, float]:
+    def features(record: ItemRecord, personal: Optional[dict] = None) -> dict[str, float]:
         _, kind, placement, source, score, ratio, position = record
-        return {f"kind={kind}": 1.0, f"placement={placement}": 1.0, f"source={source}": 1.0,
-                "relevance": min(score, 2.0), "log_price_ratio": math.log(ratio) if ratio else 0.0,
-                "position": float(position), "repeat_customer": float(repeat_customer)}
+        out = {f"kind={kind}": 1.0, f"placement={placement}": 1.0, f"source={source}": 1.0,
+               "relevance": min(score, 2.0), "log_price_ratio": math.log(ratio) if ratio else 0.0,
+               "position": float(position)}
+        if personal:
+            out.update(personal)
+        return out
 
-    def predict(self, record: ItemRecord, repeat_customer: bool) -> float:
-        return self._model.predict_proba_one(self.features(record, repeat_customer)).get(True, 0.5)
+    def predict(self, record: ItemRecord, personal: Optional[dict] = None) -> float:
+        return self._model.predict_proba_one(self.features(record, personal)).get(True, 0.5)
 
-    def learn(self, record: ItemRecord, accepted: bool, repeat_customer: bool) -> None:
-        self._model.learn_one(self.features(record, repeat_customer), accepted)
+    def learn(self, record: ItemRecord, accepted: bool, personal: Optional[dict] = None) -> None:
+        self._model.learn_one(self.features(record, personal), accepted)
         self.updates += 1
         self.positives += accepted

@@ -1,20 +1,33 @@
 """Candidate items for an offer: upgrades of the anchor, or complements of the order."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from models.bought_together import BoughtTogether
 from models.catalog import Catalog
 from models.events import Product
+from models.profile import ProfileView, price_position
 from models.repeats import RepeatPurchases
 from models.rules import OfferRules
 from models.shopper import ShopperState
+from models.upgrades import LearnedUpgrades
 
 #: Score of the nearest higher tier in the anchor's family; each further tier gets 0.9x.
 FAMILY_SCORE = 1.0
 #: Base score of a same-category upgrade, raised by its popularity.
 CATEGORY_SCORE = 0.3
+#: Full score of an upgrade learned from shoppers' choices (scaled by its share of votes).
+LEARNED_SCORE = 0.8
+#: Price step (in log price, about +40%) above the shopper's usual level an upgrade may reach unpenalised.
+REACH_STEP = 0.35
+#: How fast an upgrade's score falls beyond that reach.
+REACH_FALLOFF = 3.0
+#: Share of a category-level complement's score given to a content-based candidate.
+CONTENT_SCORE = 0.5
+#: Products looked at per related category by the content fallback.
+CONTENT_SCAN = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +38,15 @@ class Candidate:
     score: float
     reason: str
     price: Optional[float] = None
-    source: str = "bought_together"   # family, category, bought_together or history
+    source: str = "bought_together"   # family, learned_upgrade, category, bought_together, history, content
 
 
 def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: OfferRules,
-            now: float) -> list[Candidate]:
-    """Upgrades of the anchor: its family's higher tiers first, else pricier items of its category.
+            now: float, learned: Optional[LearnedUpgrades] = None,
+            profile: Optional[ProfileView] = None) -> list[Candidate]:
+    """Upgrades of the anchor: its family's higher tiers first, else upgrades learned from
+    shoppers' choices, else pricier items of its category. The shopper's price level and
+    sensitivity decide how far up a ladder an offer reaches (:func:`reach`).
 
     >>> from models.events import Product
     >>> c = Catalog()
@@ -42,12 +58,23 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
     ladder = [p for p in catalog.higher_tiers(anchor.product_id)
               if _step_ok(anchor.price, p.price, 0.0, rules.family_max_step, rules)]
     if ladder:
-        return [Candidate(p.product_id, FAMILY_SCORE * 0.9 ** rank,
-                          f"same line, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price, "family")
-                for rank, p in enumerate(ladder)]
+        return sorted((Candidate(p.product_id, FAMILY_SCORE * 0.9 ** rank * reach(anchor, p, catalog, profile),
+                                 f"same line, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price, "family")
+                       for rank, p in enumerate(ladder)), key=lambda c: c.score, reverse=True)
+    low_step = rules.upsell_min_step if rules.price_rules else 0.0
+    chosen = []
+    for pid, share, votes in (learned.upgrades(anchor.product_id) if learned is not None else ()):
+        p = catalog.get(pid)
+        if p is None or not _step_ok(anchor.price, p.price, low_step, rules.upsell_max_step, rules):
+            continue
+        chosen.append(Candidate(pid, LEARNED_SCORE * share * reach(anchor, p, catalog, profile),
+                                f"shoppers who looked at {anchor.label} often chose {p.label} "
+                                f"({votes:.0f}x), +{p.price / anchor.price - 1:.0%}", p.price, "learned_upgrade"))
+    if chosen:
+        return sorted(chosen, key=lambda c: c.score, reverse=True)
     if anchor.category is None:
         return []
-    low = anchor.price * (1 + (rules.upsell_min_step if rules.price_rules else 0.0))
+    low = anchor.price * (1 + low_step)
     high = anchor.price * (1 + rules.upsell_max_step) if rules.price_rules else float("inf")
     out = []
     for p in catalog.in_category_between(anchor.category, low, high):
@@ -57,10 +84,71 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
         score = CATEGORY_SCORE + 0.5 * bought_count / (bought_count + 5.0)
         if anchor.brand and p.brand == anchor.brand:
             score += 0.1
-        out.append(Candidate(p.product_id, score,
+        out.append(Candidate(p.product_id, score * reach(anchor, p, catalog, profile),
                              f"same category, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price,
                              "category"))
     return sorted(out, key=lambda c: c.score, reverse=True)
+
+
+def reach(anchor: Product, upgrade: Product, catalog: Catalog, profile: Optional[ProfileView]) -> float:
+    """How well an upgrade's price suits the shopper, 0 to 1 (1 without a known price level).
+
+    An upgrade up to ``REACH_STEP`` above the higher of the anchor and the shopper's usual
+    price level keeps its score; beyond it the score falls off, faster for a price-sensitive
+    shopper. So a shopper who buys at the top of categories is offered the top tier, and one
+    who buys cheap the next tier only.
+
+    >>> from models.profile import ProfileView
+    >>> c = Catalog()
+    >>> for pid, price in (("s", 100.0), ("m", 130.0), ("l", 250.0)):
+    ...     c.upsert(Product(pid, price, category="tv"))
+    >>> thrifty = ProfileView("repeat", "engaged", "buying", -0.3, 0.9, {})
+    >>> lavish = ProfileView("repeat", "engaged", "buying", 0.9, 0.1, {})
+    >>> round(reach(c.get("s"), c.get("l"), c, thrifty), 2), round(reach(c.get("s"), c.get("l"), c, lavish), 2)
+    (0.12, 1.0)
+    """
+    if profile is None or profile.price_level is None:
+        return 1.0
+    base, top = price_position(anchor, catalog), price_position(upgrade, catalog)
+    if base is None or top is None:
+        return 1.0
+    allowed = max(base, profile.price_level) + REACH_STEP * (1.5 - profile.price_sensitivity)
+    return math.exp(-REACH_FALLOFF * max(0.0, top - allowed))
+
+
+def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: BoughtTogether,
+                     categories: BoughtTogether, rules: OfferRules, now: float,
+                     limit: int) -> list[Candidate]:
+    """For a product without "bought together" evidence yet (new, or rare): popular products of
+    the categories bought with its category, the anchor's brand first. Marked ``content``.
+
+    >>> c = Catalog()
+    >>> for pid, cat, brand in (("new-phone", "phone", "Nova"), ("case-a", "case", "Armor"),
+    ...                         ("case-n", "case", "Nova"), ("mug", "mugs", None)):
+    ...     c.upsert(Product(pid, 10.0, category=cat, brand=brand))
+    >>> cats = BoughtTogether(half_life=None)
+    >>> for basket in (["phone", "case"], ["phone", "case"], ["mugs"], ["mugs"]):
+    ...     cats.observe_basket(basket, 0.0)
+    >>> [(x.product_id, x.source) for x in content_fallback(c.get("new-phone"), c, BoughtTogether(), cats,
+    ...                                                     OfferRules(), 0.0, 3)]
+    [('case-n', 'content'), ('case-a', 'content')]
+    """
+    if anchor is None or anchor.category is None:
+        return []
+    related = categories.complements([(anchor.category, 1.0)], now, rules.min_support, rules.min_lift, 3)
+    out = []
+    for rel in related:
+        if rel.product_id == anchor.category:
+            continue
+        for _, pid in catalog.in_category(rel.product_id)[:CONTENT_SCAN]:
+            p = catalog.get(pid)
+            sold = bought.item_count(pid, now)
+            same_brand = bool(anchor.brand and p.brand == anchor.brand)
+            score = CONTENT_SCORE * rel.score * (0.5 + 0.5 * sold / (sold + 5.0)) * (1.2 if same_brand else 1.0)
+            why = (f"same brand as {anchor.label}, " if same_brand else "") + \
+                f"popular in {rel.product_id}, which is often bought with {anchor.category}"
+            out.append(Candidate(pid, score, why, p.price, "content"))
+    return sorted(out, key=lambda c: c.score, reverse=True)[:limit]
 
 
 def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: BoughtTogether,

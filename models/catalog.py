@@ -90,6 +90,22 @@ class Catalog:
             out.append(self._products[pid])
         return out
 
+    def category_median(self, category: str) -> Optional[float]:
+        """The median price of a category's products (None for an unknown category).
+
+        >>> c = Catalog()
+        >>> for pid, price in (("a", 10.0), ("b", 20.0), ("c", 40.0)):
+        ...     c.upsert(Product(pid, price, category="mugs"))
+        >>> c.category_median("mugs"), c.category_median("cups")
+        (20.0, None)
+        """
+        prices = self._categories.get(category)
+        return prices[len(prices) // 2][0] if prices else None
+
+    def in_category(self, category: str) -> list[tuple[float, str]]:
+        """A category's (price, product id) pairs, cheapest first (the index itself: do not change it)."""
+        return self._categories.get(category, [])
+
     def _index(self, product: Product) -> None:
         if product.family is not None:
             ladder = self._families[product.family]

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from models.bought_together import DAY, BoughtTogether
-from models.acceptance import AcceptanceModel
+from models import profile
+from models.acceptance import AcceptanceModel, shopper_features
 from models.catalog import Catalog
 from models.events import CART, LineItem, Product, ShopperEvent
 from models.offer import Offer
@@ -19,6 +20,7 @@ from models.policy import OfferPolicy, Situation, in_control_group
 from models.repeats import RepeatPurchases
 from models.rules import OfferRules
 from models.shopper import ShopperState
+from models.upgrades import LearnedUpgrades, upgrade_votes
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class Basket:
     items: tuple[LineItem, ...]
     repeats: tuple[str, ...] = ()     # products this shopper had bought before
     event_id: str = ""                # the purchase event's id: a replayed order is learned once
+    upgrades: tuple = ()              # (cheaper viewed, pricier bought) pairs: learned upgrades
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +84,13 @@ class OfferEngine:
                                      learners.max_basket, learners.lift_exponent)
         self.repeats = RepeatPurchases()
         self.acceptance = AcceptanceModel(learners.acceptance_learning_rate)
+        self.upgrades = LearnedUpgrades()
+        # categories bought together: the content fallback's related categories
+        self.categories = BoughtTogether(learners.half_life, learners.max_neighbours,
+                                         learners.max_basket, learners.lift_exponent)
         self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats, self.acceptance,
-                                  random.Random(learners.seed))
+                                  random.Random(learners.seed), self.upgrades, self.categories)
+        self.profile_settings = rules.profile_settings()
         #: Business and model counts since start, for metrics: ``outcome.<kind>.<placement>.<accepted|
         #: declined>``, ``orders.<treated|control>``, ``order_value.<group>``, ``orders_with_offer.<group>``,
         #: ``updates.<learner>``.
@@ -92,27 +100,37 @@ class OfferEngine:
         """Apply ``event`` to ``shopper`` (in place) and decide its offer."""
         order = shopper.order_lines(event) if event.source == CART and event.type == "purchase" else ()
         repeats = tuple(line.product_id for line in order if line.product_id in shopper.purchases)
+        previous_ts, previous_session = shopper.last_ts, shopper.session_id
         if not shopper.apply(event):
             return Outcome(False)
         self._observe_products(event, order)
         taken = {line.product_id for line in order} or ({event.product_id} if event.type == "add" else set())
         outcomes = shopper.take_outcomes(event, taken)
-        self._learn_acceptance(shopper, outcomes)
+        # outcomes are learned with the profile as it was when the offer was shown, not after this event
+        self._learn_acceptance(shopper, outcomes, profile.view(shopper, event.ts, self.profile_settings))
+        profile.observe(shopper, event, self.catalog, self.profile_settings, previous_ts, previous_session)
         with_offer = shopper.attach({r[0] for r, took in outcomes if took}, order)
+        basket = None
         if order:
             self._tally_order(event.user_id, order, with_offer)
-        basket = Basket(event.user_id, event.ts, order, repeats, event.event_id) if order else None
+            basket = Basket(event.user_id, event.ts, order, repeats, event.event_id,
+                            upgrade_votes(shopper.views, order, self.catalog))
         decision = self.policy.decide(Situation(event, shopper, order, event.ts, generated_at))
         if decision.offer is not None:
             lapsed = shopper.record_offer(decision.offer.offer_id, list(decision.records), event.ts,
                                           self.rules.fatigue_window)
-            self._learn_acceptance(shopper, [(r, False) for r in lapsed])
+            self._learn_acceptance(shopper, [(r, False) for r in lapsed],
+                                   profile.view(shopper, event.ts, self.profile_settings))
         return Outcome(True, decision.offer, decision.reason, basket)
 
-    def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[list, bool]]) -> None:
-        repeat_customer = shopper.orders > 1
+    def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[list, bool]],
+                          now: profile.ProfileView) -> None:
         for record, taken in outcomes:
-            self.acceptance.learn(record, taken, repeat_customer)
+            product = self.catalog.get(record[0])
+            position = profile.price_position(product, self.catalog) if product is not None else None
+            self.acceptance.learn(record, taken, shopper_features(now, product, position))
+            if record[1] == "upsell":
+                profile.learn_upsell_outcome(shopper, taken)
             self.tally[f"outcome.{record[1]}.{record[2]}.{'accepted' if taken else 'declined'}"] += 1
         self.tally["updates.acceptance"] += len(outcomes)
 
@@ -130,6 +148,12 @@ class OfferEngine:
         products = [line.product_id for line in basket.items]
         self.bought.observe_basket(products, basket.ts)
         self.repeats.observe(products, basket.repeats)
+        categories = [p.category for p in map(self.catalog.get, products) if p is not None and p.category]
+        if categories:
+            self.categories.observe_basket(categories, basket.ts)
+        if basket.upgrades:
+            self.upgrades.observe(basket.upgrades)
+            self.tally["updates.upgrades"] += 1
         self.tally["updates.bought_together"] += 1
 
     def update_product(self, product: Product) -> None:

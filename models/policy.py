@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
-from models.acceptance import AcceptanceModel, item_record
+from models.acceptance import AcceptanceModel, item_record, shopper_features
 from models.bought_together import BoughtTogether
-from models.candidates import Candidate, blend, cross_sells, repeat_buys, upsells
+from models.candidates import Candidate, blend, content_fallback, cross_sells, repeat_buys, upsells
 from models.catalog import Catalog
 from models.events import LineItem, ShopperEvent
 from models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
+from models.profile import ProfileView, price_position, view
 from models.repeats import RepeatPurchases
 from models.rules import OfferRules
 from models.shopper import ShopperState
+from models.upgrades import LearnedUpgrades
 
 #: Which kind each placement tries first (the domain guide: upsell before commitment,
 #: complements after it; at checkout only small add-ons).
@@ -26,6 +29,9 @@ KIND_ORDER = {
 }
 #: Weight of the other products of the cart or order beside the anchor.
 CONTEXT_WEIGHT = 0.5
+#: Which way each segment's price preference leans (times ``segment_tilt``): first-time buyers
+#: towards cheaper, lower-risk items; repeat and high-value customers towards premium ones.
+SEGMENT_TILT = {"first_time": -1.0, "repeat": 0.5, "high_value": 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,7 @@ class Situation:
     order: tuple[LineItem, ...]   # what a purchase bought (empty for other events)
     now: float                    # event time: drives cool-downs and windows
     generated_at: float           # processing time: stamps the offer
+    profile: Optional[ProfileView] = None   # the shopper's profile now (read by decide when None)
 
 
 def in_control_group(user_id: str, share: float) -> bool:
@@ -105,14 +112,23 @@ class OfferPolicy:
 
     def __init__(self, rules: OfferRules, catalog: Catalog, bought: BoughtTogether,
                  repeats: Optional[RepeatPurchases] = None, acceptance: Optional[AcceptanceModel] = None,
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: Optional[random.Random] = None, upgrades: Optional[LearnedUpgrades] = None,
+                 categories: Optional[BoughtTogether] = None) -> None:
         self.rules = rules
         self.catalog = catalog
         self.bought = bought
         self.repeats = repeats if repeats is not None else RepeatPurchases()
         self.acceptance = acceptance if acceptance is not None else AcceptanceModel()
         self.rng = rng if rng is not None else random.Random(0)
-        self.name = f"epsilon-greedy({rules.exploration:g})" if rules.exploration > 0 else "greedy"
+        self.upgrades = upgrades if upgrades is not None else LearnedUpgrades()
+        self.categories = categories if categories is not None else BoughtTogether(half_life=None)
+        self.profile_settings = rules.profile_settings()
+        if rules.exploration_policy == "uniform":
+            self.name = "uniform"
+        elif rules.exploration > 0:
+            self.name = f"epsilon-greedy({rules.exploration:g})"
+        else:
+            self.name = "greedy"
 
     def decide(self, situation: Situation) -> Decision:
         placement = situation.event.placement
@@ -120,6 +136,7 @@ class OfferPolicy:
             return Decision(None, "no_placement")
         if in_control_group(situation.event.user_id, self.rules.control_share):
             return Decision(None, "control_group")
+        situation = self._with_profile(situation)
         anchor_id, context = self._anchor(placement, situation)
         if anchor_id is None:
             return Decision(None, "no_anchor")
@@ -135,9 +152,16 @@ class OfferPolicy:
                 return Decision(offer, "offer", records)
         return Decision(None, "nothing_relevant")
 
+    def _with_profile(self, s: Situation) -> Situation:
+        return s if s.profile is not None else replace(s, profile=view(s.shopper, s.now, self.profile_settings))
+
     def _explore(self, ranked: list[Candidate]) -> tuple[list[Candidate], float]:
-        """Epsilon-greedy over the last slot; returns the items and the probability of this choice."""
+        """Epsilon-greedy over the last slot (or, with the ``uniform`` policy, any eligible items);
+        returns the items and the probability of this choice."""
         k, eps = self.rules.max_items, self.rules.exploration
+        if self.rules.exploration_policy == "uniform":
+            chosen = self.rng.sample(ranked, min(k, len(ranked)))
+            return chosen, 1.0 / math.comb(len(ranked), len(chosen))
         best, rest = ranked[:k], ranked[k:]
         if eps <= 0 or not rest:
             return best, 1.0
@@ -167,7 +191,8 @@ class OfferPolicy:
         rule that removed it and None, or ``eligible`` and its value."""
         anchor = self.catalog.get(anchor_id)
         if kind is Kind.UPSELL:
-            candidates = upsells(anchor, self.catalog, self.bought, self.rules, s.now) if anchor else []
+            candidates = (upsells(anchor, self.catalog, self.bought, self.rules, s.now, self.upgrades, s.profile)
+                          if anchor else [])
         else:
             candidates = self._cross_sell_candidates(anchor_id, context, placement, s, trace)
             kept = [c for c in candidates if self._price_share_ok(c, anchor, placement, s)]
@@ -181,10 +206,12 @@ class OfferPolicy:
                 eligible.append(c)
             elif trace is not None:
                 trace.append((c, excluded, None))
-            if len(eligible) >= 3 * self.rules.max_items:
+            if len(eligible) >= 3 * self.rules.max_items and self.rules.exploration_policy != "uniform":
                 if trace is not None:
                     trace.extend((rest, "not_needed", None) for rest in candidates[n + 1:])
                 break
+        if kind is Kind.CROSS_SELL:
+            eligible = [self._nudge(c, placement, s) for c in eligible]
         value = self._value_function(kind, placement, anchor, s)
         ranked = sorted(eligible, key=value, reverse=True)
         if trace is not None:
@@ -205,6 +232,7 @@ class OfferPolicy:
         ('offer', 's-128', [('s-512', 'unavailable'), ('s-256', 'offered')])
         """
         placement = situation.event.placement
+        situation = self._with_profile(situation)
         decision = self.decide(situation)
         rows: list[ExplainedCandidate] = []
         anchor_id, context = (self._anchor(placement, situation) if placement is not None else (None, []))
@@ -235,6 +263,11 @@ class OfferPolicy:
             personal = repeat_buys(s.shopper, self.repeats, self.catalog, anchor_id,
                                    rules.history_half_life)
             candidates = blend(candidates, personal, rules.history_weight)
+        if len(candidates) < pool:
+            have = {c.product_id for c in candidates}
+            extra = content_fallback(self.catalog.get(anchor_id), self.catalog, self.bought, self.categories,
+                                     rules, s.now, pool)
+            candidates = candidates + [c for c in extra if c.product_id not in have]
         threshold = rules.checkout_min_relevance if placement is Placement.CHECKOUT else rules.min_relevance
         if trace is not None:
             trace.extend((c, "below_relevance", None) for c in candidates if c.score < threshold)
@@ -263,27 +296,62 @@ class OfferPolicy:
         return None
 
     def _price_share_ok(self, c: Candidate, anchor, placement: Placement, s: Situation) -> bool:
+        """The cross-sell price cap: a share of the anchor's price (smaller for first-time buyers,
+        who get cheaper, lower-risk add-ons), at checkout a share of the cart."""
         if not self.rules.price_rules or c.price is None:
             return True
         if placement is Placement.CHECKOUT:
             return c.price <= self.rules.checkout_max_share * max(s.shopper.cart_value, anchor.price if anchor else 0.0)
         if anchor is None:
             return True
-        return c.price <= self.rules.cross_sell_max_share * anchor.price
+        share = self.rules.cross_sell_max_share
+        if s.profile is not None and s.profile.segment == "first_time":
+            share = min(share, self.rules.first_time_max_share)
+        return c.price <= share * anchor.price
+
+    def free_shipping_gap(self, placement: Placement, s: Situation) -> Optional[float]:
+        """What the cart lacks for free shipping, when it is close enough for a nudge (else None)."""
+        threshold = self.rules.free_shipping_threshold
+        if threshold <= 0 or placement not in (Placement.CART, Placement.CHECKOUT):
+            return None
+        gap = threshold - s.shopper.cart_value
+        return gap if 0 < gap <= self.rules.free_shipping_window * threshold else None
+
+    def _nudge(self, c: Candidate, placement: Placement, s: Situation) -> Candidate:
+        """An add-on that takes the cart over the free-shipping threshold says so in its reason."""
+        gap = self.free_shipping_gap(placement, s)
+        if gap is None or c.price is None or c.price < gap:
+            return c
+        return replace(c, reason=f"{c.reason}; adds free shipping ({gap:.2f} to go)")
 
     def _value_function(self, kind: Kind, placement: Placement, anchor, s: Situation):
-        """Relevance, reordered by learned acceptance and, near ties, by margin."""
-        rules, repeat_customer = self.rules, s.shopper.orders > 1
+        """Relevance, reordered by learned acceptance, the shopper's segment, the free-shipping
+        nudge and, near ties, margin. With ``ranking=expected_value``: acceptance probability x
+        price x margin (each where known)."""
+        rules, profile = self.rules, s.profile
         anchor_price = anchor.price if anchor else None
+        tilt = rules.segment_tilt * SEGMENT_TILT.get(profile.segment if profile else "", 0.0)
+        gap = self.free_shipping_gap(placement, s) if kind is Kind.CROSS_SELL else None
+        learned = rules.acceptance_weight and self.acceptance.updates
 
         def value(c: Candidate) -> float:
             product = self.catalog.get(c.product_id)
-            margin = product.margin if product is not None and product.margin is not None else 0.0
-            v = c.score * (1.0 + rules.margin_weight * margin)
-            if rules.acceptance_weight and self.acceptance.updates:
+            margin = product.margin if product is not None and product.margin is not None else None
+            position = price_position(product, self.catalog) if product is not None else None
+            if learned or rules.ranking == "expected_value":
                 record = item_record(c.product_id, kind.value, placement.value, c.source, c.score,
                                      c.price, anchor_price, 0)
-                v *= 1.0 + rules.acceptance_weight * (self.acceptance.predict(record, repeat_customer) - 0.5)
+                p = (self.acceptance.predict(record, shopper_features(profile, product, position))
+                     if learned else min(1.0, c.score))
+            if rules.ranking == "expected_value":
+                return p * (c.price or 1.0) * (margin if margin is not None else 1.0)
+            v = c.score * (1.0 + rules.margin_weight * (margin or 0.0))
+            if learned:
+                v *= 1.0 + rules.acceptance_weight * (p - 0.5)
+            if tilt and position is not None:
+                v *= math.exp(tilt * max(-1.0, min(1.0, position)))   # premium or cheaper, near ties
+            if gap is not None and c.price is not None and c.price >= gap:
+                v *= 1.0 + rules.free_shipping_boost
             return v
         return value
 

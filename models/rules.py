@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from models.profile import ProfileSettings
+
 DAY = 86_400.0
+EXPLORATION_POLICIES = ("epsilon_greedy", "uniform")
+RANKINGS = ("relevance", "expected_value")
 
 
 def _doc(text: str, **kw):
@@ -79,10 +83,55 @@ class OfferRules:
     exploration: float = _doc(
         "Epsilon-greedy: share of offers whose last item is swapped for another eligible one, to "
         "keep learning what works (recorded in each offer's policy and propensity).", default=0.05)
+    exploration_policy: str = _doc(
+        "`epsilon_greedy` (the best items, the last one explored at the exploration rate) or "
+        "`uniform` (items drawn at random among the eligible ones: a logging policy for comparing "
+        "policies off-line, and the random baseline of the feedback-loop simulation).",
+        default="epsilon_greedy")
+    ranking: str = _doc(
+        "`relevance`: relevance reordered by learned acceptance, segment, free-shipping nudge and "
+        "margin; `expected_value`: acceptance probability x price x margin (where known).",
+        default="relevance")
+    segment_tilt: float = _doc(
+        "Segment-aware choices: near-equal items are reordered by price within their category, "
+        "towards cheaper ones for first-time buyers and premium ones for repeat and high-value "
+        "customers; 0 turns it off.", default=0.1)
+    first_time_max_share: float = _doc(
+        "For first-time buyers, cross-sell item price at most this share of the anchor's price "
+        "(cheaper, lower-risk add-ons).", default=0.15)
+    high_value_spend: float = _doc(
+        "Total spend from which a shopper is in the high_value segment.", default=1000.0)
+    new_shopper_for: float = _doc(
+        "Seconds after their first event during which a shopper's lifecycle stage is new.",
+        default=30 * DAY)
+    at_risk_after: float = _doc(
+        "A customer returning after this many seconds without events is at_risk for that session.",
+        default=60 * DAY)
+    affinity_half_life: float = _doc(
+        "Seconds after which a shopper's category and brand interest counts half.", default=30 * DAY)
+    free_shipping_threshold: float = _doc(
+        "Cart value that ships free; 0 = no free-shipping nudge.", default=0.0)
+    free_shipping_window: float = _doc(
+        "The nudge applies when the cart is short of the threshold by at most this share of it.",
+        default=0.25)
+    free_shipping_boost: float = _doc(
+        "How much an add-on that crosses the free-shipping threshold is preferred (1 + boost).",
+        default=0.5)
     control_share: float = _doc(
         "Share of shoppers (a stable hash of user_id) in the control group that never gets offers, "
         "so acceptance and AOV lift can be measured against it; 0 = no control group.", default=0.0)
     offer_ttl: float = _doc("Seconds an offer stays valid (its expires_at).", default=3600.0)
+
+    def __post_init__(self) -> None:
+        if self.exploration_policy not in EXPLORATION_POLICIES:
+            raise ValueError(f"NEXTOFFER_EXPLORATION_POLICY must be one of {', '.join(EXPLORATION_POLICIES)}, "
+                             f"got {self.exploration_policy!r}")
+        if self.ranking not in RANKINGS:
+            raise ValueError(f"NEXTOFFER_RANKING must be one of {', '.join(RANKINGS)}, got {self.ranking!r}")
+
+    def profile_settings(self) -> ProfileSettings:
+        return ProfileSettings(self.affinity_half_life, self.high_value_spend, self.new_shopper_for,
+                               self.at_risk_after)
 
     @classmethod
     def relevance_only(cls, **overrides) -> "OfferRules":

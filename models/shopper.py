@@ -51,6 +51,11 @@ class ShopperState:
     last_ts: Optional[float] = None
     session_id: Optional[str] = None
     attached: list[str] = field(default_factory=list)            # offered items taken into the cart
+    # the profile (models/profile.py): what the shopper is like
+    affinity: dict[str, list] = field(default_factory=dict)      # "c:cat" / "b:brand" -> [weight, at]
+    price: Optional[list] = None                                 # [level, observations, sensitivity]
+    stage: Optional[str] = None                                  # lifecycle: new, engaged, at_risk
+    session_stats: Optional[list] = None                         # [views, adds, categories] this session
 
     # -- applying events ------------------------------------------------------
     def apply(self, event: ShopperEvent) -> bool:
@@ -195,12 +200,17 @@ class ShopperState:
         return {"u": self.user_id, "c": self.cart, "v": self.views, "p": self.purchases,
                 "d": self.declined, "s": self.shown, "o": self.offers, "e": self.seen,
                 "n": self.orders, "m": self.spend, "f": self.first_ts, "l": self.last_ts,
-                "i": self.session_id, **({"a": self.attached} if self.attached else {})}
+                "i": self.session_id, **({"a": self.attached} if self.attached else {}),
+                **({"y": self.affinity} if self.affinity else {}),
+                **({"q": self.price} if self.price else {}),
+                **({"g": self.stage} if self.stage else {}),
+                **({"t": self.session_stats} if self.session_stats else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ShopperState":
         return cls(data["u"], data["c"], data["v"], data["p"], data["d"], data["s"], data["o"],
-                   data["e"], data["n"], data["m"], data["f"], data["l"], data["i"], data.get("a", []))
+                   data["e"], data["n"], data["m"], data["f"], data["l"], data["i"], data.get("a", []),
+                   data.get("y", {}), data.get("q"), data.get("g"), data.get("t"))
 
 
 def _push(items: list, value: Any, limit: int) -> None:

@@ -163,19 +163,21 @@ def compact_state(value):
 def encode_basket(basket: Basket) -> bytes:
     """The internal baskets topic's record of one order.
 
-    >>> b = Basket("u1", 5.0, (LineItem("p1", 2, 3.5),), event_id="e9")
+    >>> b = Basket("u1", 5.0, (LineItem("p1", 2, 3.5),), event_id="e9", upgrades=(("p0", "p1"),))
     >>> decode_basket(encode_basket(b)) == b
     True
     """
     return orjson.dumps({"user_id": basket.user_id, "ts": basket.ts,
                          "items": [[i.product_id, i.quantity, i.price] for i in basket.items],
-                         "repeats": list(basket.repeats), "event_id": basket.event_id})
+                         "repeats": list(basket.repeats), "event_id": basket.event_id,
+                         **({"upgrades": [list(v) for v in basket.upgrades]} if basket.upgrades else {})})
 
 
 def decode_basket(raw: bytes) -> Basket:
     data = orjson.loads(raw)
     return Basket(data["user_id"], data["ts"], tuple(LineItem(*item) for item in data["items"]),
-                  tuple(data.get("repeats", ())), data.get("event_id", ""))
+                  tuple(data.get("repeats", ())), data.get("event_id", ""),
+                  tuple(tuple(v) for v in data.get("upgrades", ())))
 
 
 def _as_text(data: bytes, cut: bool) -> tuple[str, bool]:

@@ -118,8 +118,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
-        return cls(**_read(cls, env, exclude=("rules", "learners")),
-                   rules=OfferRules(**_read(OfferRules, env)),
+        try:
+            rules = OfferRules(**_read(OfferRules, env))
+        except SettingsError:
+            raise
+        except ValueError as exc:   # a choice outside its list: the message names the variable
+            raise SettingsError(str(exc)) from None
+        return cls(**_read(cls, env, exclude=("rules", "learners")), rules=rules,
                    learners=LearnerSettings(**_read(LearnerSettings, env)))
 
 
