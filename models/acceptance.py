@@ -46,6 +46,7 @@ def shopper_features(profile: Optional[ProfileView], product: Optional[Product],
            f"intent={profile.intent}": 1.0, "price_sensitivity": profile.price_sensitivity}
     if product is not None:
         out["category_affinity"] = profile.category_affinity(product.category)
+        out["parent_affinity"] = profile.parent_affinity(product.category)
         out["brand_affinity"] = profile.brand_affinity(product.brand)
     if position is not None and profile.price_level is not None:
         gap = position - profile.price_level

@@ -206,7 +206,7 @@ class OfferPolicy:
                 eligible.append(c)
             elif trace is not None:
                 trace.append((c, excluded, None))
-            if len(eligible) >= 3 * self.rules.max_items and self.rules.exploration_policy != "uniform":
+            if len(eligible) >= self.rules.shortlist and self.rules.exploration_policy != "uniform":
                 if trace is not None:
                     trace.extend((rest, "not_needed", None) for rest in candidates[n + 1:])
                 break
@@ -346,8 +346,8 @@ class OfferPolicy:
             if rules.ranking == "expected_value":
                 return p * (c.price or 1.0) * (margin if margin is not None else 1.0)
             v = c.score * (1.0 + rules.margin_weight * (margin or 0.0))
-            if learned:
-                v *= 1.0 + rules.acceptance_weight * (p - 0.5)
+            if learned:   # geometric blend: 0 = relevance alone, 1 = learned acceptance alone
+                v = v ** (1.0 - rules.acceptance_weight) * p ** rules.acceptance_weight
             if tilt and position is not None:
                 v *= math.exp(tilt * max(-1.0, min(1.0, position)))   # premium or cheaper, near ties
             if gap is not None and c.price is not None and c.price >= gap:

@@ -32,7 +32,7 @@ DAY = 86_400.0
 #: How much one event of each type adds to its product's category and brand affinity.
 AFFINITY_WEIGHTS = {"view": 1.0, "click": 1.0, "add": 3.0, "purchase": 5.0, "accept": 3.0}
 #: Categories and brands remembered per shopper (the strongest are kept).
-MAX_AFFINITIES = 10
+MAX_AFFINITIES = 12
 #: Share of a new observation in the running price level and sensitivity.
 PRICE_RATE = 0.2
 #: A gap without events that starts a new session when events carry no session_id.
@@ -111,7 +111,12 @@ def price_position(product: Product, catalog: "Catalog") -> Optional[float]:
 
 @dataclass(frozen=True, slots=True)
 class ProfileView:
-    """The profile as the policy and the acceptance model read it, at one moment."""
+    """The profile as the policy and the acceptance model read it, at one moment.
+
+    >>> p = ProfileView("repeat", "engaged", "buying", None, 0.5, {"c:home.mugs": 3.0, "c:home.tea": 1.0, "b:Acme": 2.0})
+    >>> p.category_affinity("home.mugs"), p.category_affinity("home.plates"), p.parent_affinity("home.plates")
+    (0.75, 0.0, 1.0)
+    """
 
     segment: str
     stage: str
@@ -119,24 +124,29 @@ class ProfileView:
     price_level: Optional[float]
     price_sensitivity: float
     affinities: dict
+    totals: tuple = (0.0, 0.0)     # the category and the brand weights' sums (filled by view())
+
+    def __post_init__(self) -> None:
+        if self.totals == (0.0, 0.0) and self.affinities:
+            categories = sum(w for k, w in self.affinities.items() if k.startswith("c:"))
+            object.__setattr__(self, "totals", (categories, sum(self.affinities.values()) - categories))
 
     def category_affinity(self, category: Optional[str]) -> float:
-        """Share of the shopper's category weight on ``category`` (or its parent), 0 to 1."""
-        if not category:
+        """Share of the shopper's category interest on exactly ``category``, 0 to 1."""
+        total = self.totals[0]
+        return self.affinities.get("c:" + category, 0.0) / total if category and total else 0.0
+
+    def parent_affinity(self, category: Optional[str]) -> float:
+        """Share of the shopper's category interest on ``category``'s parent (``a.b`` for ``a.b.c``)."""
+        total = self.totals[0]
+        if not category or not total or "." not in category:
             return 0.0
-        best = self.affinities.get("c:" + category, 0.0)
-        parent = category.rsplit(".", 1)[0]
-        if parent != category:
-            best = max(best, 0.5 * sum(w for k, w in self.affinities.items()
-                                       if k.startswith("c:" + parent + ".")))
-        total = sum(w for k, w in self.affinities.items() if k.startswith("c:"))
-        return min(1.0, best / total) if total else 0.0
+        prefix = "c:" + category.rsplit(".", 1)[0] + "."
+        return sum(w for k, w in self.affinities.items() if k.startswith(prefix)) / total
 
     def brand_affinity(self, brand: Optional[str]) -> float:
-        if not brand:
-            return 0.0
-        total = sum(w for k, w in self.affinities.items() if k.startswith("b:"))
-        return self.affinities.get("b:" + brand, 0.0) / total if total else 0.0
+        total = self.totals[1]
+        return self.affinities.get("b:" + brand, 0.0) / total if brand and total else 0.0
 
 
 def view(shopper: "ShopperState", now: float, settings: ProfileSettings) -> ProfileView:

@@ -78,8 +78,11 @@ class OfferRules:
         "Margin tie-break: score multiplied by (1 + margin_weight * margin), so only near-equal "
         "relevance is reordered.", default=0.05)
     acceptance_weight: float = _doc(
-        "How much the learned acceptance probability p reorders items: rank by relevance x "
-        "(1 + weight x (p - 0.5)); 0 = relevance alone.", default=1.0)
+        "How much the learned acceptance probability p ranks items beside relevance r: by "
+        "r^(1-w) x p^w; 0 = relevance alone, 1 = acceptance alone.", default=0.5)
+    shortlist: int = _doc(
+        "Eligible candidates (the most relevant first) that acceptance, segment and margin "
+        "reorder before the best are offered.", default=20)
     exploration: float = _doc(
         "Epsilon-greedy: share of offers whose last item is swapped for another eligible one, to "
         "keep learning what works (recorded in each offer's policy and propensity).", default=0.05)

@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="replay a data set through the offer engine and score it "
                         "against baselines (hit rate @3), with a plot",
                         description="Offline evaluation, the protocol of the shared data sets: orders in "
-                        "time order, the first 80%% only teach, in the rest each order with 2+ products is "
+                        "time order, the first 80% only teach, in the rest each order with 2+ products is "
                         "scored: its first line is the anchor, a hit is any other product of the order "
                         "among the offered. The configured rules (NEXTOFFER_*) are scored as they are and "
                         "with price rules off.", epilog=EPILOG)
@@ -106,6 +106,23 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, default=Path("reports"), help="folder for evaluation.json "
                     "and evaluation.png (default ./reports)")
     ev.set_defaults(func=cmd_evaluate)
+
+    fl = sub.add_parser("feedback-loop", help="simulate shoppers reacting to offers: acceptance as the "
+                        "model learns, against random and untrained rankings; cool-downs; control AOV",
+                        description="Simulated shoppers with hidden tastes and price levels browse, add and buy, "
+                        "see every offer the engine makes and accept, decline, dismiss or ignore it; their "
+                        "feedback trains the acceptance model. The same shoppers meet four rankings under the "
+                        "configured rules (NEXTOFFER_*): learned, untrained (relevance alone), random among "
+                        "eligible items, and an oracle that knows the hidden tastes. Reports acceptance over "
+                        "time, cool-down violations (must be 0) and the AOV of treated shoppers against a "
+                        "control group.", epilog=EPILOG)
+    fl.add_argument("--impressions", type=int, default=30_000, help="offers shown per ranking (default 30000)")
+    fl.add_argument("--shoppers", type=int, default=500, help="simulated shoppers (default 500)")
+    fl.add_argument("--seed", type=int, default=7, help="seed of the simulated store and shoppers")
+    fl.add_argument("--window", type=int, default=1000, help="impressions per point of the curve")
+    fl.add_argument("--out", type=Path, default=Path("reports"), help="folder for feedback_loop.json "
+                    "and feedback_loop.png (default ./reports)")
+    fl.set_defaults(func=cmd_feedback_loop)
 
     lk = sub.add_parser("lookup", help="read a shopper's offers from Redis, as a storefront does",
                         epilog=EPILOG)
@@ -413,6 +430,43 @@ def cmd_evaluate(args, rest) -> int:
     console.print(f"wrote {args.out / 'evaluation.json'} and {args.out / 'evaluation.png'} "
                   f"({report['seconds']} s)")
     return 0
+
+
+def cmd_feedback_loop(args, rest) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from streams.feedback_loop import run_all, save, write_plot
+    from streams.settings import Settings
+    settings = Settings.from_env()
+    console = Console()
+    if args.impressions < args.window:
+        raise SystemExit(f"--impressions ({args.impressions}) must be at least --window ({args.window})")
+    with console.status("simulating...") as status:
+        result = run_all(settings.rules, args.impressions, args.shoppers, args.seed, args.window,
+                         progress=lambda name: status.update(f"simulating: {name} ranking, "
+                                                             f"{args.impressions:,} impressions"))
+    table = Table(title=f"offer acceptance after {args.impressions:,} impressions "
+                        f"({args.shoppers:,} simulated shoppers, seed {args.seed})")
+    for col in ("ranking", "acceptance", "last quarter", "upsell", "cross-sell", "cool-down violations",
+                "AOV treated", "AOV control", "AOV lift"):
+        table.add_column(col, justify="left" if col == "ranking" else "right")
+    for name, row in result["rankings"].items():
+        kinds, orders = row["by_kind"], row["orders"]
+        table.add_row(name, f"{row['acceptance_rate']:.3f}", f"{row['late_acceptance_rate']:.3f}",
+                      f"{kinds.get('upsell', {}).get('rate', 0):.3f}", f"{kinds.get('cross_sell', {}).get('rate', 0):.3f}",
+                      str(row["cooldown_violations"]), f"{orders['treated']['aov'] or 0:,.2f}",
+                      f"{orders['control']['aov'] or 0:,.2f}",
+                      f"{row['aov_lift']:+.1%}" if row["aov_lift"] is not None else "-")
+    console.print(table)
+    console.print(f"learned / random: {result['learned_vs_random']}x; learned / untrained: "
+                  f"{result['learned_vs_untrained']}x (last quarter of the impressions)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    save(result, args.out / "feedback_loop.json")
+    write_plot(result, args.out / "feedback_loop.png")
+    console.print(f"wrote {args.out / 'feedback_loop.json'} and {args.out / 'feedback_loop.png'} "
+                  f"({result['seconds']} s)")
+    violations = sum(row["cooldown_violations"] for row in result["rankings"].values())
+    return 0 if violations == 0 else 1
 
 
 def cmd_lookup(args, rest) -> int:
