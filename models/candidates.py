@@ -24,6 +24,8 @@ LEARNED_SCORE = 0.8
 REACH_STEP = 0.35
 #: How fast an upgrade's score falls beyond that reach.
 REACH_FALLOFF = 3.0
+#: Tiers above the next one are left out when their reach falls below this.
+MIN_REACH = 0.5
 #: Share of a category-level complement's score given to a content-based candidate.
 CONTENT_SCORE = 0.5
 #: Products looked at per related category by the content fallback.
@@ -58,9 +60,11 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
     ladder = [p for p in catalog.higher_tiers(anchor.product_id)
               if _step_ok(anchor.price, p.price, 0.0, rules.family_max_step, rules)]
     if ladder:
-        return sorted((Candidate(p.product_id, FAMILY_SCORE * 0.9 ** rank * reach(anchor, p, catalog, profile),
+        tiers = [(rank, p, reach(anchor, p, catalog, profile)) for rank, p in enumerate(ladder)]
+        return sorted((Candidate(p.product_id, FAMILY_SCORE * 0.9 ** rank * fit,
                                  f"same line, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price, "family")
-                       for rank, p in enumerate(ladder)), key=lambda c: c.score, reverse=True)
+                       for rank, p, fit in tiers if fit >= MIN_REACH or rank == 0),
+                      key=lambda c: c.score, reverse=True)
     low_step = rules.upsell_min_step if rules.price_rules else 0.0
     chosen = []
     for pid, share, votes in (learned.upgrades(anchor.product_id) if learned is not None else ()):

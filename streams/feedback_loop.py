@@ -22,10 +22,13 @@ from typing import Callable, Optional
 from models.rules import OfferRules
 from models.storefront import LoopResult, run_loop
 
+#: The simulation's control group when none is configured: large, so its AOV is not all noise.
+DEFAULT_CONTROL = 0.3
+
 
 def rankings(rules: OfferRules) -> list[tuple[str, OfferRules, bool]]:
-    """(name, rules, oracle) of the four runs; a control group of 10% unless one is configured."""
-    base = rules if rules.control_share > 0 else dataclasses.replace(rules, control_share=0.1)
+    """(name, rules, oracle) of the four runs; a control group of 30% unless one is configured."""
+    base = rules if rules.control_share > 0 else dataclasses.replace(rules, control_share=DEFAULT_CONTROL)
     return [("learned", base, False),
             ("untrained", dataclasses.replace(base, acceptance_weight=0.0, exploration=0.0), False),
             ("random", dataclasses.replace(base, exploration_policy="uniform"), False),

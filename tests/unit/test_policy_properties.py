@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from models.engine import Basket, OfferEngine
 from models.events import LineItem, Product, ShopperEvent
 from models.offer import Kind, Placement
+from models.profile import segment
 from models.rules import OfferRules
 from models.shopper import ShopperState
 
@@ -26,7 +27,10 @@ events = st.lists(st.tuples(
 rules_strategy = st.builds(
     OfferRules, max_items=st.integers(1, 3), price_rules=st.booleans(),
     min_relevance=st.floats(0, 0.5), max_impressions=st.integers(1, 3),
-    cross_sell_max_share=st.floats(0.05, 1.0), min_support=st.floats(0.5, 2))
+    cross_sell_max_share=st.floats(0.05, 1.0), min_support=st.floats(0.5, 2),
+    first_time_max_share=st.floats(0.05, 1.0), segment_tilt=st.floats(0, 1),
+    free_shipping_threshold=st.sampled_from([0.0, 50.0, 500.0]), acceptance_weight=st.floats(0, 1),
+    high_value_spend=st.sampled_from([100.0, 1000.0]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -90,4 +94,7 @@ def check(offer, rules, engine, before, after, event, out):
                     cap = rules.checkout_max_share * max(before.cart_value, anchor.price)
                     assert product.price <= cap + 1e-9
                 else:
-                    assert product.price <= rules.cross_sell_max_share * anchor.price + 1e-9
+                    share = rules.cross_sell_max_share
+                    if segment(after, rules.profile_settings()) == "first_time":
+                        share = min(share, rules.first_time_max_share)
+                    assert product.price <= share * anchor.price + 1e-9
