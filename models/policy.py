@@ -263,7 +263,7 @@ class OfferPolicy:
             personal = repeat_buys(s.shopper, self.repeats, self.catalog, anchor_id,
                                    rules.history_half_life)
             candidates = blend(candidates, personal, rules.history_weight)
-        if len(candidates) < pool:
+        if len(candidates) < pool:   # thin evidence (a new or rare product): content fills the pool
             have = {c.product_id for c in candidates}
             extra = content_fallback(self.catalog.get(anchor_id), self.catalog, self.bought, self.categories,
                                      rules, s.now, pool)
