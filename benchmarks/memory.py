@@ -16,28 +16,51 @@ import tracemalloc
 
 import redis
 
-from models.events import LineItem, ShopperEvent
+from typing import Optional
+
+from models import profile
+from models.catalog import Catalog
+from models.events import LineItem, Product, ShopperEvent
 from models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
+from models.profile import ProfileSettings
 from models.shopper import ShopperState
 from streams.codecs import encode_offer, encode_state
 from streams.store import RedisOfferStore
 
 
-def realistic_state(n: int, rng: random.Random, now: float) -> ShopperState:
-    """A shopper after a short visit: views, two adds, a purchase, three offers shown."""
+def bench_catalog() -> Catalog:
+    """The products :func:`realistic_state` uses, with categories and brands, so the profile fills."""
+    catalog = Catalog()
+    for f in range(2000):
+        for tier, price in ((1, 120.0), (2, 150.0)):
+            catalog.upsert(Product(f"f{f}-t{tier}", price, category=f"main.c{f % 40}", brand=f"b{f % 60}",
+                                   family=f"f{f}", tier=float(tier)))
+    for a in range(4000):
+        catalog.upsert(Product(f"a{a}", 19.0, category=f"acc.c{a % 80}", brand=f"b{a % 60}"))
+    return catalog
+
+
+def realistic_state(n: int, rng: random.Random, now: float, catalog: Optional[Catalog] = None) -> ShopperState:
+    """A shopper after a short visit: views, two adds, a purchase, three offers shown, and the
+    profile those events build (with ``catalog``)."""
     user = f"user-{n}"
     s = ShopperState(user)
     seq = 0
+    settings = ProfileSettings()
 
-    def event(topic, kind, **kw):
+    def apply(topic, kind, **kw):
         nonlocal seq
         seq += 1
-        return ShopperEvent(topic, kind, f"e{n}-{seq}", user, now + seq, **kw)
+        previous = (s.last_ts, s.session_id)
+        event = ShopperEvent(topic, kind, f"e{n}-{seq}", user, now + seq, session_id=f"{user}-1", **kw)
+        s.apply(event)
+        if catalog is not None:
+            profile.observe(s, event, catalog, settings, *previous)
     for _ in range(3):
-        s.apply(event("clickstream", "view", product_id=f"f{rng.randrange(2000)}-t1", price=120.0))
+        apply("clickstream", "view", product_id=f"f{rng.randrange(2000)}-t1", price=120.0)
     for _ in range(2):
-        s.apply(event("cart", "add", product_id=f"a{rng.randrange(4000)}", price=19.0))
-    s.apply(event("cart", "purchase", items=(LineItem(f"f{rng.randrange(2000)}-t2", 1, 150.0),)))
+        apply("cart", "add", product_id=f"a{rng.randrange(4000)}", price=19.0)
+    apply("cart", "purchase", items=(LineItem(f"f{rng.randrange(2000)}-t2", 1, 150.0),))
     for k in range(3):
         pid = f"a{rng.randrange(4000)}"
         s.record_offer(f"{user}-offer-{k}", [[pid, "cross_sell", "cart", "bought_together", 0.1, 0.2, 0]],
@@ -49,10 +72,11 @@ def worker_bytes_per_user(users: int, seed: int = 1, chunk: int = 50_000) -> flo
     """Bytes of Python heap per shopper for a table of ``users`` realistic shoppers, keys,
     values and the table's own slots included."""
     rng = random.Random(seed)
+    catalog = bench_catalog()
     table: dict[str, bytes] = {}
     traced = 0
     for start in range(0, users, chunk):
-        states = [realistic_state(n, rng, 1_700_000_000.0) for n in range(start, min(users, start + chunk))]
+        states = [realistic_state(n, rng, 1_700_000_000.0, catalog) for n in range(start, min(users, start + chunk))]
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
