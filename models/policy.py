@@ -80,6 +80,7 @@ class Situation:
     now: float                    # event time: drives cool-downs and windows
     generated_at: float           # processing time: stamps the offer
     profile: Optional[ProfileView] = None   # the shopper's profile now (read by decide when None)
+    ordered: frozenset = frozenset()        # the products of ``order`` (filled by decide)
 
 
 def in_control_group(user_id: str, share: float) -> bool:
@@ -136,7 +137,7 @@ class OfferPolicy:
             return Decision(None, "no_placement")
         if in_control_group(situation.event.user_id, self.rules.control_share):
             return Decision(None, "control_group")
-        situation = self._with_profile(situation)
+        situation = self._prepared(situation)
         anchor_id, context = self._anchor(placement, situation)
         if anchor_id is None:
             return Decision(None, "no_anchor")
@@ -152,8 +153,13 @@ class OfferPolicy:
                 return Decision(offer, "offer", records)
         return Decision(None, "nothing_relevant")
 
-    def _with_profile(self, s: Situation) -> Situation:
-        return s if s.profile is not None else replace(s, profile=view(s.shopper, s.now, self.profile_settings))
+    def _prepared(self, s: Situation) -> Situation:
+        """The situation with what every candidate's check reads computed once: profile, order set."""
+        if s.profile is None:
+            s = replace(s, profile=view(s.shopper, s.now, self.profile_settings))
+        if s.order and not s.ordered:
+            s = replace(s, ordered=frozenset(line.product_id for line in s.order))
+        return s
 
     def _explore(self, ranked: list[Candidate]) -> tuple[list[Candidate], float]:
         """Epsilon-greedy over the last slot (or, with the ``uniform`` policy, any eligible items);
@@ -232,7 +238,7 @@ class OfferPolicy:
         ('offer', 's-128', [('s-512', 'unavailable'), ('s-256', 'offered')])
         """
         placement = situation.event.placement
-        situation = self._with_profile(situation)
+        situation = self._prepared(situation)
         decision = self.decide(situation)
         rows: list[ExplainedCandidate] = []
         anchor_id, context = (self._anchor(placement, situation) if placement is not None else (None, []))
@@ -284,7 +290,7 @@ class OfferPolicy:
         bought_at = shopper.bought_at(pid)
         if bought_at is not None and s.now - bought_at < rules.repurchase_window:
             return "just_bought"
-        if any(line.product_id == pid for line in s.order):
+        if pid in s.ordered:
             return "just_bought"
         if product is not None and not product.available(rules.min_stock):
             return "unavailable"
