@@ -176,26 +176,32 @@ def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: 
 WITH_ANCHOR_BONUS = 0.1
 #: Past purchases come back only if their product is bought again at least this often.
 MIN_REPEAT_RATE = 0.05
+#: Weight of the product's repeat rate beside the share of the shopper's own orders that held it.
+PRODUCT_HABIT = 0.3
 
 
 def repeat_buys(shopper: ShopperState, repeats: RepeatPurchases, catalog: Catalog, anchor_id: str,
                 half_life: float) -> list[Candidate]:
     """What the shopper bought before, by how likely such a product is bought again.
 
-    A staple bought in several recent orders scores near its product's repeat
-    rate; a one-off purchase of a durable good, or one long ago, scores near zero.
+    A staple bought in most of the shopper's recent orders scores high, by the
+    share of their orders that held it and its product's repeat rate; a one-off
+    purchase of a durable good, or one long ago, scores near zero.
     Items bought in the same order as the anchor last time get a small bonus.
     """
     history = shopper.purchases
     latest = max(ts for _, ts in history.values())
     anchor_ts = history[anchor_id][1] if anchor_id in history else None
+    orders = max(1, shopper.orders)
     out = []
     for pid, (times, ts) in history.items():
         rate = repeats.rate(pid)
         if rate < MIN_REPEAT_RATE:
             continue  # evidence says buyers do not come back for it (a grinder, a sofa)
-        score = rate * (1 - 0.5 ** times) * 0.5 ** ((latest - ts) / half_life)
-        reason = (f"you bought it before ({times} order{'s' if times > 1 else ''}); "
+        # how often buyers come back for the product, and how often this shopper does
+        habit = PRODUCT_HABIT * rate + (1 - PRODUCT_HABIT) * min(1.0, times / orders)
+        score = habit * (1 - 0.5 ** times) * 0.5 ** ((latest - ts) / half_life)
+        reason = (f"you bought it in {min(times, orders)} of your {orders} order{'s' if orders > 1 else ''}; "
                   f"{rate:.0%} of its orders are repeat buys")
         if ts == anchor_ts:
             score += WITH_ANCHOR_BONUS

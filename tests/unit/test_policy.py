@@ -173,7 +173,7 @@ def test_staples_come_back_but_one_off_purchases_do_not():
     later = 100.0 + OfferRules().repurchase_window + 1
     out = engine.process(s, event("add", "a1", product_id="mug", price=8.0, ts=later), 0)
     assert out.offer is not None and out.offer.product_ids == ["beans"]
-    assert out.offer.items[0].reason.startswith("you bought it before (2 orders)")
+    assert out.offer.items[0].reason.startswith("you bought it in 2 of your 2 orders")
 
 
 def test_a_purchase_reports_which_lines_were_bought_again():
