@@ -170,40 +170,23 @@ class BoughtTogether:
         items, pairs, orders, exponent = self._items, self._pairs, self._orders, self.lift_exponent
         total_weight = sum(w for _, w in anchors) or 1.0
         scores: dict[str, float] = {}
+        best: dict[str, tuple] = {}   # pid -> (part, anchor, attachment, lift, both)
         for anchor, weight in anchors:
             na = items.get(anchor)
-            row = pairs.get(anchor)
-            if not na or not row:
+            if not na:
                 continue
-            per_order = orders / na
-            for pid, both in row.items():   # the hot loop: no allocation per pair
+            for pid, both in pairs.get(anchor, {}).items():
                 if both < min_both:
                     continue
-                lift = both * per_order / items[pid]
+                lift = both * orders / (na * items[pid])
                 if lift <= min_lift:
                     continue
-                part = weight * both / na * (lift ** exponent if exponent else 1.0)
+                attach = both / na
+                part = weight * attach * (lift ** exponent if exponent else 1.0)
                 scores[pid] = scores.get(pid, 0.0) + part
+                if pid not in best or part > best[pid][0]:
+                    best[pid] = (part, anchor, attach, lift, both)
         top = heapq.nlargest(limit, scores.items(), key=lambda kv: kv[1]) if limit else \
             sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        return [self._complement(pid, score / total_weight, anchors, scale, min_both, min_lift)
-                for pid, score in top]
-
-    def _complement(self, pid: str, score: float, anchors: Sequence[tuple[str, float]],
-                    scale: float, min_both: float, min_lift: float) -> Complement:
-        """The evidence for one chosen complement: the anchor that contributes most to it."""
-        items, orders, exponent = self._items, self._orders, self.lift_exponent
-        best = None
-        for anchor, weight in anchors:
-            na = items.get(anchor)
-            both = self._pairs.get(anchor, {}).get(pid) if na else None
-            if not both or both < min_both:
-                continue
-            lift = both * orders / (na * items[pid])
-            if lift <= min_lift:
-                continue
-            part = weight * both / na * (lift ** exponent if exponent else 1.0)
-            if best is None or part > best[0]:
-                best = (part, anchor, both / na, lift, both)
-        _, anchor, attach, lift, both = best
-        return Complement(pid, score, anchor, attach, lift, both / scale)
+        return [Complement(pid, score / total_weight, best[pid][1], best[pid][2], best[pid][3],
+                           best[pid][4] / scale) for pid, score in top]
