@@ -16,6 +16,7 @@ from models.evaluation import (BoughtTogetherCounts, EngineMethod, MostPopular, 
                                orders_from)
 from models.rules import OfferRules
 from streams.datasets import detect_format, read_invoices
+from streams.plots import save_lines
 
 
 def load_orders(path: Path, limit: Optional[int] = None) -> list[Order]:
@@ -49,22 +50,11 @@ def run_evaluation(path: Path, orders: list[Order], rules: OfferRules, warm_up: 
 
 def write_plot(report: dict, path: Path) -> None:
     """Cumulative hit rate @k over the scored orders, one line per method."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
-    for name, curve in report["curves"].items():
-        ax.plot(range(1, len(curve) + 1), curve, label=f"{name} ({curve[-1]:.3f})" if curve else name)
-    ax.set_xlabel("scored orders, in time order")
-    ax.set_ylabel(f"hit rate @{report['k']} (cumulative)")
-    ax.set_title(f"{Path(report['data']).name}: {report['scored_orders']} scored orders "
-                 f"after {report['warm_up_orders']} warm-up orders")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    lines = [(f"{name} ({curve[-1]:.3f})" if curve else name, range(1, len(curve) + 1), curve, "-")
+             for name, curve in report["curves"].items()]
+    save_lines(path, lines, "scored orders, in time order", f"hit rate @{report['k']} (cumulative)",
+               f"{Path(report['data']).name}: {report['scored_orders']} scored orders "
+               f"after {report['warm_up_orders']} warm-up orders", (0, 1))
 
 
 def save(report: dict, json_path: Path) -> None:

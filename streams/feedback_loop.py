@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 from models.rules import OfferRules
 from models.storefront import LoopResult, run_loop
+from streams.plots import save_lines
 
 #: The simulation's control group when none is configured: large, so its AOV is not all noise.
 DEFAULT_CONTROL = 0.3
@@ -70,25 +71,14 @@ def report(results: dict[str, LoopResult], rules: OfferRules, impressions: int, 
 
 def write_plot(result: dict, path: Path) -> None:
     """Acceptance rate per window of impressions, one line per ranking."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
-    window = result["window"]
-    for name, row in result["rankings"].items():
-        curve = row["curve"]
-        ax.plot([window * (n + 1) for n in range(len(curve))], curve,
-                label=f"{name} (last quarter {row['late_acceptance_rate']:.3f})",
-                linestyle="--" if name == "oracle" else "-")
-    ax.set_xlabel("offers shown (impressions)")
-    ax.set_ylabel(f"acceptance rate per {window:,} impressions")
-    ax.set_title(f"feedback loop: {result['shoppers']:,} simulated shoppers, seed {result['seed']}")
-    ax.set_ylim(0, max(0.6, max(max(r["curve"] or [0]) for r in result["rankings"].values()) + 0.05))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    window, rows = result["window"], result["rankings"]
+    lines = [(f"{name} (last quarter {row['late_acceptance_rate']:.3f})",
+              [window * (n + 1) for n in range(len(row["curve"]))], row["curve"],
+              "--" if name == "oracle" else "-") for name, row in rows.items()]
+    top = max(max(row["curve"] or [0]) for row in rows.values())
+    save_lines(path, lines, "offers shown (impressions)", f"acceptance rate per {window:,} impressions",
+               f"feedback loop: {result['shoppers']:,} simulated shoppers, seed {result['seed']}",
+               (0, max(0.6, top + 0.05)), legend="lower right")
 
 
 def save(result: dict, path: Path) -> None:
