@@ -19,6 +19,7 @@ from kafka.partitioner.default import murmur2
 from models.engine import OfferEngine
 from models.events import CART, CLICKSTREAM, ShopperEvent
 from models.policy import Explanation, Situation, in_control_group
+from models.profile import view
 from models.shopper import ShopperState
 from streams.codecs import decode_state, encode_state
 from streams.names import BASKETS, CATALOG
@@ -129,6 +130,7 @@ def explain(settings: Settings, user_id: str, placement: Optional[str] = None,
         "control_group": in_control_group(user_id, settings.rules.control_share),
         "shopper": {"cart": {p: q for p, (q, _) in state.cart.items()}, "recent_views": state.views[-5:],
                     "orders": state.orders, "declined": sorted(state.declined), "last_ts": state.last_ts},
+        "profile": profile_report(shopper, event.ts, settings),
         "learned": {"products": len(engine.catalog), "orders": round(engine.bought.orders(), 1)},
         "anchor": result.anchor, "context": result.context,
         "decision": {"reason": d.reason, "kind": d.offer.kind.value if d.offer else None,
@@ -137,11 +139,26 @@ def explain(settings: Settings, user_id: str, placement: Optional[str] = None,
     }
 
 
+def profile_report(shopper, now: float, settings: Settings) -> dict[str, Any]:
+    """The shopper's profile as the policy reads it now: segment, stage, intent, price, interests."""
+    p = view(shopper, now, settings.rules.profile_settings())
+    top = sorted(p.affinities.items(), key=lambda kv: kv[1], reverse=True)[:6]
+    return {"segment": p.segment, "stage": p.stage, "intent": p.intent,
+            "price_level": None if p.price_level is None else round(p.price_level, 3),
+            "price_sensitivity": round(p.price_sensitivity, 3),
+            "interests": {key: round(weight, 2) for key, weight in top}}
+
+
 def render(report: dict[str, Any], console) -> None:
     from rich.table import Table
     s = report["shopper"]
     console.print(f"[bold]{report['user_id']}[/]: cart {s['cart'] or '{}'}, recent views {s['recent_views']}, "
                   f"{s['orders']} orders, declined {s['declined'] or 'nothing'}")
+    p = report["profile"]
+    level = "unknown" if p["price_level"] is None else f"{p['price_level']:+.2f}"
+    console.print(f"profile: {p['segment']}, {p['stage']}, {p['intent']}; price level {level} "
+                  f"(0 = middle of its categories), sensitivity {p['price_sensitivity']:.2f}; "
+                  f"interests {', '.join(p['interests']) or 'none yet'}")
     console.print(f"learned from {report['learned']['orders']:,} orders, {report['learned']['products']:,} products")
     e = report["event"]
     console.print(f"next event: {e['type']} {e['product_id'] or ''} at [bold]{report['placement']}[/], "

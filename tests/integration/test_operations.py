@@ -253,6 +253,7 @@ def test_explain_shows_every_candidate_and_why(shop):
     assert result.returncode == 0, result.stderr
     report = orjson.loads(result.stdout)
     assert report["anchor"] == "s-128" and report["shopper"]["cart"] == {"s-128": 1}
+    assert report["profile"]["segment"] == "first_time" and report["profile"]["intent"] == "buying"
     rows = {(c["kind"], c["product_id"]): c for c in report["candidates"]}
     assert {("cross_sell", "case"), ("cross_sell", "glass")} <= set(rows)
     assert {c["verdict"] for c in report["candidates"]} <= VERDICTS
@@ -262,5 +263,7 @@ def test_explain_shows_every_candidate_and_why(shop):
     page = orjson.loads(run("shopper-2", "--placement", "product_page", "--json").stdout)
     upsell = orjson.loads(d.redis.hget(f"{d.prefix}nbo:shopper-2", "product_page"))
     assert rows and any(c["product_id"] == upsell["items"][0]["product_id"] for c in page["candidates"])
+    printed = run("shopper-2", "--placement", "checkout")
+    assert "profile: first_time" in printed.stdout
     missing = run("nobody-at-all")
     assert missing.returncode == 1 and "no state for user 'nobody-at-all'" in missing.stderr
