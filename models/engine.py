@@ -107,7 +107,7 @@ class OfferEngine:
         taken = {line.product_id for line in order} or ({event.product_id} if event.type == "add" else set())
         outcomes = shopper.take_outcomes(event, taken)
         # outcomes are learned with the profile as it was when the offer was shown, not after this event
-        self._learn_acceptance(shopper, outcomes, profile.view(shopper, event.ts, self.profile_settings))
+        self._learn_acceptance(shopper, outcomes, event.ts)
         profile.observe(shopper, event, self.catalog, self.profile_settings, previous_ts, previous_session)
         with_offer = shopper.attach({r[0] for r, took in outcomes if took}, order)
         basket = None
@@ -119,12 +119,13 @@ class OfferEngine:
         if decision.offer is not None:
             lapsed = shopper.record_offer(decision.offer.offer_id, list(decision.records), event.ts,
                                           self.rules.fatigue_window)
-            self._learn_acceptance(shopper, [(r, False) for r in lapsed],
-                                   profile.view(shopper, event.ts, self.profile_settings))
+            self._learn_acceptance(shopper, [(r, False) for r in lapsed], event.ts)
         return Outcome(True, decision.offer, decision.reason, basket)
 
-    def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[list, bool]],
-                          now: profile.ProfileView) -> None:
+    def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[list, bool]], ts: float) -> None:
+        if not outcomes:
+            return
+        now = profile.view(shopper, ts, self.profile_settings)
         for record, taken in outcomes:
             product = self.catalog.get(record[0])
             position = profile.price_position(product, self.catalog) if product is not None else None
