@@ -92,7 +92,7 @@ class OfferEngine:
                                   random.Random(learners.seed), self.upgrades, self.categories)
         self.profile_settings = rules.profile_settings()
         #: Business and model counts since start, for metrics: ``outcome.<kind>.<placement>.<accepted|
-        #: declined>``, ``orders.<treated|control>``, ``order_value.<group>``, ``orders_with_offer.<group>``,
+        #: declined>``, ``segment_outcome.<segment>.<accepted|declined>``, ``orders.<treated|control>``, ``order_value.<group>``, ``orders_with_offer.<group>``,
         #: ``updates.<learner>``.
         self.tally: Counter = Counter()
 
@@ -132,7 +132,9 @@ class OfferEngine:
             self.acceptance.learn(record, taken, shopper_features(now, product, position))
             if record[1] == "upsell":
                 profile.learn_upsell_outcome(shopper, taken)
-            self.tally[f"outcome.{record[1]}.{record[2]}.{'accepted' if taken else 'declined'}"] += 1
+            verdict = "accepted" if taken else "declined"
+            self.tally[f"outcome.{record[1]}.{record[2]}.{verdict}"] += 1
+            self.tally[f"segment_outcome.{now.segment}.{verdict}"] += 1
         self.tally["updates.acceptance"] += len(outcomes)
 
     def _tally_order(self, user_id: str, order: tuple[LineItem, ...], with_offer: bool) -> None:

@@ -75,6 +75,7 @@ class LoopResult:
     curve: list = field(default_factory=list)        # acceptance rate of each window of impressions
     by_kind: dict = field(default_factory=dict)      # kind -> [shown, accepted]
     by_placement: dict = field(default_factory=dict)
+    by_segment: dict = field(default_factory=dict)   # segment -> [items accepted, items declined]
     orders: dict = field(default_factory=lambda: {"treated": [0, 0.0], "control": [0, 0.0]})
     cooldown_violations: int = 0
     events: int = 0
@@ -309,4 +310,8 @@ def run_loop(rules: OfferRules, impressions: int = 20_000, seed: int = 7, shoppe
     loop = _Loop(store, engine, rules, result)
     while result.impressions < impressions:
         loop.session()
+    for key, count in engine.tally.items():
+        if key.startswith("segment_outcome."):
+            _, segment, verdict = key.split(".")
+            result.by_segment.setdefault(segment, [0, 0])[verdict == "declined"] += count
     return result

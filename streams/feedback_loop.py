@@ -57,6 +57,7 @@ def report(results: dict[str, LoopResult], rules: OfferRules, impressions: int, 
             "acceptance_rate": round(r.acceptance_rate, 4), "late_acceptance_rate": round(r.late_rate(), 4),
             "by_kind": {k: {"shown": v[0], "rate": round(v[1] / v[0], 4)} for k, v in r.by_kind.items()},
             "by_placement": {k: {"shown": v[0], "rate": round(v[1] / v[0], 4)} for k, v in r.by_placement.items()},
+            "item_acceptance_by_segment": {k: round(a / (a + d), 4) for k, (a, d) in r.by_segment.items() if a + d},
             "orders": {g: {"orders": n, "aov": round(v / n, 2) if n else None} for g, (n, v) in r.orders.items()},
             "aov_lift": round(treated / control - 1, 4) if control else None,
             "cooldown_violations": r.cooldown_violations, "events": r.events, "curve": r.curve}

@@ -131,6 +131,9 @@ class WorkerMetrics:
                        f.by_prefix(f.stats, "no_offer."))
         yield _counter("nextoffer_offer_outcomes", "Offered items settled by feedback or by the shopper's "
                        "next add or purchase.", ("kind", "placement", "outcome"), f.by_prefix(f.tally, "outcome."))
+        yield _counter("nextoffer_segment_outcomes", "Offered items settled, by the shopper's segment "
+                       "(first_time, repeat, high_value).", ("segment", "outcome"),
+                       f.by_prefix(f.tally, "segment_outcome."))
         yield _counter("nextoffer_orders", "Orders, by group (treated or control).", ("group",),
                        f.by_prefix(f.tally, "orders."))
         yield _counter("nextoffer_orders_with_offer", "Orders that include an offered item, by group.",

@@ -105,7 +105,8 @@ def worker_metric_names() -> set:
     from streams.metrics import Figures, WorkerMetrics
     stats = Counter({"events.cart.add": 1, "offers.upsell.cart": 1, "no_offer.no_anchor": 1,
                      "events.duplicate": 1})
-    tally = Counter({"outcome.upsell.cart.accepted": 1, "orders.treated": 1, "order_value.treated": 3.0,
+    tally = Counter({"outcome.upsell.cart.accepted": 1, "segment_outcome.repeat.accepted": 1,
+                     "orders.treated": 1, "order_value.treated": 3.0,
                      "orders_with_offer.treated": 1, "updates.acceptance": 1})
     m = WorkerMetrics(Figures(stats, tally, Counter({"not_json": 1})), lambda: {("cart", 0): 0})
     m.observe_latency(0.01)
