@@ -90,10 +90,9 @@ class OfferEngine:
                                          learners.max_basket, learners.lift_exponent)
         self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats, self.acceptance,
                                   random.Random(learners.seed), self.upgrades, self.categories)
-        self.profile_settings = rules.profile_settings()
         #: Business and model counts since start, for metrics: ``outcome.<kind>.<placement>.<accepted|
-        #: declined>``, ``segment_outcome.<segment>.<accepted|declined>``, ``orders.<treated|control>``, ``order_value.<group>``, ``orders_with_offer.<group>``,
-        #: ``updates.<learner>``.
+        #: declined>``, ``segment_outcome.<segment>.<accepted|declined>``, ``orders.<treated|control>``,
+        #: ``order_value.<group>``, ``orders_with_offer.<group>``, ``updates.<learner>``.
         self.tally: Counter = Counter()
 
     def process(self, shopper: ShopperState, event: ShopperEvent, generated_at: float) -> Outcome:
@@ -108,7 +107,8 @@ class OfferEngine:
         outcomes = shopper.take_outcomes(event, taken)
         # outcomes are learned with the profile as it was when the offer was shown, not after this event
         self._learn_acceptance(shopper, outcomes, event.ts)
-        profile.observe(shopper, event, self.catalog, self.profile_settings, previous_ts, previous_session)
+        profile.observe(shopper, event, self.catalog, self.policy.profile_settings,
+                        previous_ts, previous_session)
         with_offer = shopper.attach({r[0] for r, took in outcomes if took}, order)
         basket = None
         if order:
@@ -125,7 +125,7 @@ class OfferEngine:
     def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[list, bool]], ts: float) -> None:
         if not outcomes:
             return
-        now = profile.view(shopper, ts, self.profile_settings)
+        now = profile.view(shopper, ts, self.policy.profile_settings)
         for record, taken in outcomes:
             product = self.catalog.get(record[0])
             position = profile.price_position(product, self.catalog) if product is not None else None

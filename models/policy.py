@@ -83,6 +83,13 @@ class Situation:
     ordered: frozenset = frozenset()        # the products of ``order`` (filled by decide)
 
 
+def _nudge(c: Candidate, gap: float) -> Candidate:
+    """An add-on that takes the cart over the free-shipping threshold (``gap`` away) says so."""
+    if c.price is None or c.price < gap:
+        return c
+    return replace(c, reason=f"{c.reason}; adds free shipping ({gap:.2f} to go)")
+
+
 def in_control_group(user_id: str, share: float) -> bool:
     """Whether a shopper belongs to the control group: stable across workers, restarts and releases.
 
@@ -217,7 +224,8 @@ class OfferPolicy:
                     trace.extend((rest, "not_needed", None) for rest in candidates[n + 1:])
                 break
         if kind is Kind.CROSS_SELL:
-            eligible = [self._nudge(c, placement, s) for c in eligible]
+            gap = self.free_shipping_gap(placement, s)
+            eligible = [_nudge(c, gap) for c in eligible] if gap is not None else eligible
         value = self._value_function(kind, placement, anchor, s)
         ranked = sorted(eligible, key=value, reverse=True)
         if trace is not None:
@@ -323,13 +331,6 @@ class OfferPolicy:
         gap = threshold - s.shopper.cart_value
         return gap if 0 < gap <= self.rules.free_shipping_window * threshold else None
 
-    def _nudge(self, c: Candidate, placement: Placement, s: Situation) -> Candidate:
-        """An add-on that takes the cart over the free-shipping threshold says so in its reason."""
-        gap = self.free_shipping_gap(placement, s)
-        if gap is None or c.price is None or c.price < gap:
-            return c
-        return replace(c, reason=f"{c.reason}; adds free shipping ({gap:.2f} to go)")
-
     def _value_function(self, kind: Kind, placement: Placement, anchor, s: Situation):
         """Relevance, reordered by learned acceptance, the shopper's segment, the free-shipping
         nudge and, near ties, margin. With ``ranking=expected_value``: acceptance probability x
@@ -343,7 +344,8 @@ class OfferPolicy:
         def value(c: Candidate) -> float:
             product = self.catalog.get(c.product_id)
             margin = product.margin if product is not None and product.margin is not None else None
-            position = price_position(product, self.catalog) if product is not None else None
+            position = (price_position(product, self.catalog)
+                        if product is not None and (learned or tilt) else None)
             if learned or rules.ranking == "expected_value":
                 record = item_record(c.product_id, kind.value, placement.value, c.source, c.score,
                                      c.price, anchor_price, 0)

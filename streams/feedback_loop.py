@@ -44,10 +44,11 @@ def run_all(rules: OfferRules, impressions: int, shoppers: int, seed: int, windo
         if progress:
             progress(name)
         results[name] = run_loop(r, impressions, seed, shoppers, window, name, oracle=oracle)
-    return report(results, rules, impressions, shoppers, seed, window, time.perf_counter() - started)
+    control = rankings(rules)[0][1].control_share
+    return report(results, control, impressions, shoppers, seed, window, time.perf_counter() - started)
 
 
-def report(results: dict[str, LoopResult], rules: OfferRules, impressions: int, shoppers: int,
+def report(results: dict[str, LoopResult], control_share: float, impressions: int, shoppers: int,
            seed: int, window: int, seconds: float) -> dict:
     rows = {}
     for name, r in results.items():
@@ -63,7 +64,7 @@ def report(results: dict[str, LoopResult], rules: OfferRules, impressions: int, 
             "cooldown_violations": r.cooldown_violations, "events": r.events, "curve": r.curve}
     late = {name: row["late_acceptance_rate"] for name, row in rows.items()}
     return {"impressions": impressions, "shoppers": shoppers, "seed": seed, "window": window,
-            "control_share": rankings(rules)[0][1].control_share, "rankings": rows,
+            "control_share": control_share, "rankings": rows,
             "learned_vs_random": round(late["learned"] / late["random"], 3) if late["random"] else None,
             "learned_vs_untrained": round(late["learned"] / late["untrained"], 3) if late["untrained"] else None,
             "seconds": round(seconds, 1),
