@@ -85,28 +85,37 @@ async def exit_for_restart(why: str) -> None:
 
 @app.agent(shopper_inputs, concurrency=1)
 async def shopper_events(stream):
-    """Clickstream, cart and offer-feedback events -> shopper state -> offers."""
+    """Clickstream, cart and offer-feedback events -> shopper state -> offers, a batch at a time:
+    every event of the batch is applied in order, then the batch's offers go to Redis in one
+    round trip and then to the offers topic; the batch is acknowledged after that."""
     await shared.ready.wait()
-    async for event in stream.events():
-        m = event.message
-        await guard.seen(m.tp, m.offset)  # re-reads records the consumer dropped, if any
-        try:
-            offer = await pipeline.handle(m.topic, m.partition, m.offset, m.key, m.value)
-            if offer is not None and m.timestamp:
-                metrics.observe_latency(time.time() - m.timestamp)
-        except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
-            log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
-            await _reject_safely(m, f"internal error: {type(exc).__name__}: {exc}"[:300])
-        pipeline.stage = "idle"
+    async for events in stream.take_events(settings.batch_max, within=settings.batch_wait):
+        for event in events:
+            m = event.message
+            await guard.seen(m.tp, m.offset)  # re-reads records the consumer dropped, if any
+            # Table writes go to the changelog partition of the event being applied.
+            stream._set_current_event(event)
+            try:
+                pipeline.apply(m.topic, m.partition, m.offset, m.key, m.value, context=m.timestamp)
+            except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
+                log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
+                pipeline.reject_later(m.topic, m.partition, m.offset, m.key, m.value,
+                                      f"internal error: {type(exc).__name__}: {exc}"[:300])
+        await _publish_safely()
 
 
-async def _reject_safely(m, reason: str) -> None:
-    """Dead-letter a message the pipeline failed on; never let that crash the agent."""
+async def _publish_safely() -> None:
+    """Publish the batch; a failure is logged, never raised (it would stop the agent)."""
     try:
-        await pipeline.reject(m.topic, m.partition, m.offset, m.key, m.value, reason)
-    except Exception:  # noqa: BLE001 - a crashed agent would stop consuming altogether
-        log.critical("could not dead-letter %s[%d]@%d (%s)", m.topic, m.partition, m.offset, reason,
-                     exc_info=True)
+        published = await pipeline.flush()
+    except Exception:  # noqa: BLE001 - the offers are in the state; the next ones go on
+        log.critical("could not publish a batch of offers", exc_info=True)
+        pipeline.stage = "idle"
+        return
+    now = time.time()
+    for produced_at, _offer in published:
+        if produced_at:
+            metrics.observe_latency(now - produced_at)
 
 
 @app.agent(catalog_topic)

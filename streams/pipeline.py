@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
 from redis.exceptions import RedisError
@@ -34,6 +34,15 @@ class Outputs:
     offers: Send
     dead_letters: Send
     baskets: Send
+
+
+@dataclass
+class _Batch:
+    """What the events applied since the last flush produced."""
+
+    offers: list = field(default_factory=list)          # (offer, payload, context)
+    baskets: list = field(default_factory=list)         # (key, record)
+    dead_letters: list = field(default_factory=list)    # (key, record)
 
 
 class OfferWriter:
@@ -104,42 +113,64 @@ class ShopperPipeline:
         # What the pipeline is doing and on which record, for the logs when it seems stuck.
         self.stage = "idle"
         self.record: tuple = ()
+        self._batch = _Batch()
 
     async def handle(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes]) -> Optional[Offer]:
-        """Apply one shopper event; returns the offer it produced, if any."""
+        """Apply one shopper event and publish what it produced; returns its offer, if any."""
+        self.apply(topic, partition, offset, key, value)
+        published = await self.flush()
+        return published[0][1] if published else None
+
+    def apply(self, topic: str, partition: int, offset: int, key: Optional[bytes],
+              value: Optional[bytes], context: Any = None) -> None:
+        """Apply one shopper event to its shopper's state and decide its offer, without waiting
+        for anything; what it produced waits in the batch until :meth:`flush`."""
         self.stage, self.record = "handling", (topic, partition, offset)
         source = topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
         try:
             event = decode_event(source, value, self.limits)
             _check_key(key, event.user_id, "user_id")
         except InvalidMessage as exc:
-            await self.reject(topic, partition, offset, key, value, str(exc))
-            return None
+            self.reject_later(topic, partition, offset, key, value, str(exc))
+            return
         self.stats[f"events.{source}.{event.type}"] += 1
         raw = self.shoppers.get(event.user_id)
         shopper = decode_state(raw) if raw else ShopperState(event.user_id)
         outcome = self.engine.process(shopper, event, generated_at=self.clock())
         if not outcome.applied:
             self.stats["events.duplicate"] += 1
-            return None
+            return
         self.shoppers[event.user_id] = encode_state(shopper)
         if outcome.basket is not None:
-            self.stage = "publishing the order"
-            await self.outputs.baskets(key, encode_basket(outcome.basket))
+            self._batch.baskets.append((key, encode_basket(outcome.basket)))
         if outcome.offer is None:
             self.stats[f"no_offer.{outcome.reason}"] += 1
-            return None
-        offer = outcome.offer
-        payload = encode_offer(offer)
-        self.stage = "writing the offer to Redis"
-        await self.writer.write([(self.redis_key(offer.user_id), offer.placement.value, payload)])
-        self.stage = "publishing the offer"
-        await self.outputs.offers(offer.user_id.encode(), payload)
-        self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
-        if offer.kind is Kind.UPSELL:
-            self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
-        return offer
+            return
+        self._batch.offers.append((outcome.offer, encode_offer(outcome.offer), context))
+
+    async def flush(self) -> list[tuple[Any, Offer]]:
+        """Publish the batch: its orders, then every offer to Redis in one pipelined round trip,
+        then the offers to their topic (so an offer on the topic is already readable in Redis),
+        and dead letters. Returns (context, offer) of the offers published."""
+        batch, self._batch = self._batch, _Batch()
+        self.stage = "publishing orders"
+        for key, record in batch.baskets:
+            await self.outputs.baskets(key, record)
+        if batch.offers:
+            self.stage = "writing offers to Redis"
+            await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload)
+                                     for o, payload, _ in batch.offers])
+            self.stage = "publishing offers"
+            for offer, payload, _ in batch.offers:
+                await self.outputs.offers(offer.user_id.encode(), payload)
+                self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
+                if offer.kind is Kind.UPSELL:
+                    self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
+        for key, record in batch.dead_letters:
+            await self.outputs.dead_letters(key, record)
+        self.stage = "idle"
+        return [(context, offer) for offer, _, context in batch.offers]
 
     def _count_upgrade(self, anchor: str, product: str) -> None:
         if len(self.upgrades) >= 20_000:     # bounded: keep the most offered half
@@ -159,11 +190,19 @@ class ShopperPipeline:
 
     async def reject(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes], reason: str) -> None:
+        """Send an unusable message to the dead-letter topic now."""
+        await self.outputs.dead_letters(key, self._dead_letter(topic, partition, offset, value, reason))
+
+    def reject_later(self, topic: str, partition: int, offset: int, key: Optional[bytes],
+                     value: Optional[bytes], reason: str) -> None:
+        """Queue an unusable message for the dead-letter topic with the batch."""
+        self._batch.dead_letters.append((key, self._dead_letter(topic, partition, offset, value, reason)))
+
+    def _dead_letter(self, topic: str, partition: int, offset: int, value: Optional[bytes], reason: str) -> bytes:
         self.stats["dead_letter"] += 1
         self.dead_letters[reason_label(reason)] += 1
         log.debug("dead-letter %s[%d]@%d: %s", topic, partition, offset, reason)
-        record = dead_letter(topic, partition, offset, reason, value, self.limits.dead_letter_raw_bytes)
-        await self.outputs.dead_letters(key, record)
+        return dead_letter(topic, partition, offset, reason, value, self.limits.dead_letter_raw_bytes)
 
 
 def _check_key(key: Optional[bytes], expected: str, field: str) -> None:
