@@ -53,7 +53,7 @@ def _lag() -> dict:
     consumer, lag = app.consumer, {}
     for tp in guard.consumer.inputs():
         highwater = consumer.highwater(tp)
-        position = guard.expected.get(tp, guard.consumer.committed(tp))
+        position = guard.expected.get(tp, consumer._committed_offset.get(tp))
         if highwater is not None and position is not None:
             lag[(tp.topic, tp.partition)] = max(highwater - position, 0)
     return lag

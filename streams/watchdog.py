@@ -35,7 +35,7 @@ class PartitionView(Protocol):
     async def end_offsets(self, tps: list) -> dict: ...
     def flowing(self) -> bool: ...
     def inputs(self) -> Iterable: ...
-    def committed(self, tp) -> Optional[int]: ...
+    async def broker_committed(self, tps: list) -> dict: ...
     async def seek(self, tp, offset: int) -> None: ...
 
 
@@ -48,7 +48,7 @@ class OffsetGuard:
     ...     async def end_offsets(self, tps): return {tp: 9 for tp in tps}
     ...     def flowing(self): return True
     ...     def inputs(self): return ["cart-0"]
-    ...     def committed(self, tp): return 0
+    ...     async def broker_committed(self, tps): return {tp: 0 for tp in tps}
     ...     async def seek(self, tp, offset): self.seeks.append((tp, offset))
     >>> twin, now = Twin(), [0.0]
     >>> guard = OffsetGuard(twin, stall_after=5.0, clock=lambda: now[0])
@@ -148,15 +148,17 @@ class OffsetGuard:
             return 0
         count = 0
         # Partitions the agent has not seen a record of since they were assigned start at the
-        # group's committed offset (none committed: at the beginning).
-        unseen = {tp: self.consumer.committed(tp) or 0 for tp in self.consumer.inputs()
-                  if tp not in self.expected}
-        positions = {**self.expected, **unseen}
-        # Ask the broker: a partition the consumer stopped fetching has a stale highwater.
+        # group's committed offset on the broker (none committed: at the beginning). Faust's own
+        # record of it can be ahead: it counts commits that failed, of records it dropped.
+        unseen = [tp for tp in self.consumer.inputs() if tp not in self.expected]
         try:
+            committed = await self._answer(self.consumer.broker_committed(unseen)) if unseen else {}
+            positions = {**self.expected, **{tp: committed.get(tp) or 0 for tp in unseen}}
+            # Ask the broker: a partition the consumer stopped fetching has a stale highwater.
             ends = await self._answer(self.consumer.end_offsets(list(positions))) if positions else {}
         except asyncio.TimeoutError:
             return 0
+        self.unanswered = 0
         for tp, expected in positions.items():
             start = self._first_hole(tp)
             if start is not None:
@@ -193,7 +195,6 @@ class OffsetGuard:
             if self.unanswered >= 3:
                 await self._maybe_stuck(float("inf"), f"the consumer did not answer {self.unanswered} times in a row")
             raise
-        self.unanswered = 0
         return answer
 
     async def _maybe_stuck(self, for_seconds: float, why: str) -> None:
@@ -243,9 +244,14 @@ class FaustPartitions:
     def inputs(self):
         return [tp for tp in self.app.consumer.assignment() if tp.topic in self.topics]
 
-    def committed(self, tp) -> Optional[int]:
-        # Faust keeps the offsets it committed, or found committed on assignment, here.
-        return self.app.consumer._committed_offset.get(tp)
+    async def broker_committed(self, tps: list) -> dict:
+        """The group's committed offsets on the broker (asked from the consumer's own thread)."""
+        thread = self.app.consumer._thread
+        consumer = thread._ensure_consumer()
+
+        async def ask() -> dict:
+            return {tp: await consumer.committed(tp) for tp in tps}
+        return await thread.call_thread(ask)
 
     async def end_offsets(self, tps: list) -> dict:
         return dict(await self.app.consumer.highwaters(*tps))
@@ -283,6 +289,11 @@ class FaustPartitions:
                         self.state_of(tp))
             consumer._buffered_partitions.discard(tp)
             consumer.resume_partitions({tp})
+        # Faust acknowledges (and so commits) only records at or past the offset it believes
+        # committed; records read again below it would never be committed.
+        believed = consumer._committed_offset.get(tp)
+        if believed is not None and believed > offset:
+            consumer._committed_offset[tp] = offset
         # In the consumer's own thread, between two fetches: a seek from another thread races
         # with aiokafka's fetcher (and can crash it). Faust's seek_wait also resets the offset
         # it reads from, so the records come through again.

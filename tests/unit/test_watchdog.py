@@ -22,8 +22,8 @@ class Consumer:
     def inputs(self):
         return list(self.highwaters)
 
-    def committed(self, tp):
-        return self.committed_offsets.get(tp)
+    async def broker_committed(self, tps):
+        return {tp: self.committed_offsets.get(tp) for tp in tps}
 
     async def seek(self, tp, offset):
         self.seeks.append((tp, offset))
