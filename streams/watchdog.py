@@ -78,6 +78,8 @@ class OffsetGuard:
         self.unanswered = 0
         self.lagging_since: Optional[float] = None
         self._recovery_seen: Optional[int] = None
+        self.first_seen: dict[Hashable, int] = {}     # first offset seen after an assignment
+        self.to_verify: set = set()                    # partitions whose first record is awaited
         self._progress_at = clock()
         self.expected: dict[Hashable, int] = {}
         self.holes: dict[Hashable, list[list[int]]] = {}   # tp -> [[start, end), ...] not seen yet
@@ -88,16 +90,23 @@ class OffsetGuard:
 
     def keep_only(self, assigned: Iterable[Hashable]) -> None:
         """After a rebalance: forget partitions this worker no longer has. Partitions new to it
-        start wherever the consumer group had committed."""
+        start wherever the consumer group had committed. The consumer reads every partition again
+        from the group's committed offset: the first record the agent then sees is checked
+        against it (a record dropped right there would hold the group's commits back forever)."""
         keep = set(assigned)
         for tp in [tp for tp in self.expected if tp not in keep]:
             del self.expected[tp]
             self.holes.pop(tp, None)
+        self.first_seen = {tp: offset for tp, offset in self.first_seen.items() if tp in keep}
+        self.to_verify = keep
 
     async def seen(self, tp: Hashable, offset: int) -> None:
         """The agent is about to process record ``offset`` of ``tp``."""
         self.last_handled = self.last_record = self.clock()
         self.lagging_since = None
+        if tp in self.to_verify:
+            self.to_verify.discard(tp)
+            self.first_seen[tp] = offset
         expected = self.expected.get(tp)
         if expected is not None and offset > expected:
             self.holes.setdefault(tp, []).append([expected, offset])
@@ -151,8 +160,11 @@ class OffsetGuard:
         # group's committed offset on the broker (none committed: at the beginning). Faust's own
         # record of it can be ahead: it counts commits that failed, of records it dropped.
         unseen = [tp for tp in self.consumer.inputs() if tp not in self.expected]
+        first_seen = dict(self.first_seen)
+        asked = unseen + [tp for tp in first_seen if tp not in unseen]
         try:
-            committed = await self._answer(self.consumer.broker_committed(unseen)) if unseen else {}
+            committed = await self._answer(self.consumer.broker_committed(asked)) if asked else {}
+            self._verify_first_records(first_seen, committed)
             positions = {**self.expected, **{tp: committed.get(tp) or 0 for tp in unseen}}
             # Ask the broker: a partition the consumer stopped fetching has a stale highwater.
             ends = await self._answer(self.consumer.end_offsets(list(positions))) if positions else {}
@@ -183,6 +195,15 @@ class OffsetGuard:
             self.lagging_since = None
         self.last_handled = self.clock()
         return count
+
+    def _verify_first_records(self, first_seen: dict, committed: dict) -> None:
+        """A first record after an assignment beyond the group's committed offset means the
+        records between were dropped: remember them as a hole, read again by the idle check."""
+        for tp, first in first_seen.items():
+            self.first_seen.pop(tp, None)
+            start = committed.get(tp)
+            if start is not None and 0 <= start < first and tp in self.expected:
+                self.holes.setdefault(tp, []).append([start, first])
 
     async def _answer(self, call):
         """The consumer's answer, or a timeout (its thread may hang); repeated silence is stuck."""
