@@ -33,7 +33,7 @@ writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
 
 def _sender(topic):
     async def send(key, value):
-        await topic.send(key=key, value=value)
+        return await topic.send(key=key, value=value)   # the delivery, awaited by the pipeline
     return send
 
 
@@ -93,21 +93,21 @@ async def shopper_events(stream):
         for event in events:
             m = event.message
             await guard.seen(m.tp, m.offset)  # re-reads records the consumer dropped, if any
-            # Table writes go to the changelog partition of the event being applied.
-            stream._set_current_event(event)
             try:
-                pipeline.apply(m.topic, m.partition, m.offset, m.key, m.value, context=m.timestamp)
+                pipeline.apply(m.topic, m.partition, m.offset, m.key, m.value, context=m.timestamp,
+                               scope=event)
             except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
                 log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
                 pipeline.reject_later(m.topic, m.partition, m.offset, m.key, m.value,
                                       f"internal error: {type(exc).__name__}: {exc}"[:300])
-        await _publish_safely()
+        # Table writes go to the changelog partition of the event that made the state.
+        await _publish_safely(stream._set_current_event)
 
 
-async def _publish_safely() -> None:
+async def _publish_safely(enter) -> None:
     """Publish the batch; a failure is logged, never raised (it would stop the agent)."""
     try:
-        published = await pipeline.flush()
+        published = await pipeline.flush(enter)
     except Exception:  # noqa: BLE001 - the offers are in the state; the next ones go on
         log.critical("could not publish a batch of offers", exc_info=True)
         pipeline.stage = "idle"

@@ -1,11 +1,14 @@
 """What the agents do with one message, with every dependency passed in (so tests can too).
 
-Order of effects for a shopper event: state table -> baskets topic -> Redis -> offers
-topic. Redis is written before the offer is published, so a storefront that sees an
-offer on the topic can always read it from the lookup.
+Events are applied a batch at a time. Order of effects for a batch: baskets topic -> Redis
+(one round trip) -> offers topic -> dead-letter topic -> Kafka acknowledges them -> shopper
+states written to the table (its changelog). Redis is written before the offer is published,
+so a storefront that sees an offer on the topic can always read it from the lookup; a state
+is saved only after everything the event produced is safe in Kafka.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections import Counter
@@ -40,6 +43,7 @@ class Outputs:
 class _Batch:
     """What the events applied since the last flush produced."""
 
+    states: dict = field(default_factory=dict)          # user_id -> (scope, encoded state), latest
     offers: list = field(default_factory=list)          # (offer, payload, context)
     baskets: list = field(default_factory=list)         # (key, record)
     dead_letters: list = field(default_factory=list)    # (key, record)
@@ -123,9 +127,11 @@ class ShopperPipeline:
         return published[0][1] if published else None
 
     def apply(self, topic: str, partition: int, offset: int, key: Optional[bytes],
-              value: Optional[bytes], context: Any = None) -> None:
+              value: Optional[bytes], context: Any = None, scope: Any = None) -> None:
         """Apply one shopper event to its shopper's state and decide its offer, without waiting
-        for anything; what it produced waits in the batch until :meth:`flush`."""
+        for anything; what it produced waits in the batch until :meth:`flush`. ``context`` comes
+        back with the event's offer; ``scope`` is handed to flush's ``enter`` before the shopper's
+        state is written (the Faust event, whose partition the table write goes to)."""
         self.stage, self.record = "handling", (topic, partition, offset)
         source = topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
         try:
@@ -135,13 +141,14 @@ class ShopperPipeline:
             self.reject_later(topic, partition, offset, key, value, str(exc))
             return
         self.stats[f"events.{source}.{event.type}"] += 1
-        raw = self.shoppers.get(event.user_id)
+        pending = self._batch.states.get(event.user_id)
+        raw = pending[1] if pending is not None else self.shoppers.get(event.user_id)
         shopper = decode_state(raw) if raw else ShopperState(event.user_id)
         outcome = self.engine.process(shopper, event, generated_at=self.clock())
         if not outcome.applied:
             self.stats["events.duplicate"] += 1
             return
-        self.shoppers[event.user_id] = encode_state(shopper)
+        self._batch.states[event.user_id] = (scope, encode_state(shopper))
         if outcome.basket is not None:
             self._batch.baskets.append((key, encode_basket(outcome.basket)))
         if outcome.offer is None:
@@ -149,27 +156,43 @@ class ShopperPipeline:
             return
         self._batch.offers.append((outcome.offer, encode_offer(outcome.offer), context))
 
-    async def flush(self) -> list[tuple[Any, Offer]]:
-        """Publish the batch: its orders, then every offer to Redis in one pipelined round trip,
-        then the offers to their topic (so an offer on the topic is already readable in Redis),
-        and dead letters. Returns (context, offer) of the offers published."""
+    async def flush(self, enter: Callable[[Any], None] = lambda scope: None) -> list[tuple[Any, Offer]]:
+        """Publish the batch, then save its shoppers' states. Orders go to the baskets topic,
+        every offer to Redis in one pipelined round trip and then to the offers topic (an offer
+        on the topic is readable in Redis), dead letters to theirs. Only once Kafka has them all
+        are the states written: a crash before that leaves the events unapplied, to be applied
+        (and published) again; after it, nothing of theirs is missing. Returns (context, offer)
+        of the offers published."""
         batch, self._batch = self._batch, _Batch()
-        self.stage = "publishing orders"
-        for key, record in batch.baskets:
-            await self.outputs.baskets(key, record)
-        if batch.offers:
-            self.stage = "writing offers to Redis"
-            await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload)
-                                     for o, payload, _ in batch.offers])
-            self.stage = "publishing offers"
-            for offer, payload, _ in batch.offers:
-                await self.outputs.offers(offer.user_id.encode(), payload)
-                self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
-                if offer.kind is Kind.UPSELL:
-                    self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
-        for key, record in batch.dead_letters:
-            await self.outputs.dead_letters(key, record)
-        self.stage = "idle"
+        sent: list = []
+        try:
+            self.stage = "publishing orders"
+            for key, record in batch.baskets:
+                sent.append(await self.outputs.baskets(key, record))
+            if batch.offers:
+                self.stage = "writing offers to Redis"
+                await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload)
+                                         for o, payload, _ in batch.offers])
+                self.stage = "publishing offers"
+                for offer, payload, _ in batch.offers:
+                    sent.append(await self.outputs.offers(offer.user_id.encode(), payload))
+                    self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
+                    if offer.kind is Kind.UPSELL:
+                        self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
+            for key, record in batch.dead_letters:
+                sent.append(await self.outputs.dead_letters(key, record))
+            self.stage = "waiting for Kafka to acknowledge"
+            for delivery in sent:
+                if delivery is not None and inspect.isawaitable(delivery):
+                    await delivery
+        finally:
+            # Written even if a send failed: the events are acknowledged with the batch, and a
+            # shopper's state must not lose them (their offers are in Redis).
+            self.stage = "saving shopper states"
+            for user_id, (scope, value) in batch.states.items():
+                enter(scope)
+                self.shoppers[user_id] = value
+            self.stage = "idle"
         return [(context, offer) for offer, _, context in batch.offers]
 
     def _count_upgrade(self, anchor: str, product: str) -> None:

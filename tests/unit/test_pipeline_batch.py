@@ -74,3 +74,42 @@ def test_events_of_one_shopper_in_a_batch_are_applied_in_order_and_once():
     offers = [value for kind, value in log if kind == "offers"]
     assert [o["event_id"] for o in offers] == ["u1-0", "u1-1", "u1-2"]
     assert pipeline.stats["events.clickstream.view"] == 4
+
+
+def test_states_are_saved_only_after_kafka_has_the_batch_s_outputs():
+    log: list = []
+    pipeline, _ = make()
+    deliveries: list[asyncio.Future] = []
+
+    class Table(dict):
+        def __setitem__(self, key, value):
+            log.append(("state", key, all(d.done() for d in deliveries)))
+            super().__setitem__(key, value)
+    pipeline.shoppers = Table()
+
+    async def send(key, value):
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, future.set_result, None)
+        deliveries.append(future)
+        return future
+    pipeline.outputs = Outputs(send, send, send)
+    pipeline.apply("clickstream", 0, 0, b"u1", view("u1", 0), scope="event-0")
+    pipeline.apply("clickstream", 0, 1, b"u1", view("u1", 1), scope="event-1")
+    entered = []
+    asyncio.run(pipeline.flush(entered.append))
+    assert log == [("state", "u1", True)], "one write per shopper, after every delivery"
+    assert entered == ["event-1"], "written in the scope of the shopper's last event"
+
+
+def test_a_failed_delivery_still_saves_the_states():
+    pipeline, _ = make()
+
+    async def broken(key, value):
+        raise RuntimeError("broker gone")
+    pipeline.outputs = Outputs(broken, broken, broken)
+    pipeline.apply("clickstream", 0, 0, b"u1", view("u1", 0))
+    try:
+        asyncio.run(pipeline.flush())
+    except RuntimeError:
+        pass
+    assert "u1" in pipeline.shoppers
