@@ -118,6 +118,7 @@ class ShopperPipeline:
         self.stage = "idle"
         self.record: tuple = ()
         self._batch = _Batch()
+        self._publishing = _Batch()
 
     async def handle(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes]) -> Optional[Offer]:
@@ -141,7 +142,8 @@ class ShopperPipeline:
             self.reject_later(topic, partition, offset, key, value, str(exc))
             return
         self.stats[f"events.{source}.{event.type}"] += 1
-        pending = self._batch.states.get(event.user_id)
+        # The newest state: this batch's, the one being published, or the table's.
+        pending = self._batch.states.get(event.user_id) or self._publishing.states.get(event.user_id)
         raw = pending[1] if pending is not None else self.shoppers.get(event.user_id)
         shopper = decode_state(raw) if raw else ShopperState(event.user_id)
         outcome = self.engine.process(shopper, event, generated_at=self.clock())
@@ -164,6 +166,7 @@ class ShopperPipeline:
         (and published) again; after it, nothing of theirs is missing. Returns (context, offer)
         of the offers published."""
         batch, self._batch = self._batch, _Batch()
+        self._publishing = batch          # still read by apply() until its states are saved
         sent: list = []
         try:
             self.stage = "publishing orders"
@@ -192,6 +195,7 @@ class ShopperPipeline:
             for user_id, (scope, value) in batch.states.items():
                 enter(scope)
                 self.shoppers[user_id] = value
+            self._publishing = _Batch()
             self.stage = "idle"
         return [(context, offer) for offer, _, context in batch.offers]
 
