@@ -18,6 +18,7 @@ from faust.streams import _current_event as faust_current_event
 from models.engine import OfferEngine
 from streams.app import app, settings
 from streams.pipeline import OfferWriter, Outputs, ShopperPipeline
+from streams.admin import group_offsets
 from streams.metrics import Figures, WorkerMetrics
 from streams.shared import SharedLearning
 from streams.store import RedisOfferStore
@@ -65,7 +66,8 @@ metrics = WorkerMetrics(Figures(pipeline.stats, engine.tally, pipeline.dead_lett
                         lambda: _lag() if app.consumer else {})
 
 guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INPUTS),
-                                   stage=lambda: f"{pipeline.stage} {pipeline.record}"),
+                                   stage=lambda: f"{pipeline.stage} {pipeline.record}",
+                                   read_group=lambda: group_offsets(settings, settings.topic(settings.app_id))),
                     stall_after=settings.stall_timeout, restart_after=settings.stall_restart,
                     on_stuck=lambda why: exit_for_restart(why))
 
@@ -194,7 +196,7 @@ async def reread_dropped_tails() -> None:
 
 @app.on_partitions_assigned.connect
 async def keep_offsets_of_kept_partitions(sender, assigned, **kwargs) -> None:
-    guard.keep_only(assigned)
+    await guard.on_assigned(assigned)
 
 
 @app.task

@@ -36,6 +36,7 @@ class PartitionView(Protocol):
     def flowing(self) -> bool: ...
     def inputs(self) -> Iterable: ...
     async def broker_committed(self, tps: list) -> dict: ...
+    async def group_committed(self) -> dict: ...
     async def seek(self, tp, offset: int) -> None: ...
 
 
@@ -78,7 +79,7 @@ class OffsetGuard:
         self.unanswered = 0
         self.lagging_since: Optional[float] = None
         self._recovery_seen: Optional[int] = None
-        self.first_seen: dict[Hashable, int] = {}     # first offset seen after an assignment
+        self.start: dict[Hashable, int] = {}           # the group's committed offset at assignment
         self.to_verify: set = set()                    # partitions whose first record is awaited
         self._progress_at = clock()
         self.expected: dict[Hashable, int] = {}
@@ -97,17 +98,35 @@ class OffsetGuard:
         for tp in [tp for tp in self.expected if tp not in keep]:
             del self.expected[tp]
             self.holes.pop(tp, None)
-        self.first_seen = {tp: offset for tp, offset in self.first_seen.items() if tp in keep}
         self.to_verify = keep
+
+    async def on_assigned(self, assigned: Iterable[Hashable]) -> None:
+        """After a rebalance: :meth:`keep_only`, and where each partition starts, the group's
+        committed offset on the broker now, before this consumer acknowledges anything. The first
+        record the agent then sees of a partition must be that one; if it is later, the records
+        between were dropped (and acknowledged, so the group's commit moves past them)."""
+        assigned = set(assigned)
+        self.keep_only(assigned)
+        try:
+            committed = await asyncio.wait_for(self.consumer.group_committed(), timeout=self.answer_within)
+        except Exception as exc:  # noqa: BLE001 - without it, the idle check asks the broker later
+            log.warning("could not read the group's committed offsets (%s: %s)", type(exc).__name__, exc)
+            committed = {}
+        self.start = {tp: committed[tp] for tp in assigned if committed.get(tp) is not None}
 
     async def seen(self, tp: Hashable, offset: int) -> None:
         """The agent is about to process record ``offset`` of ``tp``."""
         self.last_handled = self.last_record = self.clock()
         self.lagging_since = None
+        expected = self.expected.get(tp)
         if tp in self.to_verify:
             self.to_verify.discard(tp)
-            self.first_seen[tp] = offset
-        expected = self.expected.get(tp)
+            start = self.start.get(tp)
+            if start is not None and offset > start:
+                self.holes.setdefault(tp, []).append([start, offset])
+                await self._reread(tp, start, "records before the first one since the rebalance")
+                self.expected[tp] = max(expected or 0, offset + 1)
+                return
         if expected is not None and offset > expected:
             self.holes.setdefault(tp, []).append([expected, offset])
             await self._reread(tp, expected, "a hole before offset %d" % offset)
@@ -160,11 +179,10 @@ class OffsetGuard:
         # group's committed offset on the broker (none committed: at the beginning). Faust's own
         # record of it can be ahead: it counts commits that failed, of records it dropped.
         unseen = [tp for tp in self.consumer.inputs() if tp not in self.expected]
-        first_seen = dict(self.first_seen)
-        asked = unseen + [tp for tp in first_seen if tp not in unseen]
+        asked = [tp for tp in unseen if tp not in self.start]
         try:
             committed = await self._answer(self.consumer.broker_committed(asked)) if asked else {}
-            self._verify_first_records(first_seen, committed)
+            committed.update({tp: self.start[tp] for tp in unseen if tp in self.start})
             positions = {**self.expected, **{tp: committed.get(tp) or 0 for tp in unseen}}
             # Ask the broker: a partition the consumer stopped fetching has a stale highwater.
             ends = await self._answer(self.consumer.end_offsets(list(positions))) if positions else {}
@@ -195,15 +213,6 @@ class OffsetGuard:
             self.lagging_since = None
         self.last_handled = self.clock()
         return count
-
-    def _verify_first_records(self, first_seen: dict, committed: dict) -> None:
-        """A first record after an assignment beyond the group's committed offset means the
-        records between were dropped: remember them as a hole, read again by the idle check."""
-        for tp, first in first_seen.items():
-            self.first_seen.pop(tp, None)
-            start = committed.get(tp)
-            if start is not None and 0 <= start < first and tp in self.expected:
-                self.holes.setdefault(tp, []).append([start, first])
 
     async def _answer(self, call):
         """The consumer's answer, or a timeout (its thread may hang); repeated silence is stuck."""
@@ -257,13 +266,25 @@ class OffsetGuard:
 class FaustPartitions:
     """:class:`PartitionView` over a Faust app's consumer, for the input ``topics``."""
 
-    def __init__(self, app, topics: Iterable[str], stage: Callable[[], str] = lambda: "") -> None:
+    def __init__(self, app, topics: Iterable[str], stage: Callable[[], str] = lambda: "",
+                 read_group: Optional[Callable[[], dict]] = None) -> None:
         self.app = app
         self.topics = set(topics)
         self.stage = stage
+        self.read_group = read_group
 
     def inputs(self):
         return [tp for tp in self.app.consumer.assignment() if tp.topic in self.topics]
+
+    async def group_committed(self) -> dict:
+        """The group's committed offsets, from a separate admin client (this runs during a
+        rebalance, while the consumer's own thread waits for it)."""
+        if self.read_group is None:
+            return {}
+        loop = asyncio.get_running_loop()
+        offsets = await loop.run_in_executor(None, self.read_group)
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+                if meta is not None and meta.offset is not None and meta.offset >= 0}
 
     async def broker_committed(self, tps: list) -> dict:
         """The group's committed offsets on the broker (asked from the consumer's own thread)."""
