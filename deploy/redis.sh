@@ -69,6 +69,9 @@ start() {
     echo "dir $STATE"
     echo "save \"\""
     echo "appendonly ${NEXTOFFER_REDIS_APPENDONLY:-no}"
+    # Offers are ~700-byte values: kept in a compact listpack instead of a hash table they take
+    # ~10% less memory per shopper (the alias works on Redis 6 and 7).
+    echo "hash-max-ziplist-value 1024"
     if [ -n "${NEXTOFFER_REDIS_USER:-}" ]; then
       [ -n "${NEXTOFFER_REDIS_PASSWORD:-}" ] || die "NEXTOFFER_REDIS_USER needs NEXTOFFER_REDIS_PASSWORD"
       echo "user default off"

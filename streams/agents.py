@@ -10,8 +10,10 @@ import logging
 import os
 import socket
 import time
+import weakref
 
 import orjson
+from faust.streams import _current_event as faust_current_event
 
 from models.engine import OfferEngine
 from streams.app import app, settings
@@ -34,7 +36,7 @@ writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
 
 def _sender(topic):
     async def send(key, value):
-        await topic.send(key=key, value=value)
+        return await topic.send(key=key, value=value)   # the delivery, awaited by the pipeline
     return send
 
 
@@ -85,30 +87,84 @@ async def exit_for_restart(why: str) -> None:
     os._exit(EXIT_RESTART)
 
 
+class Batches:
+    """Events applied but not yet published, and the stream to acknowledge them on.
+
+    The agent applies events as they come; the publisher task (below) takes what has
+    accumulated, publishes it, saves the states and only then acknowledges the events, so their
+    offsets are committed after everything they produced is safe. The agent waits when a batch
+    is full, which bounds what is held in memory.
+    """
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.stream = None
+        self.waiting = asyncio.Event()     # events to publish
+        self.room = asyncio.Event()        # the batch may grow
+        self.room.set()
+
+
+batches = Batches()
+
+
 @app.agent(shopper_inputs, concurrency=1)
 async def shopper_events(stream):
-    """Clickstream, cart and offer-feedback events -> shopper state -> offers."""
+    """Clickstream, cart and offer-feedback events -> shopper state -> offers. Events are applied
+    one by one here; their outputs are published in batches by :func:`publish_batches`."""
     await shared.ready.wait()
+    stream.enable_acks = False          # acknowledged once published (publish_batches)
+    batches.stream = stream
     async for event in stream.events():
         m = event.message
         await guard.seen(m.tp, m.offset)  # re-reads records the consumer dropped, if any
         try:
-            offer = await pipeline.handle(m.topic, m.partition, m.offset, m.key, m.value)
-            if offer is not None and m.timestamp:
-                metrics.observe_latency(time.time() - m.timestamp)
+            pipeline.apply(m.topic, m.partition, m.offset, m.key, m.value, context=m.timestamp, scope=event)
         except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
             log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
-            await _reject_safely(m, f"internal error: {type(exc).__name__}: {exc}"[:300])
-        pipeline.stage = "idle"
+            pipeline.reject_later(m.topic, m.partition, m.offset, m.key, m.value,
+                                  f"internal error: {type(exc).__name__}: {exc}"[:300])
+        batches.events.append(event)
+        batches.waiting.set()
+        if len(batches.events) >= settings.batch_max:
+            batches.room.clear()
+            await batches.room.wait()
 
 
-async def _reject_safely(m, reason: str) -> None:
-    """Dead-letter a message the pipeline failed on; never let that crash the agent."""
+def _enter(event) -> None:
+    """Table writes go to the changelog partition of the event that made the state."""
+    faust_current_event.set(weakref.ref(event))
+
+
+@app.task
+async def publish_batches() -> None:
+    """Publish what the agent applied, at most ``batch_wait`` seconds after the first event."""
+    while True:
+        await batches.waiting.wait()
+        await asyncio.sleep(settings.batch_wait)
+        await publish_pending()
+
+
+async def publish_pending() -> None:
+    """Publish what was applied, save the states, then acknowledge the events."""
+    batches.waiting.clear()
+    events, batches.events = batches.events, []
+    await _publish_safely(_enter)
+    for event in events:
+        await batches.stream.ack(event)
+    batches.room.set()
+
+
+async def _publish_safely(enter) -> None:
+    """Publish the batch; a failure is logged, never raised (it would stop the publisher)."""
     try:
-        await pipeline.reject(m.topic, m.partition, m.offset, m.key, m.value, reason)
-    except Exception:  # noqa: BLE001 - a crashed agent would stop consuming altogether
-        log.critical("could not dead-letter %s[%d]@%d (%s)", m.topic, m.partition, m.offset, reason,
-                     exc_info=True)
+        published = await pipeline.flush(enter)
+    except Exception:  # noqa: BLE001 - the offers are in the state; the next ones go on
+        log.critical("could not publish a batch of offers", exc_info=True)
+        return
+    now = time.time()
+    for produced_at, _offer in published:
+        if produced_at:
+            metrics.observe_latency(now - produced_at)
 
 
 @app.agent(catalog_topic)

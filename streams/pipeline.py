@@ -1,19 +1,20 @@
 """What the agents do with one message, with every dependency passed in (so tests can too).
 
-Order of effects for a shopper event: baskets topic -> Redis -> state table -> offers
-topic. Redis is written before the offer is published, so a storefront that sees an
-offer on the topic can always read it from the lookup; the state is saved after Redis has
-the offer, so a redelivered (already applied) event can publish its offer again from there.
+Events are applied a batch at a time. Order of effects for a batch: baskets topic -> Redis
+(one round trip) -> offers topic -> dead-letter topic -> Kafka acknowledges them -> shopper
+states written to the table (its changelog). Redis is written before the offer is published,
+so a storefront that sees an offer on the topic can always read it from the lookup; a state
+is saved only after everything the event produced is safe in Kafka.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
-import orjson
 from redis.exceptions import RedisError
 
 from models.engine import OfferEngine
@@ -36,6 +37,16 @@ class Outputs:
     offers: Send
     dead_letters: Send
     baskets: Send
+
+
+@dataclass
+class _Batch:
+    """What the events applied since the last flush produced."""
+
+    states: dict = field(default_factory=dict)          # user_id -> (scope, encoded state), latest
+    offers: list = field(default_factory=list)          # (offer, payload, context)
+    baskets: list = field(default_factory=list)         # (key, record)
+    dead_letters: list = field(default_factory=list)    # (key, record)
 
 
 class OfferWriter:
@@ -106,68 +117,87 @@ class ShopperPipeline:
         # What the pipeline is doing and on which record, for the logs when it seems stuck.
         self.stage = "idle"
         self.record: tuple = ()
+        self._batch = _Batch()
+        self._publishing = _Batch()
 
     async def handle(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes]) -> Optional[Offer]:
-        """Apply one shopper event; returns the offer it produced, if any."""
+        """Apply one shopper event and publish what it produced; returns its offer, if any."""
+        self.apply(topic, partition, offset, key, value)
+        published = await self.flush()
+        return published[0][1] if published else None
+
+    def apply(self, topic: str, partition: int, offset: int, key: Optional[bytes],
+              value: Optional[bytes], context: Any = None, scope: Any = None) -> None:
+        """Apply one shopper event to its shopper's state and decide its offer, without waiting
+        for anything; what it produced waits in the batch until :meth:`flush`. ``context`` comes
+        back with the event's offer; ``scope`` is handed to flush's ``enter`` before the shopper's
+        state is written (the Faust event, whose partition the table write goes to)."""
         self.stage, self.record = "handling", (topic, partition, offset)
         source = topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
         try:
             event = decode_event(source, value, self.limits)
             _check_key(key, event.user_id, "user_id")
         except InvalidMessage as exc:
-            await self.reject(topic, partition, offset, key, value, str(exc))
-            return None
+            self.reject_later(topic, partition, offset, key, value, str(exc))
+            return
         self.stats[f"events.{source}.{event.type}"] += 1
-        raw = self.shoppers.get(event.user_id)
+        # The newest state: this batch's, the one being published, or the table's.
+        pending = self._batch.states.get(event.user_id) or self._publishing.states.get(event.user_id)
+        raw = pending[1] if pending is not None else self.shoppers.get(event.user_id)
         shopper = decode_state(raw) if raw else ShopperState(event.user_id)
         outcome = self.engine.process(shopper, event, generated_at=self.clock())
         if not outcome.applied:
             self.stats["events.duplicate"] += 1
-            await self._republish(event)
-            return None
-        state = encode_state(shopper)
+            return
+        self._batch.states[event.user_id] = (scope, encode_state(shopper))
         if outcome.basket is not None:
-            self.stage = "publishing the order"
-            await self.outputs.baskets(key, encode_basket(outcome.basket))
+            self._batch.baskets.append((key, encode_basket(outcome.basket)))
         if outcome.offer is None:
-            self.shoppers[event.user_id] = state
             self.stats[f"no_offer.{outcome.reason}"] += 1
-            return None
-        offer = outcome.offer
-        payload = encode_offer(offer)
-        self.stage = "writing the offer to Redis"
-        await self.writer.write([(self.redis_key(offer.user_id), offer.placement.value, payload)])
-        # Saved after the offer is in Redis: a crash before leaves the event to be applied again;
-        # after, a redelivered event finds its offer there (see _republish).
-        self.shoppers[event.user_id] = state
-        self.stage = "publishing the offer"
-        await self.outputs.offers(offer.user_id.encode(), payload)
-        self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
-        if offer.kind is Kind.UPSELL:
-            self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
-        return offer
+            return
+        self._batch.offers.append((outcome.offer, encode_offer(outcome.offer), context))
 
-    async def _republish(self, event) -> None:
-        """A redelivered event was applied before a crash, but its offer may not have reached
-        the offers topic (still in the producer's buffer). The lookup has it if it was the
-        placement's latest: publish it again (offers are at-least-once, same offer_id)."""
-        if event.placement is None:
-            return
+    async def flush(self, enter: Callable[[Any], None] = lambda scope: None) -> list[tuple[Any, Offer]]:
+        """Publish the batch, then save its shoppers' states. Orders go to the baskets topic,
+        every offer to Redis in one pipelined round trip and then to the offers topic (an offer
+        on the topic is readable in Redis), dead letters to theirs. Only once Kafka has them all
+        are the states written: a crash before that leaves the events unapplied, to be applied
+        (and published) again; after it, nothing of theirs is missing. Returns (context, offer)
+        of the offers published."""
+        batch, self._batch = self._batch, _Batch()
+        self._publishing = batch          # still read by apply() until its states are saved
+        sent: list = []
         try:
-            raw = await self.writer.store.get(self.redis_key(event.user_id), event.placement.value)
-        except (RedisError, OSError):
-            return      # the lookup is away; the offer is not lost from it
-        if raw is None:
-            return
-        try:
-            stored = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return
-        if stored.get("event_id") == event.event_id:
-            self.stage = "publishing the offer again"
-            await self.outputs.offers(event.user_id.encode(), raw)
-            self.stats["offers_republished"] += 1
+            self.stage = "publishing orders"
+            for key, record in batch.baskets:
+                sent.append(await self.outputs.baskets(key, record))
+            if batch.offers:
+                self.stage = "writing offers to Redis"
+                await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload)
+                                         for o, payload, _ in batch.offers])
+                self.stage = "publishing offers"
+                for offer, payload, _ in batch.offers:
+                    sent.append(await self.outputs.offers(offer.user_id.encode(), payload))
+                    self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
+                    if offer.kind is Kind.UPSELL:
+                        self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
+            for key, record in batch.dead_letters:
+                sent.append(await self.outputs.dead_letters(key, record))
+            self.stage = "waiting for Kafka to acknowledge"
+            for delivery in sent:
+                if delivery is not None and inspect.isawaitable(delivery):
+                    await delivery
+        finally:
+            # Written even if a send failed: the events are acknowledged with the batch, and a
+            # shopper's state must not lose them (their offers are in Redis).
+            self.stage = "saving shopper states"
+            for user_id, (scope, value) in batch.states.items():
+                enter(scope)
+                self.shoppers[user_id] = value
+            self._publishing = _Batch()
+            self.stage = "idle"
+        return [(context, offer) for offer, _, context in batch.offers]
 
     def _count_upgrade(self, anchor: str, product: str) -> None:
         if len(self.upgrades) >= 20_000:     # bounded: keep the most offered half
@@ -187,11 +217,19 @@ class ShopperPipeline:
 
     async def reject(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes], reason: str) -> None:
+        """Send an unusable message to the dead-letter topic now."""
+        await self.outputs.dead_letters(key, self._dead_letter(topic, partition, offset, value, reason))
+
+    def reject_later(self, topic: str, partition: int, offset: int, key: Optional[bytes],
+                     value: Optional[bytes], reason: str) -> None:
+        """Queue an unusable message for the dead-letter topic with the batch."""
+        self._batch.dead_letters.append((key, self._dead_letter(topic, partition, offset, value, reason)))
+
+    def _dead_letter(self, topic: str, partition: int, offset: int, value: Optional[bytes], reason: str) -> bytes:
         self.stats["dead_letter"] += 1
         self.dead_letters[reason_label(reason)] += 1
         log.debug("dead-letter %s[%d]@%d: %s", topic, partition, offset, reason)
-        record = dead_letter(topic, partition, offset, reason, value, self.limits.dead_letter_raw_bytes)
-        await self.outputs.dead_letters(key, record)
+        return dead_letter(topic, partition, offset, reason, value, self.limits.dead_letter_raw_bytes)
 
 
 def _check_key(key: Optional[bytes], expected: str, field: str) -> None:

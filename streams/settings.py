@@ -94,6 +94,10 @@ class Settings:
                                 "re-reads) before it exits with code 75 to be started again by "
                                 "`nextoffer worker`'s supervisor or by Kubernetes; 0: never.",
                                 default=180.0)
+    batch_max: int = _doc("Most shopper events applied before their offers are written to Redis in one "
+                          "round trip and published.", default=500)
+    batch_wait: float = _doc("Seconds the worker waits for more events before it publishes a smaller "
+                             "batch (adds at most this to an offer's latency).", default=0.005)
     report_interval: float = _doc("Seconds between the worker's progress lines in its log.", default=10.0)
     log_level: str = _doc("Worker log level: crit, error, warn, info or debug.", default="info")
     rules: OfferRules = field(default_factory=OfferRules)

@@ -33,6 +33,7 @@ class Harness:
         agent.to_message = to_message
         raw = value if isinstance(value, bytes) else orjson.dumps(value)
         await agent.put(raw, key=key.encode() if key is not None else None, partition=partition)
+        await agents.publish_pending()   # what the publisher task does every batch_wait seconds
 
 
 @pytest.fixture

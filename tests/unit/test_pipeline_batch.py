@@ -1,0 +1,115 @@
+"""ShopperPipeline in batches: every event applied in order, then one Redis round trip for the
+batch's offers, and only then the offers on their topic; dead letters and orders go with it."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from models.engine import Basket, OfferEngine
+from models.events import LineItem, Product
+from models.rules import OfferRules
+from streams.codecs import Limits
+from streams.pipeline import OfferWriter, Outputs, ShopperPipeline
+from streams.store import MemoryOfferStore
+
+T0 = 1_700_000_000.0
+
+
+class Recorder(MemoryOfferStore):
+    """The store, logging every round trip into the shared ``log``."""
+
+    def __init__(self, log: list) -> None:
+        super().__init__(ttl=60)
+        self.log = log
+
+    async def put_many(self, writes):
+        self.log.append(("redis", len(writes)))
+        await super().put_many(writes)
+
+
+def make():
+    log: list = []
+
+    def output(name):
+        async def send(key, value):
+            log.append((name, orjson.loads(value)))
+        return send
+    engine = OfferEngine(OfferRules(exploration=0.0))
+    for pid, price, tier in (("s-1", 500.0, 1), ("s-2", 600.0, 2)):
+        engine.update_product(Product(pid, price, family="s", tier=tier, stock=5))
+    for n in range(3):
+        engine.learn_basket(Basket(f"h{n}", T0, (LineItem("s-1", 1, 500.0), LineItem("case", 1, 20.0))))
+    pipeline = ShopperPipeline(engine, {}, OfferWriter(Recorder(log)),
+                               Outputs(output("offers"), output("dead_letters"), output("baskets")), Limits())
+    return pipeline, log
+
+
+def view(user: str, n: int) -> bytes:
+    return orjson.dumps({"event_id": f"{user}-{n}", "type": "view", "user_id": user, "product_id": "s-1",
+                         "ts": T0 + n})
+
+
+def test_a_batch_writes_redis_once_before_any_offer_is_published():
+    pipeline, log = make()
+    for n, user in enumerate(["u1", "u2", "u3"]):
+        pipeline.apply("clickstream", 0, n, user.encode(), view(user, n), context=n)
+    pipeline.apply("clickstream", 0, 3, b"u4", b"{broken", context=3)
+    assert log == [], "nothing leaves before the flush"
+    published = asyncio.run(pipeline.flush())
+    assert [kind for kind, _ in log] == ["redis", "offers", "offers", "offers", "dead_letters"]
+    assert log[0] == ("redis", 3)
+    assert [context for context, _ in published] == [0, 1, 2]
+    assert [offer.user_id for _, offer in published] == ["u1", "u2", "u3"]
+    assert asyncio.run(pipeline.flush()) == [] and len(log) == 5, "a flush publishes a batch once"
+
+
+def test_events_of_one_shopper_in_a_batch_are_applied_in_order_and_once():
+    pipeline, log = make()
+    for n in range(3):
+        pipeline.apply("clickstream", 0, n, b"u1", view("u1", n))
+    pipeline.apply("clickstream", 0, 3, b"u1", view("u1", 1))           # a redelivery
+    asyncio.run(pipeline.flush())
+    assert pipeline.stats["events.duplicate"] == 1
+    offers = [value for kind, value in log if kind == "offers"]
+    assert [o["event_id"] for o in offers] == ["u1-0", "u1-1", "u1-2"]
+    assert pipeline.stats["events.clickstream.view"] == 4
+
+
+def test_states_are_saved_only_after_kafka_has_the_batch_s_outputs():
+    log: list = []
+    pipeline, _ = make()
+    deliveries: list[asyncio.Future] = []
+
+    class Table(dict):
+        def __setitem__(self, key, value):
+            log.append(("state", key, all(d.done() for d in deliveries)))
+            super().__setitem__(key, value)
+    pipeline.shoppers = Table()
+
+    async def send(key, value):
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, future.set_result, None)
+        deliveries.append(future)
+        return future
+    pipeline.outputs = Outputs(send, send, send)
+    pipeline.apply("clickstream", 0, 0, b"u1", view("u1", 0), scope="event-0")
+    pipeline.apply("clickstream", 0, 1, b"u1", view("u1", 1), scope="event-1")
+    entered = []
+    asyncio.run(pipeline.flush(entered.append))
+    assert log == [("state", "u1", True)], "one write per shopper, after every delivery"
+    assert entered == ["event-1"], "written in the scope of the shopper's last event"
+
+
+def test_a_failed_delivery_still_saves_the_states():
+    pipeline, _ = make()
+
+    async def broken(key, value):
+        raise RuntimeError("broker gone")
+    pipeline.outputs = Outputs(broken, broken, broken)
+    pipeline.apply("clickstream", 0, 0, b"u1", view("u1", 0))
+    try:
+        asyncio.run(pipeline.flush())
+    except RuntimeError:
+        pass
+    assert "u1" in pipeline.shoppers
