@@ -10,10 +10,8 @@ import logging
 import os
 import socket
 import time
-import weakref
 
 import orjson
-from faust.streams import _current_event as faust_current_event
 
 from models.engine import OfferEngine
 from streams.app import app, settings
@@ -35,8 +33,13 @@ writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
 
 
 def _sender(topic):
+    """Sends through the app's producer straight away (Faust's ``topic.send`` costs a future and
+    callbacks per record); keyed records get Kafka's default partition for their key. Returns the
+    delivery, which the pipeline awaits before it saves the batch's states."""
+    name = topic.get_topic_name()
+
     async def send(key, value):
-        return await topic.send(key=key, value=value)   # the delivery, awaited by the pipeline
+        return await app.producer.send(name, key, value, None, None, None)
     return send
 
 
@@ -45,7 +48,7 @@ pipeline = ShopperPipeline(
     Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
             baskets=_sender(baskets_topic)),
     settings.limits(),
-    prefix=settings.topic_prefix, redis_key=settings.redis_key)
+    prefix=settings.topic_prefix, redis_key=settings.redis_key, save=shoppers.save)
 
 
 worker_id = f"{socket.gethostname()}-{os.getpid()}"
@@ -118,7 +121,7 @@ async def shopper_events(stream):
         m = event.message
         await guard.seen(m.tp, m.offset)  # re-reads records the consumer dropped, if any
         try:
-            pipeline.apply(m.topic, m.partition, m.offset, m.key, m.value, context=m.timestamp, scope=event)
+            pipeline.apply(m.topic, m.partition, m.offset, m.key, m.value, context=m.timestamp)
         except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
             log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
             pipeline.reject_later(m.topic, m.partition, m.offset, m.key, m.value,
@@ -128,11 +131,6 @@ async def shopper_events(stream):
         if len(batches.events) >= settings.batch_max:
             batches.room.clear()
             await batches.room.wait()
-
-
-def _enter(event) -> None:
-    """Table writes go to the changelog partition of the event that made the state."""
-    faust_current_event.set(weakref.ref(event))
 
 
 @app.task
@@ -148,16 +146,16 @@ async def publish_pending() -> None:
     """Publish what was applied, save the states, then acknowledge the events."""
     batches.waiting.clear()
     events, batches.events = batches.events, []
-    await _publish_safely(_enter)
+    await _publish_safely()
     for event in events:
         await batches.stream.ack(event)
     batches.room.set()
 
 
-async def _publish_safely(enter) -> None:
+async def _publish_safely() -> None:
     """Publish the batch; a failure is logged, never raised (it would stop the publisher)."""
     try:
-        published = await pipeline.flush(enter)
+        published = await pipeline.flush()
     except Exception:  # noqa: BLE001 - the offers are in the state; the next ones go on
         log.critical("could not publish a batch of offers", exc_info=True)
         return

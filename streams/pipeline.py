@@ -28,6 +28,8 @@ from streams.store import OfferStore, OfferWrite
 log = logging.getLogger("nextoffer")
 
 Send = Callable[[Optional[bytes], bytes], Awaitable[Any]]
+#: ``save(partition, user_id, state)``: writes a shopper's state to the table and its changelog.
+SaveState = Callable[[int, str, bytes], Awaitable[None]]
 
 
 @dataclass
@@ -43,7 +45,7 @@ class Outputs:
 class _Batch:
     """What the events applied since the last flush produced."""
 
-    states: dict = field(default_factory=dict)          # user_id -> (scope, encoded state), latest
+    states: dict = field(default_factory=dict)          # user_id -> (partition, encoded state), latest
     offers: list = field(default_factory=list)          # (offer, payload, context)
     baskets: list = field(default_factory=list)         # (key, record)
     dead_letters: list = field(default_factory=list)    # (key, record)
@@ -102,9 +104,10 @@ class ShopperPipeline:
     def __init__(self, engine: OfferEngine, shoppers: MutableMapping[str, Any], writer: OfferWriter,
                  outputs: Outputs, limits: Limits, prefix: str = "",
                  redis_key: Callable[[str], str] = lambda user: f"nbo:{user}",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, save: Optional[SaveState] = None) -> None:
         self.engine = engine
         self.shoppers = shoppers
+        self.save = save or self._set
         self.writer = writer
         self.outputs = outputs
         self.limits = limits
@@ -128,11 +131,11 @@ class ShopperPipeline:
         return published[0][1] if published else None
 
     def apply(self, topic: str, partition: int, offset: int, key: Optional[bytes],
-              value: Optional[bytes], context: Any = None, scope: Any = None) -> None:
+              value: Optional[bytes], context: Any = None) -> None:
         """Apply one shopper event to its shopper's state and decide its offer, without waiting
         for anything; what it produced waits in the batch until :meth:`flush`. ``context`` comes
-        back with the event's offer; ``scope`` is handed to flush's ``enter`` before the shopper's
-        state is written (the Faust event, whose partition the table write goes to)."""
+        back with the event's offer. The state is saved to the event's ``partition`` (the table's
+        changelog partition is the input's)."""
         self.stage, self.record = "handling", (topic, partition, offset)
         source = topic[len(self.prefix):] if topic.startswith(self.prefix) else topic
         try:
@@ -150,7 +153,7 @@ class ShopperPipeline:
         if not outcome.applied:
             self.stats["events.duplicate"] += 1
             return
-        self._batch.states[event.user_id] = (scope, encode_state(shopper))
+        self._batch.states[event.user_id] = (partition, encode_state(shopper))
         if outcome.basket is not None:
             self._batch.baskets.append((key, encode_basket(outcome.basket)))
         if outcome.offer is None:
@@ -158,7 +161,7 @@ class ShopperPipeline:
             return
         self._batch.offers.append((outcome.offer, encode_offer(outcome.offer), context))
 
-    async def flush(self, enter: Callable[[Any], None] = lambda scope: None) -> list[tuple[Any, Offer]]:
+    async def flush(self) -> list[tuple[Any, Offer]]:
         """Publish the batch, then save its shoppers' states. Orders go to the baskets topic,
         every offer to Redis in one pipelined round trip and then to the offers topic (an offer
         on the topic is readable in Redis), dead letters to theirs. Only once Kafka has them all
@@ -192,12 +195,14 @@ class ShopperPipeline:
             # Written even if a send failed: the events are acknowledged with the batch, and a
             # shopper's state must not lose them (their offers are in Redis).
             self.stage = "saving shopper states"
-            for user_id, (scope, value) in batch.states.items():
-                enter(scope)
-                self.shoppers[user_id] = value
+            for user_id, (partition, value) in batch.states.items():
+                await self.save(partition, user_id, value)
             self._publishing = _Batch()
             self.stage = "idle"
         return [(context, offer) for offer, _, context in batch.offers]
+
+    async def _set(self, partition: int, user_id: str, value: bytes) -> None:
+        self.shoppers[user_id] = value
 
     def _count_upgrade(self, anchor: str, product: str) -> None:
         if len(self.upgrades) >= 20_000:     # bounded: keep the most offered half

@@ -17,6 +17,17 @@ class ShopperTable(faust.Table):
     def _to_value(self, v):
         return compact_state(v)
 
+    async def save(self, partition: int, user_id: str, state: bytes) -> None:
+        """``table[user_id] = state`` from outside the event's context: the value is kept and its
+        changelog record goes to ``partition`` (the input partition of the shopper's event) through
+        the app's producer, the same record ``__setitem__`` writes, without Faust's per-write
+        future and callbacks. The producer is flushed before every offset commit, so the record
+        is in Kafka before the events that made it are committed."""
+        self.data[user_id] = state
+        key = self.app.serializers.dumps_key(self.key_type, user_id, serializer=self.key_serializer)
+        await self.app.producer.send(self.changelog_topic.get_topic_name(), key, state, partition,
+                                     None, None)
+
 
 shoppers = app.tables.add(ShopperTable(
     app, name="shoppers", default=None, partitions=settings.partitions,

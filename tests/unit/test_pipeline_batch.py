@@ -9,7 +9,7 @@ import orjson
 from models.engine import Basket, OfferEngine
 from models.events import LineItem, Product
 from models.rules import OfferRules
-from streams.codecs import Limits
+from streams.codecs import Limits, decode_state
 from streams.pipeline import OfferWriter, Outputs, ShopperPipeline
 from streams.store import MemoryOfferStore
 
@@ -81,11 +81,10 @@ def test_states_are_saved_only_after_kafka_has_the_batch_s_outputs():
     pipeline, _ = make()
     deliveries: list[asyncio.Future] = []
 
-    class Table(dict):
-        def __setitem__(self, key, value):
-            log.append(("state", key, all(d.done() for d in deliveries)))
-            super().__setitem__(key, value)
-    pipeline.shoppers = Table()
+    async def save(partition, user_id, value):
+        log.append(("state", partition, user_id, all(d.done() for d in deliveries)))
+        pipeline.shoppers[user_id] = value
+    pipeline.save = save
 
     async def send(key, value):
         future = asyncio.get_running_loop().create_future()
@@ -93,12 +92,12 @@ def test_states_are_saved_only_after_kafka_has_the_batch_s_outputs():
         deliveries.append(future)
         return future
     pipeline.outputs = Outputs(send, send, send)
-    pipeline.apply("clickstream", 0, 0, b"u1", view("u1", 0), scope="event-0")
-    pipeline.apply("clickstream", 0, 1, b"u1", view("u1", 1), scope="event-1")
-    entered = []
-    asyncio.run(pipeline.flush(entered.append))
-    assert log == [("state", "u1", True)], "one write per shopper, after every delivery"
-    assert entered == ["event-1"], "written in the scope of the shopper's last event"
+    pipeline.apply("clickstream", 3, 0, b"u1", view("u1", 0))
+    pipeline.apply("clickstream", 3, 1, b"u1", view("u1", 1))
+    asyncio.run(pipeline.flush())
+    assert log == [("state", 3, "u1", True)], \
+        "one write per shopper, to its events' partition, after every delivery"
+    assert decode_state(pipeline.shoppers["u1"]).seen[-2:] == ["u1-0", "u1-1"], "the state holds both events"
 
 
 def test_a_failed_delivery_still_saves_the_states():
