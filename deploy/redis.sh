@@ -8,7 +8,8 @@
 # Settings (environment):
 #   NEXTOFFER_REDIS_PORT        port (default 6379)
 #   NEXTOFFER_REDIS_PASSWORD    password of the default user, or of NEXTOFFER_REDIS_USER if set
-#   NEXTOFFER_REDIS_USER        an ACL user for nextoffer (read, write and key commands, nothing
+#   NEXTOFFER_REDIS_USER        an ACL user for nextoffer (read, write and key commands and the
+#                               offer-writing script, nothing
 #                               dangerous); the default user is then switched off
 #   NEXTOFFER_REDIS_TLS_DIR     serve TLS only, with redis.crt, redis.key and ca.crt from this folder
 #   NEXTOFFER_REDIS_APPENDONLY  yes: keep the data across restarts in an append-only file (default no)
@@ -75,7 +76,7 @@ start() {
     if [ -n "${NEXTOFFER_REDIS_USER:-}" ]; then
       [ -n "${NEXTOFFER_REDIS_PASSWORD:-}" ] || die "NEXTOFFER_REDIS_USER needs NEXTOFFER_REDIS_PASSWORD"
       echo "user default off"
-      echo "user $NEXTOFFER_REDIS_USER on >$NEXTOFFER_REDIS_PASSWORD ~* &* -@all +@read +@write +@keyspace +@connection -@dangerous"
+      echo "user $NEXTOFFER_REDIS_USER on >$NEXTOFFER_REDIS_PASSWORD ~* &* -@all +@read +@write +@keyspace +@connection -@dangerous +evalsha +eval +script|load"
     elif [ -n "${NEXTOFFER_REDIS_PASSWORD:-}" ]; then
       echo "requirepass $NEXTOFFER_REDIS_PASSWORD"
     fi
