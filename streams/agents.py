@@ -14,6 +14,7 @@ import time
 import orjson
 
 from models.engine import OfferEngine
+from streams import heap
 from streams.app import app, settings
 from streams.pipeline import OfferWriter, Outputs, ShopperPipeline
 from streams.admin import group_offsets
@@ -178,6 +179,19 @@ async def learn_shared() -> None:
     await shared.run()
 
 
+@app.task
+async def keep_collector_pauses_short() -> None:
+    """Once the catalog and the shared learners are loaded, and then every
+    ``gc_freeze_interval`` seconds, freeze what survives (:mod:`streams.heap`)."""
+    await shared.ready.wait()
+    while True:
+        objects, seconds = heap.freeze()
+        log.info("garbage collector: %d long-lived objects frozen (%.0f ms)", objects, seconds * 1000)
+        if settings.gc_freeze_interval <= 0:
+            return
+        await asyncio.sleep(settings.gc_freeze_interval)
+
+
 @app.timer(1.0)
 async def retry_offer_writes() -> None:
     await writer.flush()
@@ -225,4 +239,5 @@ async def report() -> None:
     log.info("processed %d events (%d duplicates skipped), %d offers, %d dead letters; "
              "learned %d products, %d orders; %d partition re-reads", events, stats["events.duplicate"],
              offers, stats["dead_letter"], len(engine.catalog), shared.applied["baskets"], guard.rereads)
+
 
