@@ -197,51 +197,22 @@ def freshness(d: Deployment, rate: float, seconds: float, seed: int) -> dict:
             "p50_ms": round(percentile(latencies, 50) * 1000, 1),
             "p95_ms": round(percentile(latencies, 95) * 1000, 1),
             "p99_ms": round(percentile(latencies, 99) * 1000, 1),
-            "redis_checked": checked, "redis_missing": missing}
+            "redis_checked": checked, "redis_missing": missing, "sustained": sustained(latencies)}
 
 
-def _lookups(url: str, keys: list[tuple[str, str]], plain_key: str, count: int, out) -> None:
-    """A child process: alternating HGET of offers and GET of a plain key of the same size."""
-    client = redis.Redis.from_url(url)
-    rng = random.Random(3)
-    hget, get = [], []
-    for _ in range(count):
-        key, field = rng.choice(keys)
-        t = time.perf_counter()
-        client.hget(key, field)
-        hget.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        client.get(plain_key)
-        get.append(time.perf_counter() - t)
-        time.sleep(0.001)
-    out.put((hget, get))
+def sustained(latencies: list[float], slack: float = 0.1, most: float = 0.5) -> bool:
+    """Whether the worker kept up. A worker that falls behind builds a backlog: the offers of
+    the run's last quarter wait longer than those of its first (by more than ``slack`` s at the
+    median), or, at its limit, all wait in a queue that never empties (a median over ``most``
+    s). ``latencies`` in the order the offers arrived.
 
-
-def lookup_under_load(d: Deployment, rate: float, seconds: float, count: int, seed: int) -> dict:
-    """Storefront reads while the pipeline runs at ``rate``, beside plain reads of the same size."""
-    s = d.settings
-    client = redis.Redis.from_url(s.redis_url)
-    keys = []
-    for key in client.scan_iter(f"{s.topic_prefix}nbo:*", count=1000):
-        keys.extend((key.decode(), f.decode()) for f in client.hkeys(key))
-        if len(keys) >= 5000:
-            break
-    sample = client.hget(*keys[0])
-    plain_key = f"{s.topic_prefix}bench-plain"
-    client.set(plain_key, b"x" * len(sample), ex=600)
-    client.close()
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    reader = ctx.Process(target=_lookups, args=(s.redis_url, keys, plain_key, count, out))
-    reader.start()
-    under = freshness(d, rate, seconds, seed)
-    hget, get = out.get(timeout=300)
-    reader.join()
-    ratio = percentile(hget, 99) / percentile(get, 99)
-    return {"load_rate": rate, "reads": count, "offer_bytes": len(sample),
-            "hget_p50_ms": round(percentile(hget, 50) * 1000, 3),
-            "hget_p99_ms": round(percentile(hget, 99) * 1000, 3),
-            "get_p50_ms": round(percentile(get, 50) * 1000, 3),
-            "get_p99_ms": round(percentile(get, 99) * 1000, 3),
-            "p99_ratio": round(ratio, 2), "freshness_during": under,
-            "mean_hget_ms": round(statistics.fmean(hget) * 1000, 3)}
+    >>> sustained([0.02, 0.03, 0.02, 0.04] * 10), sustained([0.02 * n for n in range(40)])
+    (True, False)
+    >>> sustained([1.5, 1.6] * 20)
+    False
+    """
+    quarter = len(latencies) // 4
+    if quarter == 0:
+        return False
+    late = percentile(latencies[-quarter:], 50)
+    return late <= percentile(latencies[:quarter], 50) + slack and late <= most

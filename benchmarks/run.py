@@ -85,7 +85,6 @@ def run(config: BenchConfig, console: Console) -> dict:
         deployments.append(c)
         worker = c.worker("fresh-worker")
         worker.wait_for("shared learners ready")
-        sustained = result["pipeline_events_per_s"]
         # Not counted: a worker's first offers pay for its connections and topic metadata.
         task = progress.add_task("warming up the worker", total=WARM_UP_SECONDS)
         _timed(progress, task, lambda: freshness(c, config.rates[0], WARM_UP_SECONDS, seed=0))
@@ -93,7 +92,6 @@ def run(config: BenchConfig, console: Console) -> dict:
         for n, rate in enumerate(config.rates):
             task = progress.add_task(f"freshness at {rate:,.0f} events/s", total=config.rate_seconds)
             point = _timed(progress, task, lambda: freshness(c, rate, config.rate_seconds, seed=n + 1))
-            point["sustained"] = rate <= sustained
             result["freshness"].append(point)
         task = progress.add_task("lookups under load at 1,000 events/s", total=config.rate_seconds)
         result["lookup"] = _timed(progress, task, lambda: lookup_under_load(
@@ -159,11 +157,15 @@ def report(result: dict, console: Console) -> None:
     table.add_row("pipeline / ceiling", f"{result['ratio_to_ceiling']:.2f}", ">= 0.5",
                   _ok(result["ratio_to_ceiling"] >= 0.5))
     table.add_row("pipeline, 2 workers", f"{result['two_workers_events_per_s']:,} events/s", "", "")
+    top = max((p["rate"] for p in result["freshness"] if p["sustained"]), default=None)
     for point in result["freshness"]:
-        target = "p99 <= 50 ms" if point["rate"] == 1000 else ""
-        met = _ok(point["p99_ms"] <= 50) if point["rate"] == 1000 else ""
+        target, met = "", ""
+        if point["rate"] == 1000:
+            target, met = "p99 <= 50 ms", _ok(point["p99_ms"] <= 50)
+        elif point["rate"] == top:    # the highest rate the worker kept up with
+            target, met = "p99 <= 250 ms", _ok(point["p99_ms"] <= 250)
         table.add_row(f"freshness at {point['rate']:,.0f}/s ({point['offers_per_s']:,} offers/s"
-                      f"{'' if point['sustained'] else ', above sustained'})",
+                      f"{'' if point['sustained'] else ', not kept up with'})",
                       f"p50 {point['p50_ms']} / p95 {point['p95_ms']} / p99 {point['p99_ms']} ms", target, met)
     lk = result["lookup"]
     table.add_row(f"lookup HGET ({lk['offer_bytes']} B offer) under 1,000/s",

@@ -123,13 +123,6 @@ class ShopperPipeline:
         self._batch = _Batch()
         self._publishing = _Batch()
 
-    async def handle(self, topic: str, partition: int, offset: int, key: Optional[bytes],
-                     value: Optional[bytes]) -> Optional[Offer]:
-        """Apply one shopper event and publish what it produced; returns its offer, if any."""
-        self.apply(topic, partition, offset, key, value)
-        published = await self.flush()
-        return published[0][1] if published else None
-
     def apply(self, topic: str, partition: int, offset: int, key: Optional[bytes],
               value: Optional[bytes], context: Any = None) -> None:
         """Apply one shopper event to its shopper's state and decide its offer, without waiting
