@@ -4,8 +4,9 @@ The worker keeps each active shopper in its table as compact JSON bytes
 (``streams.codecs.encode_state``; Faust's in-memory store holds the Python objects it is
 given), so its cost per shopper is measured with tracemalloc over a table of realistic
 states: a few views, a cart, an order and the offers shown.
-Redis is measured by writing offers through the worker's own store code (HSET + EXPIRE per
-user, two placements each) and reading ``used_memory`` before and after.
+Redis is measured by writing offers through the worker's own store code (two placements per
+user: offers the engine makes on the benchmark's workload, and, for the worst case, large
+three-item offers) and reading ``used_memory`` before and after.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import gc
 import random
 import tracemalloc
 
+import orjson
 import redis
 
 from typing import Optional
@@ -99,18 +101,58 @@ def sample_offer(user: str, placement: Placement, now: float) -> bytes:
     return encode_offer(offer)
 
 
-def redis_bytes_per_user(url: str, prefix: str, users: int, ttl: int = 86_400) -> tuple[float, int]:
-    """Redis ``used_memory`` per shopper with two placements' offers each, and one offer's size."""
+def engine_offers(per_placement: int = 1000, seed: int = 7) -> dict[Placement, list[bytes]]:
+    """Offers the engine itself makes on the benchmark's workload, ``per_placement`` each for the
+    product page and the cart: what Redis really holds, reasons and item counts included.
+
+    >>> offers = engine_offers(20)
+    >>> sorted(p.value for p in offers), all(len(v) == 20 for v in offers.values())
+    (['cart', 'product_page'], True)
+    """
+    from benchmarks.workload import Workload
+    from models.engine import OfferEngine
+    from streams.codecs import decode_event, decode_product
+    from streams.settings import Settings
+
+    workload = Workload(seed=seed)
+    settings = Settings.from_env({})
+    engine = OfferEngine(settings.rules, settings.learners)
+    for raw in workload.catalog:
+        engine.update_product(decode_product(orjson.dumps(raw)))
+    states: dict[str, ShopperState] = {}
+    wanted = (Placement.PRODUCT_PAGE, Placement.CART)
+    offers: dict[Placement, list[bytes]] = {p: [] for p in wanted}
+    while any(len(v) < per_placement for v in offers.values()):
+        topic, user, raw = workload.next_event()
+        shopper = states.setdefault(user, ShopperState(user))
+        offer = engine.process(shopper, decode_event(topic, orjson.dumps(raw)), generated_at=raw["ts"]).offer
+        if offer is not None and offer.placement in offers and len(offers[offer.placement]) < per_placement:
+            offers[offer.placement].append(encode_offer(offer))
+    return offers
+
+
+def redis_bytes_per_user(url: str, prefix: str, users: int, ttl: int = 86_400,
+                         offers: Optional[dict[Placement, list[bytes]]] = None) -> tuple[float, int]:
+    """Redis ``used_memory`` per shopper with two placements' offers each (the product page's
+    and the cart's), and the mean offer size. ``offers``: payloads to cycle through (their
+    ``user_id`` set to each shopper's); by default a large three-item offer, the worst case."""
     client = redis.Redis.from_url(url)
     store = RedisOfferStore(url, ttl)
     placements = (Placement.PRODUCT_PAGE, Placement.CART)
-    size = len(sample_offer("user-0", Placement.CART, 1.7e9))
+
+    def payload(user: str, placement: Placement, n: int) -> bytes:
+        if offers is None:
+            return sample_offer(user, placement, 1.7e9)
+        offer = orjson.loads(offers[placement][n % len(offers[placement])])
+        offer["user_id"] = user
+        return orjson.dumps(offer)
+    sizes = [len(payload("user-0", p, n)) for p in placements for n in range(100)]
 
     async def write() -> None:
         batch = []
         for n in range(users):
             user = f"user-{n}"
-            batch.extend((f"{prefix}nbo:{user}", p.value, sample_offer(user, p, 1.7e9)) for p in placements)
+            batch.extend((f"{prefix}nbo:{user}", p.value, payload(user, p, n)) for p in placements)
             if len(batch) >= 2000:
                 await store.put_many(batch)
                 batch = []
@@ -124,4 +166,4 @@ def redis_bytes_per_user(url: str, prefix: str, users: int, ttl: int = 86_400) -
     for start in range(0, len(keys), 5000):
         client.unlink(*keys[start:start + 5000])
     client.close()
-    return (after - before) / users, size
+    return (after - before) / users, round(sum(sizes) / len(sizes))

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import orjson
 import redis
@@ -216,3 +216,72 @@ def sustained(latencies: list[float], slack: float = 0.1, most: float = 0.5) -> 
         return False
     late = percentile(latencies[-quarter:], 50)
     return late <= percentile(latencies[:quarter], 50) + slack and late <= most
+
+
+def _lookups(url: str, keys: list[tuple[str, str]], plain_key: str, count: int, out) -> None:
+    """A child process: alternating HGET of offers and GET of a plain key of the same size."""
+    client = redis.Redis.from_url(url)
+    rng = random.Random(3)
+    hget, get = [], []
+    for _ in range(count):
+        key, field = rng.choice(keys)
+        t = time.perf_counter()
+        client.hget(key, field)
+        hget.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        client.get(plain_key)
+        get.append(time.perf_counter() - t)
+        time.sleep(0.001)
+    out.put((hget, get))
+
+
+def lookup_under_load(d: Deployment, rate: float, seconds: float, count: int, seed: int) -> dict:
+    """Storefront reads while the pipeline runs at ``rate``, beside plain reads of the same size."""
+    s = d.settings
+    client = redis.Redis.from_url(s.redis_url)
+    keys = []
+    for key in client.scan_iter(f"{s.topic_prefix}nbo:*", count=1000):
+        keys.extend((key.decode(), f.decode()) for f in client.hkeys(key))
+        if len(keys) >= 5000:
+            break
+    sample = client.hget(*keys[0])
+    plain_key = f"{s.topic_prefix}bench-plain"
+    client.set(plain_key, b"x" * len(sample), ex=600)
+    client.close()
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    reader = ctx.Process(target=_lookups, args=(s.redis_url, keys, plain_key, count, out))
+    reader.start()
+    under = freshness(d, rate, seconds, seed)
+    hget, get = out.get(timeout=300)
+    reader.join()
+    ratio = percentile(hget, 99) / percentile(get, 99)
+    return {"load_rate": rate, "reads": count, "offer_bytes": len(sample),
+            "hget_p50_ms": round(percentile(hget, 50) * 1000, 3),
+            "hget_p99_ms": round(percentile(hget, 99) * 1000, 3),
+            "get_p50_ms": round(percentile(get, 50) * 1000, 3),
+            "get_p99_ms": round(percentile(get, 99) * 1000, 3),
+            "p99_ratio": round(ratio, 2), "freshness_during": under,
+            "mean_hget_ms": round(statistics.fmean(hget) * 1000, 3)}
+
+
+def redis_as_left(d: Deployment, sample: int = 2000) -> dict:
+    """Redis bytes per shopper as the pipeline left them: ``MEMORY USAGE`` of up to ``sample`` of
+    their keys (key, hash and offers; not the few dozen bytes of the key's expiry entry), with
+    the placements each holds, as the workload's events made them."""
+    client = redis.Redis.from_url(d.settings.redis_url)
+    keys = []
+    for key in client.scan_iter(d.settings.redis_key("*"), count=1000):
+        keys.append(key)
+        if len(keys) >= sample:
+            break
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+        pipe.hlen(key)
+    replies = pipe.execute()
+    client.close()
+    sizes, placements = replies[0::2], replies[1::2]
+    n = max(len(keys), 1)
+    return {"shoppers_sampled": len(keys), "bytes_per_shopper": round(sum(sizes) / n),
+            "placements_per_shopper": round(sum(placements) / n, 2)}

@@ -11,7 +11,6 @@ should learn). Deterministic for a seed; time advances from ``start_ts``.
 """
 from __future__ import annotations
 
-import itertools
 import random
 from typing import Iterator
 

@@ -19,7 +19,7 @@ import secrets
 import time
 import uuid
 from importlib import resources
-from typing import Any, Optional
+from typing import Optional
 
 import orjson
 import redis.asyncio as aioredis
