@@ -5,7 +5,8 @@ families of tiers (the upsell ladder) and have complements (the cross-sells they
 should learn). Deterministic for a seed; time advances from ``start_ts``.
 
 >>> sim = StorefrontSimulator(seed=1, shoppers=50, start_ts=0.0)
->>> records = list(itertools.islice(sim.records(), 200))
+>>> from itertools import islice
+>>> records = list(islice(sim.records(), 200))
 >>> records[0].topic, records[-1].topic in ("clickstream", "cart")
 ('catalog', True)
 """
