@@ -73,6 +73,19 @@ class Worker:
             time.sleep(0.2)
         raise AssertionError(f"worker not ready in {timeout}s:\n{self.text()[-3000:]}")
 
+    def wait_learned(self, orders: int, timeout: float = 60) -> "Worker":
+        """Waits until the shared learners have taken in ``orders`` orders (they learn them from the
+        baskets topic, a moment after the worker applied the purchases)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            learned = [int(n) for n in re.findall(r"learned \d+ products, (\d+) orders", self.text())]
+            if learned and learned[-1] >= orders:
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.text()[-3000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"worker did not learn {orders} orders in {timeout}s:\n{self.text()[-3000:]}")
+
     def progress(self, final: bool = False) -> dict:
         """The figures of the worker's latest progress line (empty before the first); ``final``
         waits for a line written after this call (a stopped worker's last line is final)."""

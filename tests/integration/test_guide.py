@@ -90,8 +90,8 @@ def group_ready(group: str) -> bool:
 
 def test_guide_examples_work_as_printed(deployment, tmp_path, node_modules):
     d = deployment()
-    seed(d)
-    d.start_worker().wait_ready()
+    orders = seed(d)
+    d.start_worker().wait_ready().wait_learned(orders)
     python_group, js_group = f"{d.prefix}py-{uuid.uuid4().hex[:6]}", f"{d.prefix}js-{uuid.uuid4().hex[:6]}"
     py = Example("offers_consumer.py", tmp_path, {**d.env, "GROUP_ID": python_group}, node_modules)
     js = Example("offers_consumer.js", tmp_path, {**d.env, "GROUP_ID": js_group}, node_modules)

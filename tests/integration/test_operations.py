@@ -69,9 +69,10 @@ def metrics(port: int) -> dict:
 def shop(deployment, tmp_path):
     """A deployment with a worker serving metrics, a few shoppers with offers, and ``nextoffer serve``."""
     d = deployment()
-    seed(d)
+    orders = seed(d)
     metrics_port, http_port = free_port(), free_port()
-    worker = d.start_worker(NEXTOFFER_METRICS_PORT=str(metrics_port), NEXTOFFER_CONTROL_SHARE="0").wait_ready()
+    worker = (d.start_worker(NEXTOFFER_METRICS_PORT=str(metrics_port), NEXTOFFER_CONTROL_SHARE="0")
+              .wait_ready().wait_learned(orders))
     for n in range(5):
         user = f"shopper-{n}"
         d.send("clickstream", {"event_id": f"v{n}", "type": "view", "user_id": user, "product_id": "s-128",

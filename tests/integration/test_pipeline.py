@@ -30,8 +30,9 @@ OFFER_FIELDS = {"offer_id", "user_id", "placement", "kind", "anchor_product_id",
                 "generated_at", "expires_at", "policy", "propensity"}
 
 
-def seed(d, history_orders: int = 4) -> None:
-    """Create the deployment's topics, its catalog, and a little order history to learn from."""
+def seed(d, history_orders: int = 4) -> int:
+    """Create the deployment's topics, its catalog, and a little order history to learn from;
+    returns the number of orders, for :meth:`Worker.wait_learned`."""
     ensure_topics(Settings.from_env(d.env))
     for product in CATALOG:
         d.send("catalog", product, key=product["product_id"])
@@ -44,6 +45,7 @@ def seed(d, history_orders: int = 4) -> None:
         d.send("cart", {"event_id": f"m{n}", "type": "purchase", "user_id": f"mug-{n}", "ts": T0 + n,
                         "product_id": "mug", "price": 8.0}, key=f"mug-{n}")
     d.flush()
+    return 2 * history_orders
 
 
 def check_offer(offer: dict) -> None:
@@ -60,8 +62,8 @@ def check_offer(offer: dict) -> None:
 
 def test_events_in_offers_out_on_the_topic_and_in_redis(deployment, stack):
     d = deployment()
-    seed(d)
-    d.start_worker().wait_ready()
+    orders = seed(d)
+    d.start_worker().wait_ready().wait_learned(orders)   # cross-sells come from the history
     events = [
         ("clickstream", {"event_id": "a1", "type": "view", "user_id": "alice", "product_id": "s-128",
                          "price": 700.0, "ts": T0 + 100}),
@@ -218,8 +220,8 @@ def _input_partitions(member: dict, prefix: str) -> list:
 
 def test_a_restarted_worker_recovers_its_shoppers(deployment):
     d = deployment()
-    seed(d)
-    worker = d.start_worker().wait_ready()
+    orders = seed(d)
+    worker = d.start_worker().wait_ready().wait_learned(orders)
     d.send("cart", {"event_id": "b1", "type": "add", "user_id": "bob", "product_id": "s-128", "price": 700.0,
                     "ts": T0 + 200}, key="bob")
     d.flush()
