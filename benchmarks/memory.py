@@ -20,13 +20,16 @@ import redis
 
 from typing import Optional
 
+from benchmarks.workload import Workload
 from models import profile
+from models.engine import OfferEngine
 from models.catalog import Catalog
 from models.events import LineItem, Product, ShopperEvent
 from models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
 from models.profile import ProfileSettings
 from models.shopper import ShopperState
-from streams.codecs import encode_offer, encode_state
+from streams.codecs import decode_event, decode_product, encode_offer, encode_state
+from streams.settings import Settings
 from streams.store import RedisOfferStore
 
 
@@ -109,11 +112,6 @@ def engine_offers(per_placement: int = 1000, seed: int = 7) -> dict[Placement, l
     >>> sorted(p.value for p in offers), all(len(v) == 20 for v in offers.values())
     (['cart', 'product_page'], True)
     """
-    from benchmarks.workload import Workload
-    from models.engine import OfferEngine
-    from streams.codecs import decode_event, decode_product
-    from streams.settings import Settings
-
     workload = Workload(seed=seed)
     settings = Settings.from_env({})
     engine = OfferEngine(settings.rules, settings.learners)

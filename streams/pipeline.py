@@ -34,7 +34,8 @@ SaveState = Callable[[int, str, bytes], Awaitable[None]]
 
 @dataclass
 class Outputs:
-    """Where results go: each a coroutine ``send(key, value)``."""
+    """Where results go: each a coroutine ``send(key, value)`` that queues the record and returns
+    its delivery (an awaitable, or None when there is nothing to wait for)."""
 
     offers: Send
     dead_letters: Send

@@ -5,6 +5,8 @@ memory of the same state as Python dicts, and the changelog record as it is. A c
 must be assigned back (``shoppers[user] = encode_state(state)``) or no changelog entry is
 written.
 """
+import functools
+
 import faust
 
 from streams.app import app, settings
@@ -25,8 +27,11 @@ class ShopperTable(faust.Table):
         is in Kafka before the events that made it are committed."""
         self.data[user_id] = state
         key = self.app.serializers.dumps_key(self.key_type, user_id, serializer=self.key_serializer)
-        await self.app.producer.send(self.changelog_topic.get_topic_name(), key, state, partition,
-                                     None, None)
+        await self.app.producer.send(self._changelog_name, key, state, partition, None, None)
+
+    @functools.cached_property
+    def _changelog_name(self) -> str:
+        return self.changelog_topic.get_topic_name()
 
 
 shoppers = app.tables.add(ShopperTable(
