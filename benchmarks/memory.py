@@ -1,7 +1,7 @@
 """Memory per shopper: the worker's state table and the Redis lookup.
 
 The worker keeps each active shopper in its table as compact JSON bytes
-(``streams.codecs.encode_state``; Faust's in-memory store holds the Python objects it is
+(``nextoffer.streams.io.codecs.encode_state``; Faust's in-memory store holds the Python objects it is
 given), so its cost per shopper is measured with tracemalloc over a table of realistic
 states: a few views, a cart, an order and the offers shown.
 Redis is measured by writing offers through the worker's own store code (two placements per
@@ -20,17 +20,17 @@ import redis
 
 from typing import Optional
 
-from benchmarks.workload import Workload
-from models import profile
-from models.engine import OfferEngine
-from models.catalog import Catalog
-from models.events import LineItem, Product, ShopperEvent
-from models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
-from models.profile import ProfileSettings
-from models.shopper import ShopperState
-from streams.codecs import decode_event, decode_product, encode_offer, encode_state
-from streams.settings import Settings
-from streams.store import RedisOfferStore
+from nextoffer.benchmarks.workload import Workload
+from nextoffer.models import profile
+from nextoffer.models.engine import OfferEngine
+from nextoffer.models.catalog import Catalog
+from nextoffer.models.events import LineItem, Product, ShopperEvent
+from nextoffer.models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
+from nextoffer.models.profile import ProfileSettings
+from nextoffer.models.shopper import ShopperState
+from nextoffer.streams.io.codecs import decode_event, decode_product, encode_offer, encode_state
+from nextoffer.streams.io.settings import Settings
+from nextoffer.streams.io.store import RedisOfferStore
 
 
 def bench_catalog() -> Catalog:

@@ -18,12 +18,12 @@ import orjson
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
-from benchmarks.workload import Workload
-from streams.admin import ensure_topics, group_offsets
-from streams.names import OFFERS, SHOPPER_INPUTS
-from streams.producer import make_producer
-from streams.security import kafka_python_client
-from streams.settings import Settings
+from nextoffer.benchmarks.workload import Workload
+from nextoffer.streams.io.admin import ensure_topics, group_offsets
+from nextoffer.streams.io.topics import OFFERS, SHOPPER_INPUTS
+from nextoffer.streams.io.producer import make_producer
+from nextoffer.streams.io.security import kafka_python_client
+from nextoffer.streams.io.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Every process the benchmark started, so that a failed run leaves none behind.
@@ -111,7 +111,7 @@ class Deployment:
         inputs = {self.settings.topic(t) for t in SHOPPER_INPUTS}
         return sum(o.offset for tp, o in offsets.items() if tp.topic in inputs and o.offset > 0)
 
-    def worker(self, name: str, module: str = "streams.cli", **env) -> Process:
+    def worker(self, name: str, module: str = "nextoffer.streams.ops.cli", **env) -> Process:
         process = Process.start(module, {**self.env, **env}, self.logs / f"{name}.log")
         STARTED.append(process)
         return process

@@ -22,12 +22,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from benchmarks import memory
-from benchmarks.pipeline import (ROOT, STARTED, Deployment, drain_rate, freshness, lookup_under_load,
+from nextoffer.benchmarks import memory
+from nextoffer.benchmarks.pipeline import (ROOT, STARTED, Deployment, drain_rate, freshness, lookup_under_load,
                                  redis_as_left)
-from benchmarks.workload import Workload
-from streams.admin import remove_deployment
-from streams.settings import Settings
+from nextoffer.benchmarks.workload import Workload
+from nextoffer.streams.io.admin import remove_deployment
+from nextoffer.streams.io.settings import Settings
 
 
 #: Seconds of events at the first rate before the freshness runs, not counted.
@@ -74,13 +74,13 @@ def run(config: BenchConfig, console: Console) -> dict:
         fill = progress.add_task("filling the backlog", total=config.backlog)
         a.fill(config.backlog, lambda n: progress.advance(fill, n))
         progress.update(fill, completed=config.backlog)
-        result["ceiling_events_per_s"] = _drain(progress, a, "ceiling", "benchmarks.ceiling", 1, config)
-        result["pipeline_events_per_s"] = _drain(progress, a, "nextoffer", "streams.cli", 1, config)
+        result["ceiling_events_per_s"] = _drain(progress, a, "ceiling", "nextoffer.streams.worker.ceiling", 1, config)
+        result["pipeline_events_per_s"] = _drain(progress, a, "nextoffer", "nextoffer.streams.ops.cli", 1, config)
         result["ratio_to_ceiling"] = round(result["pipeline_events_per_s"] / result["ceiling_events_per_s"], 3)
         b = Deployment(base, f"bench-{run_id}b.", workload, logs)
         deployments.append(b)
         b.fill(config.backlog, lambda n: None)
-        result["two_workers_events_per_s"] = _drain(progress, b, "nextoffer", "streams.cli", 2, config)
+        result["two_workers_events_per_s"] = _drain(progress, b, "nextoffer", "nextoffer.streams.ops.cli", 2, config)
         # 3-4: freshness at fixed rates and storefront reads, on a worker that has caught up.
         c = Deployment(base, f"bench-{run_id}c.", workload, logs)
         deployments.append(c)

@@ -10,30 +10,43 @@ a decline or dismiss, or an offer that lapses unconverted, is a 0.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from river import linear_model, optim
 
-from models.events import Product
-from models.profile import ProfileView
+from nextoffer.models.events import Product
+from nextoffer.models.profile import ProfileView
 
-#: An offered item as remembered in the shopper's state (JSON-able):
-#: [product_id, kind, placement, source, score, price_ratio or None, position]
-ItemRecord = list
+class OfferedItem(NamedTuple):
+    """An offered item as the shopper's state remembers it until its outcome is known (stored
+    in the changelog as the list of its fields, in this order)."""
+
+    product_id: str
+    kind: str                      # upsell or cross_sell
+    placement: str
+    source: str                    # the signal that found it: bought_together, history, ladder, ...
+    score: float                   # its relevance when offered
+    price_ratio: Optional[float]   # its price over the anchor's, None where either is unknown
+    position: int                  # 0 for the offer's first item
 
 
 def item_record(pid: str, kind: str, placement: str, source: str, score: float,
-                price: Optional[float], anchor_price: Optional[float], position: int) -> ItemRecord:
+                price: Optional[float], anchor_price: Optional[float], position: int) -> OfferedItem:
+    """The record of one offered item.
+
+    >>> item_record("case", "cross_sell", "cart", "bought_together", 0.1234567, 20.0, 800.0, 0)
+    OfferedItem(product_id='case', kind='cross_sell', placement='cart', source='bought_together', score=0.123457, price_ratio=0.025, position=0)
+    """
     ratio = price / anchor_price if price and anchor_price else None
-    return [pid, kind, placement, source, round(score, 6), None if ratio is None else round(ratio, 4),
-            position]
+    return OfferedItem(pid, kind, placement, source, round(score, 6),
+                       None if ratio is None else round(ratio, 4), position)
 
 
 def shopper_features(profile: Optional[ProfileView], product: Optional[Product],
                      position: Optional[float]) -> dict[str, float]:
     """What the shopper is like, and how the item fits them: the personal half of the features.
 
-    ``position`` is the item's :func:`~models.profile.price_position` in its category.
+    ``position`` is the item's :func:`~nextoffer.models.profile.price_position` in its category.
 
     >>> p = ProfileView("repeat", "engaged", "buying", 0.2, 0.3, {"c:mugs": 3.0, "b:Acme": 1.0})
     >>> f = shopper_features(p, Product("m", 12.0, category="mugs", brand="Acme"), 0.5)
@@ -60,8 +73,8 @@ class AcceptanceModel:
     """Online logistic regression of P(accept | offered item, shopper).
 
     >>> m = AcceptanceModel()
-    >>> staple = ["p", "cross_sell", "cart", "history", 0.4, 0.5, 0]
-    >>> odd = ["q", "cross_sell", "cart", "bought_together", 0.02, 3.0, 2]
+    >>> staple = OfferedItem("p", "cross_sell", "cart", "history", 0.4, 0.5, 0)
+    >>> odd = OfferedItem("q", "cross_sell", "cart", "bought_together", 0.02, 3.0, 2)
     >>> fan, stranger = {"category_affinity": 0.8}, {"category_affinity": 0.0}
     >>> for _ in range(200):
     ...     m.learn(staple, True, fan)
@@ -76,19 +89,21 @@ class AcceptanceModel:
         self.positives = 0
 
     @staticmethod
-    def features(record: ItemRecord, personal: Optional[dict] = None) -> dict[str, float]:
-        _, kind, placement, source, score, ratio, position = record
-        out = {f"kind={kind}": 1.0, f"placement={placement}": 1.0, f"source={source}": 1.0,
-               "relevance": min(score, 2.0), "log_price_ratio": math.log(ratio) if ratio else 0.0,
-               "position": float(position)}
+    def features(item: OfferedItem, personal: Optional[dict] = None) -> dict[str, float]:
+        ratio = item.price_ratio
+        out = {f"kind={item.kind}": 1.0, f"placement={item.placement}": 1.0, f"source={item.source}": 1.0,
+               "relevance": min(item.score, 2.0), "log_price_ratio": math.log(ratio) if ratio else 0.0,
+               "position": float(item.position)}
         if personal:
             out.update(personal)
         return out
 
-    def predict(self, record: ItemRecord, personal: Optional[dict] = None) -> float:
-        return self._model.predict_proba_one(self.features(record, personal)).get(True, 0.5)
+    def predict(self, item: OfferedItem, personal: Optional[dict] = None) -> float:
+        """P(accept) of ``item`` for a shopper with the ``personal`` features (0.5 untrained)."""
+        return self._model.predict_proba_one(self.features(item, personal)).get(True, 0.5)
 
-    def learn(self, record: ItemRecord, accepted: bool, personal: Optional[dict] = None) -> None:
-        self._model.learn_one(self.features(record, personal), accepted)
+    def learn(self, item: OfferedItem, accepted: bool, personal: Optional[dict] = None) -> None:
+        """One outcome: the shopper took ``item`` (True) or let it go (False)."""
+        self._model.learn_one(self.features(item, personal), accepted)
         self.updates += 1
         self.positives += accepted

@@ -5,14 +5,14 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from models.bought_together import BoughtTogether
-from models.catalog import Catalog
-from models.events import Product
-from models.profile import ProfileView, price_position
-from models.repeats import RepeatPurchases
-from models.rules import OfferRules
-from models.shopper import ShopperState
-from models.upgrades import LearnedUpgrades
+from nextoffer.models.bought_together import BoughtTogether
+from nextoffer.models.catalog import Catalog
+from nextoffer.models.events import Product
+from nextoffer.models.profile import ProfileView, price_position
+from nextoffer.models.repeats import RepeatPurchases
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
+from nextoffer.models.upgrades import LearnedUpgrades
 
 #: Score of the nearest higher tier in the anchor's family; each further tier gets 0.9x.
 FAMILY_SCORE = 1.0
@@ -50,7 +50,7 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
     shoppers' choices, else pricier items of its category. The shopper's price level and
     sensitivity decide how far up a ladder an offer reaches (:func:`reach`).
 
-    >>> from models.events import Product
+    >>> from nextoffer.models.events import Product
     >>> c = Catalog()
     >>> for pid, price, tier in (("s-128", 700.0, 1), ("s-256", 800.0, 2), ("s-1t", 1500.0, 3)):
     ...     c.upsert(Product(pid, price, name=pid.upper(), family="s", tier=tier))
@@ -102,7 +102,7 @@ def reach(anchor: Product, upgrade: Product, catalog: Catalog, profile: Optional
     shopper. So a shopper who buys at the top of categories is offered the top tier, and one
     who buys cheap the next tier only.
 
-    >>> from models.profile import ProfileView
+    >>> from nextoffer.models.profile import ProfileView
     >>> c = Catalog()
     >>> for pid, price in (("s", 100.0), ("m", 130.0), ("l", 250.0)):
     ...     c.upsert(Product(pid, price, category="tv"))

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Iterator, Optional
 
-from models.events import Product
+from nextoffer.models.events import Product
 
 
 class Catalog:

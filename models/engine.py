@@ -10,17 +10,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
-from models.bought_together import DAY, BoughtTogether
-from models import profile
-from models.acceptance import AcceptanceModel, shopper_features
-from models.catalog import Catalog
-from models.events import CART, LineItem, Product, ShopperEvent
-from models.offer import Offer
-from models.policy import OfferPolicy, Situation, in_control_group
-from models.repeats import RepeatPurchases
-from models.rules import OfferRules
-from models.shopper import ShopperState
-from models.upgrades import LearnedUpgrades, upgrade_votes
+from nextoffer.models.bought_together import DAY, BoughtTogether
+from nextoffer.models import profile
+from nextoffer.models.acceptance import AcceptanceModel, OfferedItem, shopper_features
+from nextoffer.models.catalog import Catalog
+from nextoffer.models.events import CART, LineItem, Product, ShopperEvent
+from nextoffer.models.offer import Offer
+from nextoffer.models.policy import OfferPolicy, Situation, in_control_group
+from nextoffer.models.repeats import RepeatPurchases
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
+from nextoffer.models.upgrades import LearnedUpgrades, upgrade_votes
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,18 +122,18 @@ class OfferEngine:
             self._learn_acceptance(shopper, [(r, False) for r in lapsed], event.ts)
         return Outcome(True, decision.offer, decision.reason, basket)
 
-    def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[list, bool]], ts: float) -> None:
+    def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[OfferedItem, bool]], ts: float) -> None:
         if not outcomes:
             return
         now = profile.view(shopper, ts, self.policy.profile_settings)
-        for record, taken in outcomes:
-            product = self.catalog.get(record[0])
+        for item, taken in outcomes:
+            product = self.catalog.get(item.product_id)
             position = profile.price_position(product, self.catalog) if product is not None else None
-            self.acceptance.learn(record, taken, shopper_features(now, product, position))
-            if record[1] == "upsell":
+            self.acceptance.learn(item, taken, shopper_features(now, product, position))
+            if item.kind == "upsell":
                 profile.learn_upsell_outcome(shopper, taken)
             verdict = "accepted" if taken else "declined"
-            self.tally[f"outcome.{record[1]}.{record[2]}.{verdict}"] += 1
+            self.tally[f"outcome.{item.kind}.{item.placement}.{verdict}"] += 1
             self.tally[f"segment_outcome.{now.segment}.{verdict}"] += 1
         self.tally["updates.acceptance"] += len(outcomes)
 

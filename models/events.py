@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from models.offer import Placement
+from nextoffer.models.offer import Placement
 
 CLICKSTREAM_TYPES = ("view", "search", "click")
 CART_TYPES = ("add", "remove", "checkout", "purchase")

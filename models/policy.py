@@ -7,17 +7,17 @@ import random
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
-from models.acceptance import AcceptanceModel, item_record, shopper_features
-from models.bought_together import BoughtTogether
-from models.candidates import Candidate, blend, content_fallback, cross_sells, repeat_buys, upsells
-from models.catalog import Catalog
-from models.events import LineItem, ShopperEvent
-from models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
-from models.profile import ProfileView, price_position, view
-from models.repeats import RepeatPurchases
-from models.rules import OfferRules
-from models.shopper import ShopperState
-from models.upgrades import LearnedUpgrades
+from nextoffer.models.acceptance import AcceptanceModel, item_record, shopper_features
+from nextoffer.models.bought_together import BoughtTogether
+from nextoffer.models.candidates import Candidate, blend, content_fallback, cross_sells, repeat_buys, upsells
+from nextoffer.models.catalog import Catalog
+from nextoffer.models.events import LineItem, ShopperEvent
+from nextoffer.models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
+from nextoffer.models.profile import ProfileView, price_position, view
+from nextoffer.models.repeats import RepeatPurchases
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
+from nextoffer.models.upgrades import LearnedUpgrades
 
 #: Which kind each placement tries first (the domain guide: upsell before commitment,
 #: complements after it; at checkout only small add-ons).
@@ -107,7 +107,7 @@ def in_control_group(user_id: str, share: float) -> bool:
 class OfferPolicy:
     """Greedy policy: the best eligible items of the first kind the placement allows.
 
-    >>> from models.events import Product, ShopperEvent
+    >>> from nextoffer.models.events import Product, ShopperEvent
     >>> c = Catalog()
     >>> c.upsert(Product("s-128", 700.0, family="s", tier=1))
     >>> c.upsert(Product("s-256", 800.0, family="s", tier=2))
@@ -235,7 +235,7 @@ class OfferPolicy:
     def explain(self, situation: Situation) -> "Explanation":
         """What :meth:`decide` looks at for this situation, and why each candidate is in or out.
 
-        >>> from models.events import Product, ShopperEvent
+        >>> from nextoffer.models.events import Product, ShopperEvent
         >>> c = Catalog()
         >>> for pid, price, tier in (("s-128", 700.0, 1), ("s-256", 800.0, 2), ("s-512", 900.0, 3)):
         ...     c.upsert(Product(pid, price, family="s", tier=tier, stock=0 if pid == "s-512" else 5))

@@ -1,6 +1,6 @@
 """What a shopper is like, learned online: affinities, price level, segment, lifecycle, intent.
 
-Updated on every event by the engine and kept inside :class:`~models.shopper.ShopperState`
+Updated on every event by the engine and kept inside :class:`~nextoffer.models.shopper.ShopperState`
 as a few bounded fields, so it stays compact for millions of shoppers:
 
 * **affinity**: decayed weights of the categories and brands the shopper views (1), adds (3),
@@ -22,11 +22,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from models.events import Product
+from nextoffer.models.events import Product
 
 if TYPE_CHECKING:
-    from models.catalog import Catalog
-    from models.shopper import ShopperState
+    from nextoffer.models.catalog import Catalog
+    from nextoffer.models.shopper import ShopperState
 
 DAY = 86_400.0
 #: How much one event of each type adds to its product's category and brand affinity.
@@ -47,7 +47,7 @@ INTENTS = ("browsing", "comparing", "buying")
 
 @dataclass(frozen=True, slots=True)
 class ProfileSettings:
-    """Thresholds of the profile (filled from :class:`~models.rules.OfferRules` and the learners)."""
+    """Thresholds of the profile (filled from :class:`~nextoffer.models.rules.OfferRules` and the learners)."""
 
     affinity_half_life: float = 30 * DAY
     high_value_spend: float = 1000.0
@@ -60,9 +60,9 @@ def observe(shopper: "ShopperState", event, catalog: "Catalog", settings: Profil
     """Fold one applied event into the shopper's profile (``previous_ts`` and ``previous_session``:
     their last event's time and session before this one).
 
-    >>> from models.catalog import Catalog
-    >>> from models.events import ShopperEvent
-    >>> from models.shopper import ShopperState
+    >>> from nextoffer.models.catalog import Catalog
+    >>> from nextoffer.models.events import ShopperEvent
+    >>> from nextoffer.models.shopper import ShopperState
     >>> c = Catalog()
     >>> for pid, price in (("a", 10.0), ("b", 20.0), ("c", 40.0)):
     ...     c.upsert(Product(pid, price, category="mugs", brand="Acme"))
@@ -161,7 +161,7 @@ def view(shopper: "ShopperState", now: float, settings: ProfileSettings) -> Prof
 def segment(shopper: "ShopperState", settings: ProfileSettings) -> str:
     """``first_time``, ``repeat`` or ``high_value``.
 
-    >>> from models.shopper import ShopperState
+    >>> from nextoffer.models.shopper import ShopperState
     >>> s = ShopperState("u1", orders=3, spend=1500.0)
     >>> segment(s, ProfileSettings()), segment(ShopperState("u2", orders=1), ProfileSettings())
     ('high_value', 'first_time')

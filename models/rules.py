@@ -1,13 +1,13 @@
 """The rules that keep offers helpful instead of pushy, with their defaults.
 
-Every threshold of the domain guide is a field here; ``streams.settings`` fills
+Every threshold of the domain guide is a field here; ``nextoffer.streams.io.settings`` fills
 them from the environment (``NEXTOFFER_<FIELD>``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.profile import ProfileSettings
+from nextoffer.models.profile import ProfileSettings
 
 DAY = 86_400.0
 EXPLORATION_POLICIES = ("epsilon_greedy", "uniform")

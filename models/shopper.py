@@ -1,14 +1,16 @@
 """Per-shopper state: cart, recent views and purchases, declines, offer fatigue, spend.
 
 Kept compact (bounded lists and maps) because one exists per active shopper; it
-travels through a Faust table as the plain dict of :meth:`ShopperState.to_dict`.
+travels through a Faust table as the plain dict of :meth:`ShopperState.to_dict`, with the
+short keys of :data:`STATE_KEYS` and the format's version under ``"V"``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from models.events import CART, FEEDBACK, LineItem, ShopperEvent
+from nextoffer.models.acceptance import OfferedItem
+from nextoffer.models.events import CART, FEEDBACK, LineItem, ShopperEvent
 
 MAX_SEEN_EVENTS = 64
 MAX_VIEWS = 12
@@ -20,6 +22,17 @@ MAX_CART_LINES = 200
 MAX_ATTACHED = 20
 
 _NEGATIVE_FEEDBACK = ("decline", "dismiss")
+
+#: The version of the stored state. 1: no "V" key (before 0.2); 2: the same fields, with "V".
+STATE_VERSION = 2
+#: Each field of :class:`ShopperState` and its key in the stored state: one letter each,
+#: because the key is repeated in every shopper's changelog record and in-memory value.
+STATE_KEYS = {"user_id": "u", "cart": "c", "views": "v", "purchases": "p", "declined": "d",
+              "shown": "s", "offers": "o", "seen": "e", "orders": "n", "spend": "m",
+              "first_ts": "f", "last_ts": "l", "session_id": "i"}
+#: Fields stored only when they hold something (most shoppers have none of them).
+OPTIONAL_STATE_KEYS = {"attached": "a", "affinity": "y", "price": "q", "stage": "g",
+                       "session_stats": "t"}
 
 
 @dataclass(slots=True)
@@ -43,7 +56,7 @@ class ShopperState:
     purchases: dict[str, list] = field(default_factory=dict)     # pid -> [orders with it, last at]
     declined: dict[str, float] = field(default_factory=dict)     # pid -> declined at
     shown: dict[str, list] = field(default_factory=dict)         # pid -> [times, first shown at]
-    offers: dict[str, list] = field(default_factory=dict)        # offer_id -> open item records
+    offers: dict[str, list[OfferedItem]] = field(default_factory=dict)  # offer_id -> open items
     seen: list[str] = field(default_factory=list)                # recent event ids, for dedup
     orders: int = 0
     spend: float = 0.0
@@ -118,27 +131,28 @@ class ShopperState:
         if event.type not in _NEGATIVE_FEEDBACK:
             return
         records = self.offers.get(event.offer_id or "", [])
-        targets = [event.product_id] if event.product_id else [r[0] for r in records]
+        targets = [event.product_id] if event.product_id else [r.product_id for r in records]
         for pid in targets:
             self.declined.pop(pid, None)
             self.declined[pid] = event.ts
         _trim_map(self.declined, MAX_DECLINED)
 
     # -- offers shown ---------------------------------------------------------
-    def record_offer(self, offer_id: str, records: list[list], now: float, window: float) -> list[list]:
-        """Remember an offer's items (records start with the product id) for feedback, outcomes
-        and the frequency cap; returns the still-open records of offers that lapse to make room."""
-        self.offers[offer_id] = [list(r) for r in records]
+    def record_offer(self, offer_id: str, records: list[OfferedItem], now: float,
+                     window: float) -> list[OfferedItem]:
+        """Remember an offer's items for feedback, outcomes and the frequency cap; returns the
+        still-open items of offers that lapse to make room."""
+        self.offers[offer_id] = list(records)
         lapsed = []
         while len(self.offers) > MAX_OFFERS:
             lapsed.extend(self.offers.pop(next(iter(self.offers))))
-        for pid in (r[0] for r in records):
+        for pid in (r.product_id for r in records):
             times, since = self.shown.pop(pid, [0, now])
             self.shown[pid] = [1, now] if now - since > window else [times + 1, since]
         _trim_map(self.shown, MAX_SHOWN)
         return lapsed
 
-    def take_outcomes(self, event: ShopperEvent, products: set[str]) -> list[tuple[list, bool]]:
+    def take_outcomes(self, event: ShopperEvent, products: set[str]) -> list[tuple[OfferedItem, bool]]:
         """Offered items this event settles, each with whether it was taken (and forgets them).
 
         Feedback settles its offer's items (accept, click: taken; decline, dismiss: not); an add or
@@ -153,9 +167,10 @@ class ShopperState:
             return [(r, True) for offer_id in list(self.offers) for r in self._take(offer_id, None, products)]
         return []
 
-    def _take(self, offer_id: str, pid: Optional[str], pids: Optional[set] = None) -> list[list]:
+    def _take(self, offer_id: str, pid: Optional[str], pids: Optional[set] = None) -> list[OfferedItem]:
         records = self.offers.get(offer_id, [])
-        wanted = [r for r in records if (pid is None or r[0] == pid) and (pids is None or r[0] in pids)]
+        wanted = [r for r in records if (pid is None or r.product_id == pid)
+                  and (pids is None or r.product_id in pids)]
         if wanted:
             self.offers[offer_id] = [r for r in records if r not in wanted]
         return wanted
@@ -197,20 +212,38 @@ class ShopperState:
 
     # -- serialisation --------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"u": self.user_id, "c": self.cart, "v": self.views, "p": self.purchases,
-                "d": self.declined, "s": self.shown, "o": self.offers, "e": self.seen,
-                "n": self.orders, "m": self.spend, "f": self.first_ts, "l": self.last_ts,
-                "i": self.session_id, **({"a": self.attached} if self.attached else {}),
-                **({"y": self.affinity} if self.affinity else {}),
-                **({"q": self.price} if self.price else {}),
-                **({"g": self.stage} if self.stage else {}),
-                **({"t": self.session_stats} if self.session_stats else {})}
+        """The state as stored: :data:`STATE_KEYS`, the optional keys that hold something, the
+        version; offered items as lists (JSON has no named records).
+
+        >>> ShopperState("u1", orders=2).to_dict()["n"], ShopperState("u1").to_dict()["V"]
+        (2, 2)
+        """
+        out: dict[str, Any] = {key: getattr(self, name) for name, key in STATE_KEYS.items()}
+        out["o"] = {oid: [list(r) for r in items] for oid, items in self.offers.items()}
+        for name, key in OPTIONAL_STATE_KEYS.items():
+            value = getattr(self, name)
+            if value:
+                out[key] = value
+        out["V"] = STATE_VERSION
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ShopperState":
-        return cls(data["u"], data["c"], data["v"], data["p"], data["d"], data["s"], data["o"],
-                   data["e"], data["n"], data["m"], data["f"], data["l"], data["i"], data.get("a", []),
-                   data.get("y", {}), data.get("q"), data.get("g"), data.get("t"))
+        """A stored state, of this version or an older one (version 1 had no ``"V"``).
+
+        >>> ShopperState.from_dict({"u": "u1", "c": {}, "v": ["p1"], "p": {}, "d": {}, "s": {},
+        ...     "o": {"x": [["p2", "upsell", "product_page", "ladder", 0.5, 1.2, 0]]}, "e": [],
+        ...     "n": 0, "m": 0.0, "f": None, "l": None, "i": None}).offers["x"][0].kind
+        'upsell'
+        """
+        version = data.get("V", 1)
+        if version > STATE_VERSION:
+            raise ValueError(f"shopper state of version {version}, newer than this nextoffer's "
+                             f"{STATE_VERSION}: upgrade nextoffer on every worker")
+        fields = {name: data[key] for name, key in STATE_KEYS.items()}
+        fields.update((name, data[key]) for name, key in OPTIONAL_STATE_KEYS.items() if key in data)
+        fields["offers"] = {oid: [OfferedItem(*r) for r in items] for oid, items in data["o"].items()}
+        return cls(**fields)
 
 
 def _push(items: list, value: Any, limit: int) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
-    from models.catalog import Catalog
-    from models.events import LineItem
+    from nextoffer.models.catalog import Catalog
+    from nextoffer.models.events import LineItem
 
 #: Pricier choices remembered per product (the most chosen are kept).
 MAX_UPGRADES = 20
@@ -22,8 +22,8 @@ HALF_SCORE_VOTES = 2.0
 def upgrade_votes(viewed: Sequence[str], order: Iterable["LineItem"], catalog: "Catalog") -> tuple:
     """(cheaper viewed product, pricier bought product) pairs of the same category.
 
-    >>> from models.catalog import Catalog
-    >>> from models.events import LineItem, Product
+    >>> from nextoffer.models.catalog import Catalog
+    >>> from nextoffer.models.events import LineItem, Product
     >>> c = Catalog()
     >>> for pid, price, cat in (("own-tea", 3.0, "tea"), ("brand-tea", 5.0, "tea"), ("mug", 9.0, "mugs")):
     ...     c.upsert(Product(pid, price, category=cat))

@@ -1,1 +1,3 @@
-"""nextoffer's shell: settings, codecs, the Faust app, its topics, tables and agents, the Redis writer."""
+"""nextoffer's shell, by role: ``worker`` (the Faust runtime), ``io`` (settings, codecs, Kafka and
+Redis adapters), ``ops`` (the command, HTTP, status, explain) and ``tools`` (demo, simulator,
+evaluations)."""

@@ -4,10 +4,10 @@ import asyncio
 import orjson
 import pytest
 
-from models.engine import OfferEngine
-from streams import agents
-from streams.pipeline import OfferWriter, Outputs
-from streams.store import MemoryOfferStore
+from nextoffer.models.engine import OfferEngine
+from nextoffer.streams.worker import agents
+from nextoffer.streams.worker.pipeline import OfferWriter, Outputs
+from nextoffer.streams.io.store import MemoryOfferStore
 
 
 class Harness:

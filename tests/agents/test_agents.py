@@ -1,8 +1,8 @@
 import orjson
 
-from models.engine import Basket
-from models.events import LineItem, Product
-from streams import agents
+from nextoffer.models.engine import Basket
+from nextoffer.models.events import LineItem, Product
+from nextoffer.streams.worker import agents
 from tests.agents.conftest import run
 
 VIEW = {"event_id": "e1", "type": "view", "user_id": "u1", "product_id": "s-128", "ts": 1_700_000_000}

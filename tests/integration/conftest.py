@@ -20,8 +20,8 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from streams.admin import remove_deployment
-from streams.settings import Settings
+from nextoffer.streams.io.admin import remove_deployment
+from nextoffer.streams.io.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -56,7 +56,7 @@ class Worker:
 
     def __init__(self, env: dict, log: Path) -> None:
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "nextoffer.streams.ops.cli", "worker"], cwd=ROOT, env=env,
                                      stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def text(self) -> str:

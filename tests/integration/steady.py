@@ -1,7 +1,7 @@
 """A steady, reproducible stream of shopper events for the fault tests, and what it must produce.
 
 The expected per-shopper state is computed directly from the input log with the pure
-core (:class:`models.shopper.ShopperState`), so a test can compare it with what the
+core (:class:`nextoffer.models.shopper.ShopperState`), so a test can compare it with what the
 workers persisted in the state table's changelog, field by field.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Callable, Optional
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from models.events import ShopperEvent
-from models.shopper import ShopperState
-from streams.admin import input_lag
-from streams.codecs import decode_event
-from streams.settings import Settings
+from nextoffer.models.events import ShopperEvent
+from nextoffer.models.shopper import ShopperState
+from nextoffer.streams.io.admin import input_lag
+from nextoffer.streams.io.codecs import decode_event
+from nextoffer.streams.io.settings import Settings
 from tests.integration.conftest import BOOTSTRAP, PARTITIONS
 
 T0 = 1_700_000_000.0

@@ -12,8 +12,8 @@ import orjson
 import pytest
 import redis
 
-from streams.admin import ensure_topics, input_lag
-from streams.settings import Settings
+from nextoffer.streams.io.admin import ensure_topics, input_lag
+from nextoffer.streams.io.settings import Settings
 from tests.integration.conftest import ROOT
 from tests.integration.steady import (CATALOG, SteadyProducer, compare_states, expected_states,
                                       first_difference, group_lag, shopper_log, stored_states,

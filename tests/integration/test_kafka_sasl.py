@@ -14,8 +14,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from streams.security import kafka_python_client
-from streams.settings import Settings
+from nextoffer.streams.io.security import kafka_python_client
+from nextoffer.streams.io.settings import Settings
 from tests.integration.conftest import REDIS_URL, ROOT, Worker
 
 pytestmark = pytest.mark.integration

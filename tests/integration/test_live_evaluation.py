@@ -2,10 +2,10 @@
 
 import pytest
 
-from models.evaluation import EngineMethod, evaluate, orders_from
-from streams.datasets import read_invoices
-from streams.live_eval import run_live
-from streams.settings import Settings
+from nextoffer.streams.tools.evaluation import EngineMethod, evaluate, orders_from
+from nextoffer.streams.tools.datasets import read_invoices
+from nextoffer.streams.tools.live_eval import run_live
+from nextoffer.streams.io.settings import Settings
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL
 from tests.unit.test_datasets import RETAIL
 

@@ -83,7 +83,7 @@ def shop(deployment, tmp_path):
     d.flush()
     env = {**d.env, "NEXTOFFER_HTTP_PORT": str(http_port), "NEXTOFFER_HTTP_TOKEN": TOKEN}
     log = open(tmp_path / "serve.log", "wb")
-    serve = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve"], cwd=ROOT, env=env, stdout=log,
+    serve = subprocess.Popen([sys.executable, "-m", "nextoffer.streams.ops.cli", "serve"], cwd=ROOT, env=env, stdout=log,
                              stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{http_port}"
     try:
@@ -168,7 +168,7 @@ def _offer(d, user: str, placement: str):
 def test_status_command_shows_the_deployment(shop):
     d, worker, base, port = shop
     wait_for(lambda: list(d.redis.scan_iter(match=f"{d.prefix}nextoffer:worker:*")), timeout=30)
-    result = subprocess.run([sys.executable, "-m", "streams.cli", "status", "--json"], cwd=ROOT, env=d.env,
+    result = subprocess.run([sys.executable, "-m", "nextoffer.streams.ops.cli", "status", "--json"], cwd=ROOT, env=d.env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     status = orjson.loads(result.stdout)
@@ -247,7 +247,7 @@ VERDICTS = {"offered", "ranked_lower", "not_needed", "below_relevance", "price_s
 
 def test_explain_shows_every_candidate_and_why(shop):
     d, worker, base, port = shop
-    run = lambda *args: subprocess.run([sys.executable, "-m", "streams.cli", "explain", *args], cwd=ROOT,
+    run = lambda *args: subprocess.run([sys.executable, "-m", "nextoffer.streams.ops.cli", "explain", *args], cwd=ROOT,
                                        env=d.env, capture_output=True, text=True, timeout=120)
     result = run("shopper-2", "--placement", "checkout", "--json")
     assert result.returncode == 0, result.stderr

@@ -8,8 +8,8 @@ import orjson
 import pytest
 from kafka.admin import KafkaAdminClient
 
-from streams.admin import ensure_topics
-from streams.settings import Settings
+from nextoffer.streams.io.admin import ensure_topics
+from nextoffer.streams.io.settings import Settings
 from tests.integration.conftest import BOOTSTRAP
 
 pytestmark = pytest.mark.integration

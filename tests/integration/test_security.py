@@ -75,7 +75,7 @@ def test_the_worker_writes_offers_through_tls_as_an_acl_user_and_never_shows_the
     with pytest.raises(redis.exceptions.ConnectionError):
         redis.Redis(host="127.0.0.1", port=PORT, socket_timeout=3).ping()  # no plain text
 
-    shown = subprocess.run([sys.executable, "-m", "streams.cli", "settings"], cwd=ROOT, capture_output=True,
+    shown = subprocess.run([sys.executable, "-m", "nextoffer.streams.ops.cli", "settings"], cwd=ROOT, capture_output=True,
                            text=True, env={**d.env, "REDIS_URL": url, "KAFKA_SASL_PASSWORD": "kafka-" + password})
     assert shown.returncode == 0 and "nextoffer:***@127.0.0.1" in shown.stdout
     worker.stop()

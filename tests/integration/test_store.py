@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from streams.store import RedisOfferStore
+from nextoffer.streams.io.store import RedisOfferStore
 from tests.integration.conftest import REDIS_URL
 
 

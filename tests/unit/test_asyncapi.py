@@ -1,4 +1,4 @@
-"""streams/schema/asyncapi.yaml describes the topics the code uses, with examples the code accepts."""
+"""streams/io/schema/asyncapi.yaml describes the topics the code uses, with examples the code accepts."""
 import json
 from pathlib import Path
 
@@ -7,10 +7,10 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from streams import names
-from streams.codecs import decode_event, decode_product
+from nextoffer.streams.io import topics as names  # the contract's topic names
+from nextoffer.streams.io.codecs import decode_event, decode_product
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "streams" / "schema"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "streams" / "io" / "schema"
 DOC = yaml.safe_load((SCHEMA_DIR / "asyncapi.yaml").read_text())
 CONTRACT = json.loads((SCHEMA_DIR / "contract.schema.json").read_text())
 TOPICS = {names.CLICKSTREAM, names.CART, names.CATALOG, names.FEEDBACK, names.OFFERS, names.DEAD_LETTER}
@@ -55,8 +55,8 @@ def test_every_example_validates_and_inputs_are_accepted_by_the_decoder(name, me
 
 def test_openapi_document_refs_resolve_and_the_offer_example_validates():
     import re
-    from streams.openapi import document
-    from streams.settings import Settings
+    from nextoffer.streams.ops.openapi import document
+    from nextoffer.streams.io.settings import Settings
     doc = document(Settings())
     text = json.dumps(doc)
     schemas = doc["components"]["schemas"]

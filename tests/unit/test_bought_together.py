@@ -1,4 +1,4 @@
-from models.bought_together import DAY, BoughtTogether
+from nextoffer.models.bought_together import DAY, BoughtTogether
 
 
 def test_attachment_rate_and_lift_follow_their_definitions():

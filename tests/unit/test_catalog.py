@@ -1,5 +1,5 @@
-from models.catalog import Catalog
-from models.events import Product
+from nextoffer.models.catalog import Catalog
+from nextoffer.models.events import Product
 
 
 def test_price_change_reindexes_the_category():

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.codecs import (InvalidMessage, Limits, dead_letter, decode_basket, decode_event,
+from nextoffer.streams.io.codecs import (InvalidMessage, Limits, dead_letter, decode_basket, decode_event,
                             decode_product, encode_basket)
-from models.engine import Basket
-from models.events import LineItem
+from nextoffer.models.engine import Basket
+from nextoffer.models.events import LineItem
 
 
 def js(**kw) -> bytes:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.datasets import (detect_format, online_retail_catalog, online_retail_events, read_invoices,
+from nextoffer.streams.tools.datasets import (detect_format, online_retail_catalog, online_retail_events, read_invoices,
                               rees46_events)
-from streams.simulator import StorefrontSimulator
+from nextoffer.streams.tools.storefront import storefront_records
 
 # The shared data sets sit beside the repository; NEXTOFFER_TEST_DATA points elsewhere.
 DATA = Path(os.environ.get("NEXTOFFER_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
@@ -85,7 +85,7 @@ def test_rees46_rows_become_contract_events():
 
 def test_simulator_is_deterministic_for_a_seed():
     def take(seed):
-        it = StorefrontSimulator(seed=seed, shoppers=20, start_ts=0).records()
+        it = storefront_records(seed=seed, shoppers=20, start_ts=0)
         return [next(it) for _ in range(300)]
     assert take(3) == take(3)
     assert take(3) != take(4)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from streams.settings import describe
+from nextoffer.streams.io.settings import describe
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -102,7 +102,8 @@ def worker_metric_names() -> set:
     """Every sample name a worker exposes, from the real collector."""
     from collections import Counter
     from prometheus_client import generate_latest
-    from streams.metrics import Figures, WorkerMetrics
+    from nextoffer.streams.io.figures import Figures
+    from nextoffer.streams.worker.metrics import WorkerMetrics
     stats = Counter({"events.cart.add": 1, "offers.upsell.cart": 1, "no_offer.no_anchor": 1,
                      "events.duplicate": 1})
     tally = Counter({"outcome.upsell.cart.accepted": 1, "segment_outcome.repeat.accepted": 1,
@@ -117,7 +118,7 @@ def worker_metric_names() -> set:
 def test_prometheus_scrapes_the_workers_metrics_port():
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    from streams.settings import Settings
+    from nextoffer.streams.io.settings import Settings
     local = jobs["nextoffer-local"]["static_configs"][0]["targets"]
     assert f"localhost:{Settings().metrics_port}" in local
     assert jobs["nextoffer-kubernetes"]["kubernetes_sd_configs"][0]["role"] == "pod"

@@ -1,7 +1,7 @@
-from models.evaluation import (BoughtTogetherCounts, EngineMethod, MostPopular, Order, evaluate,
+from nextoffer.streams.tools.evaluation import (BoughtTogetherCounts, EngineMethod, MostPopular, Order, evaluate,
                                orders_from)
-from models.events import LineItem
-from models.rules import OfferRules
+from nextoffer.models.events import LineItem
+from nextoffer.models.rules import OfferRules
 
 
 def order(n, user, *products):

@@ -1,9 +1,9 @@
 """Learned upgrades, the content fallback, segment-aware choices and the free-shipping nudge."""
-from models.engine import Basket, OfferEngine
-from models.events import LineItem, Product, ShopperEvent
-from models.offer import Kind
-from models.rules import OfferRules
-from models.shopper import ShopperState
+from nextoffer.models.engine import Basket, OfferEngine
+from nextoffer.models.events import LineItem, Product, ShopperEvent
+from nextoffer.models.offer import Kind
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
 
 TEA = [Product("own-tea", 3.0, name="Own tea", category="tea", brand="Own"),
        Product("brand-tea", 3.9, name="Brand tea", category="tea", brand="Leaf"),

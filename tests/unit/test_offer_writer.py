@@ -5,8 +5,8 @@ import asyncio
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from streams.pipeline import OfferWriter
-from streams.store import MemoryOfferStore
+from nextoffer.streams.worker.pipeline import OfferWriter
+from nextoffer.streams.io.store import MemoryOfferStore
 
 
 class FlakyStore(MemoryOfferStore):

@@ -6,12 +6,12 @@ import asyncio
 
 import orjson
 
-from models.engine import Basket, OfferEngine
-from models.events import LineItem, Product
-from models.rules import OfferRules
-from streams.codecs import Limits, decode_state
-from streams.pipeline import OfferWriter, Outputs, ShopperPipeline
-from streams.store import MemoryOfferStore
+from nextoffer.models.engine import Basket, OfferEngine
+from nextoffer.models.events import LineItem, Product
+from nextoffer.models.rules import OfferRules
+from nextoffer.streams.io.codecs import Limits, decode_state
+from nextoffer.streams.worker.pipeline import OfferWriter, Outputs, ShopperPipeline
+from nextoffer.streams.io.store import MemoryOfferStore
 
 T0 = 1_700_000_000.0
 

@@ -1,11 +1,11 @@
 """The offer policy obeys the domain's rules, placement by placement."""
 import pytest
 
-from models.engine import Basket, OfferEngine
-from models.events import LineItem, Product, ShopperEvent
-from models.offer import Kind, Placement
-from models.rules import OfferRules
-from models.shopper import ShopperState
+from nextoffer.models.engine import Basket, OfferEngine
+from nextoffer.models.events import LineItem, Product, ShopperEvent
+from nextoffer.models.offer import Kind, Placement
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
 
 PHONES = [Product("s-128", 700.0, name="S 128GB", category="phone", family="s", tier=1, margin=0.2),
           Product("s-256", 800.0, name="S 256GB", category="phone", family="s", tier=2, margin=0.2),

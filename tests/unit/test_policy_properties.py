@@ -4,12 +4,12 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.engine import Basket, OfferEngine
-from models.events import LineItem, Product, ShopperEvent
-from models.offer import Kind, Placement
-from models.profile import segment
-from models.rules import OfferRules
-from models.shopper import ShopperState
+from nextoffer.models.engine import Basket, OfferEngine
+from nextoffer.models.events import LineItem, Product, ShopperEvent
+from nextoffer.models.offer import Kind, Placement
+from nextoffer.models.profile import segment
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
 
 PIDS = [f"p{n}" for n in range(12)]
 

@@ -1,12 +1,12 @@
 """The shopper profile: affinities with decay, price level and sensitivity, segment, lifecycle, intent."""
 import pytest
 
-from models.catalog import Catalog
-from models.engine import OfferEngine
-from models.events import LineItem, Product, ShopperEvent
-from models.profile import DAY, MAX_AFFINITIES, ProfileSettings, view
-from models.rules import OfferRules
-from models.shopper import ShopperState
+from nextoffer.models.catalog import Catalog
+from nextoffer.models.engine import OfferEngine
+from nextoffer.models.events import LineItem, Product, ShopperEvent
+from nextoffer.models.profile import DAY, MAX_AFFINITIES, ProfileSettings, view
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
 
 SETTINGS = ProfileSettings()
 

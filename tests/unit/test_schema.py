@@ -1,4 +1,4 @@
-"""streams/schema/contract.schema.json matches what the code accepts and produces."""
+"""streams/io/schema/contract.schema.json matches what the code accepts and produces."""
 import json
 from pathlib import Path
 
@@ -6,13 +6,13 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from models.engine import Basket, OfferEngine
-from models.events import LineItem, Product, ShopperEvent
-from models.rules import OfferRules
-from models.shopper import ShopperState
-from streams.codecs import InvalidMessage, dead_letter, decode_event, decode_product, encode_offer
+from nextoffer.models.engine import Basket, OfferEngine
+from nextoffer.models.events import LineItem, Product, ShopperEvent
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
+from nextoffer.streams.io.codecs import InvalidMessage, dead_letter, decode_event, decode_product, encode_offer
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "streams/schema/contract.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "streams/io/schema/contract.schema.json").read_text())
 Draft202012Validator.check_schema(SCHEMA)
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from streams.settings import Settings, SettingsError, describe
+from nextoffer.streams.io.settings import Settings, SettingsError, describe
 
 
 def test_defaults_follow_the_contract():
@@ -42,6 +42,6 @@ def test_every_setting_is_documented():
 
 def test_the_settings_reference_is_up_to_date():
     from pathlib import Path
-    from streams.settings import markdown_table
+    from nextoffer.streams.io.settings import markdown_table
     doc = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
     assert doc.endswith(markdown_table()), "regenerate with: nextoffer settings --markdown"

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import orjson
 
-from models.engine import Basket, OfferEngine
-from models.events import LineItem
-from models.rules import OfferRules
-from streams.codecs import encode_basket
-from streams.settings import Settings
-from streams.shared import SharedLearning
+from nextoffer.models.engine import Basket, OfferEngine
+from nextoffer.models.events import LineItem
+from nextoffer.models.rules import OfferRules
+from nextoffer.streams.io.codecs import encode_basket
+from nextoffer.streams.io.settings import Settings
+from nextoffer.streams.io.shared_learning import SharedLearning
 
 
 def shared() -> SharedLearning:

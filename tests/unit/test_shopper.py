@@ -1,5 +1,10 @@
-from models.events import LineItem, ShopperEvent
-from models.shopper import MAX_SEEN_EVENTS, ShopperState
+from nextoffer.models.events import LineItem, ShopperEvent
+from nextoffer.models.acceptance import OfferedItem
+from nextoffer.models.shopper import MAX_SEEN_EVENTS, ShopperState
+
+
+def item(pid: str) -> OfferedItem:
+    return OfferedItem(pid, "cross_sell", "cart", "bought_together", 0.5, 0.1, 0)
 
 
 def ev(kind, eid, source="cart", ts=1.0, **kw):
@@ -42,7 +47,7 @@ def test_dedup_memory_is_bounded():
 
 def test_decline_by_offer_id_marks_every_offered_item():
     s = ShopperState("u1")
-    s.record_offer("o1", [["x"], ["y"]], now=1.0, window=100)
+    s.record_offer("o1", [item("x"), item("y")], now=1.0, window=100)
     s.apply(ev("decline", "f1", source="offer-feedback", offer_id="o1", ts=2.0))
     assert s.declined == {"x": 2.0, "y": 2.0}
 
@@ -50,7 +55,7 @@ def test_decline_by_offer_id_marks_every_offered_item():
 def test_frequency_window_restarts():
     s = ShopperState("u1")
     for t in (0.0, 1.0, 2.0):
-        s.record_offer(f"o{t}", [["x"]], now=t, window=10)
+        s.record_offer(f"o{t}", [item("x")], now=t, window=10)
     assert s.times_shown("x", now=5, window=10) == 3
     assert s.times_shown("x", now=50, window=10) == 0
 
@@ -63,16 +68,32 @@ def test_round_trip_through_a_dict():
 
 def test_outcomes_settle_offered_items_once():
     s = ShopperState("u1")
-    s.record_offer("o1", [["x", "cross_sell"], ["y", "cross_sell"]], now=1.0, window=100)
-    assert s.take_outcomes(ev("add", "a1", product_id="x"), {"x"}) == [(["x", "cross_sell"], True)]
+    s.record_offer("o1", [item("x"), item("y")], now=1.0, window=100)
+    assert s.take_outcomes(ev("add", "a1", product_id="x"), {"x"}) == [(item("x"), True)]
     assert s.take_outcomes(ev("add", "a2", product_id="x"), {"x"}) == []
     declined = s.take_outcomes(ev("decline", "f1", source="offer-feedback", offer_id="o1"), set())
-    assert declined == [(["y", "cross_sell"], False)]
+    assert declined == [(item("y"), False)]
 
 
 def test_offers_that_lapse_are_returned_for_learning():
     s = ShopperState("u1")
     lapsed = []
     for n in range(12):
-        lapsed += s.record_offer(f"o{n}", [[f"p{n}"]], now=float(n), window=100)
-    assert lapsed == [[f"p{n}"] for n in range(4)]
+        lapsed += s.record_offer(f"o{n}", [item(f"p{n}")], now=float(n), window=100)
+    assert lapsed == [item(f"p{n}") for n in range(4)]
+
+
+def test_a_state_of_the_previous_format_still_loads():
+    old = {"u": "u1", "c": {"a": [1, 2.0]}, "v": [], "p": {}, "d": {}, "s": {},
+           "o": {"o1": [["x", "cross_sell", "cart", "bought_together", 0.5, 0.1, 0]]},
+           "e": ["1"], "n": 0, "m": 0.0, "f": 1.0, "l": 1.0, "i": "s", "y": {"c:mugs": [1.0, 1.0]}}
+    state = ShopperState.from_dict(old)
+    assert state.offers == {"o1": [item("x")]} and state.affinity == {"c:mugs": [1.0, 1.0]}
+    assert state.to_dict()["V"] == 2 and ShopperState.from_dict(state.to_dict()) == state
+
+
+def test_a_state_of_a_newer_format_is_refused_with_the_reason():
+    import pytest
+    newer = {**ShopperState("u1").to_dict(), "V": 99}
+    with pytest.raises(ValueError, match="newer than this nextoffer"):
+        ShopperState.from_dict(newer)

@@ -4,9 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models.rules import OfferRules
-from models.storefront import HiddenTaste, Storefront, run_loop
-from models.offer import Kind
+from nextoffer.models.rules import OfferRules
+from nextoffer.streams.tools.storefront import HiddenTaste, Storefront, run_loop
+from nextoffer.models.offer import Kind
 
 
 def test_hidden_tastes_decide_acceptance():
@@ -37,7 +37,7 @@ def test_the_learned_ranking_beats_random_and_untrained_and_honours_cool_downs()
 
 
 def test_the_command_writes_its_report_and_plot(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "feedback-loop", "--impressions", "1500",
+    out = subprocess.run([sys.executable, "-m", "nextoffer.streams.ops.cli", "feedback-loop", "--impressions", "1500",
                           "--shoppers", "100", "--window", "500", "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr

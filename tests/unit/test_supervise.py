@@ -2,7 +2,7 @@
 started again, any other exit ends the command with that code, and restarts are bounded."""
 import sys
 
-from streams.cli import supervise
+from nextoffer.streams.worker.supervisor import supervise
 
 
 def script(tmp_path, codes):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.watchdog import OffsetGuard
+from nextoffer.streams.worker.watchdog import OffsetGuard
 
 
 class Consumer:

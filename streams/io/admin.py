@@ -1,0 +1,143 @@
+"""Creating and checking nextoffer's topics (kafka-python's admin client)."""
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from nextoffer.streams.io.topics import SHOPPER_INPUTS
+from nextoffer.streams.io.security import kafka_python_client
+from nextoffer.streams.io.settings import Settings
+from nextoffer.streams.io.topics import topic_specs
+
+
+class TopicError(RuntimeError):
+    """The cluster's topics do not fit the settings; the message says what to do."""
+
+
+class _AuthFailures(logging.Handler):
+    """Remembers kafka-python's authentication failures, which it otherwise reports as a timeout."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reason = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "AuthenticationFailed" in text or "Authentication failed" in text:
+            self.reason = text.rsplit(": ", 1)[-1]
+
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    failures, watched = _AuthFailures(), logging.getLogger("kafka")
+    watched.addHandler(failures)
+    try:
+        return KafkaAdminClient(**kafka_python_client(settings), client_id=f"{settings.topic(settings.app_id)}-admin",
+                                request_timeout_ms=15_000)
+    except KafkaError:
+        if failures.reason:
+            raise TopicError(f"Kafka at {settings.kafka_bootstrap_servers} refused the credentials of user "
+                             f"{settings.kafka_sasl_username!r} ({failures.reason}); check "
+                             "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM") from None
+        raise TopicError(f"no Kafka broker answers at {settings.kafka_bootstrap_servers}; start one "
+                         "(deploy/kafka.sh start) or set KAFKA_BOOTSTRAP_SERVERS") from None
+    finally:
+        watched.removeHandler(failures)
+
+
+def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
+    """Create missing topics; fail if an existing input topic has another partition count.
+
+    Returns the names created. Shopper topics and the state table must be
+    co-partitioned, so their partition counts have to match.
+    """
+    count = partitions or settings.partitions
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [s for s in topic_specs(settings) if s.name not in existing]
+        created = []
+        for spec in wanted:
+            try:
+                admin.create_topics([NewTopic(spec.name, count, settings.replication_factor,
+                                              topic_configs=spec.config)])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        _check_partitions(admin, settings, count)
+        return created
+    except KafkaError as exc:
+        raise TopicError(f"could not create topics: {exc}") from None
+    finally:
+        admin.close()
+
+
+def partition_counts(settings: Settings) -> dict[str, int]:
+    admin = admin_client(settings)
+    try:
+        names = [s.name for s in topic_specs(settings)]
+        return {_name(d): len(d["partitions"]) for d in admin.describe_topics(names)
+                if not d.get("error_code")}
+    finally:
+        admin.close()
+
+
+def _check_partitions(admin: KafkaAdminClient, settings: Settings, count: int) -> None:
+    names = [s.name for s in topic_specs(settings)]
+    wrong = [f"{_name(d)} has {len(d['partitions'])}" for d in admin.describe_topics(names)
+             if not d.get("error_code") and len(d["partitions"]) != count]
+    if wrong:
+        raise TopicError(f"topics must have {count} partitions (NEXTOFFER_PARTITIONS), but "
+                         f"{', '.join(wrong)}; set NEXTOFFER_PARTITIONS to match or recreate them")
+
+
+def _name(description: dict) -> str:
+    # kafka-python 3 names the field "name"; 2.x named it "topic".
+    return description.get("name") or description["topic"]
+
+
+def remove_deployment(settings: Settings, lookup) -> None:
+    """Delete everything of the deployment with ``settings.topic_prefix``: its topics (changelogs
+    included) and its ``nbo:`` keys in the ``lookup`` Redis client. Only for non-empty prefixes."""
+    prefix = settings.topic_prefix
+    if not prefix:
+        raise ValueError("refusing to remove the unprefixed deployment")
+    keys = list(lookup.scan_iter(f"{prefix}nbo:*", count=1000))
+    for start in range(0, len(keys), 1000):
+        lookup.delete(*keys[start:start + 1000])
+    admin = admin_client(settings)
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            admin.delete_topics(mine)
+    finally:
+        admin.close()
+
+
+def input_lag(settings: Settings) -> dict[tuple[str, int], int]:
+    """Per input partition, the events the workers' consumer group has not committed yet."""
+    committed = group_offsets(settings, settings.topic(settings.app_id))
+    consumer = KafkaConsumer(**kafka_python_client(settings), group_id=None, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(settings.topic(t), p) for t in SHOPPER_INPUTS for p in range(settings.partitions)]
+        ends = consumer.end_offsets(parts)
+        lag = {}
+        for tp, end in ends.items():
+            done = committed.get(tp)
+            lag[(tp.topic, tp.partition)] = end - (done.offset if done is not None and done.offset >= 0 else 0)
+        return lag
+    finally:
+        consumer.close()
+
+
+def group_offsets(settings: Settings, group: str) -> dict:
+    """The offsets consumer group ``group`` (full name) has committed, by TopicPartition."""
+    admin = admin_client(settings)
+    try:
+        if hasattr(admin, "list_group_offsets"):      # kafka-python 3
+            return admin.list_group_offsets(group).get(group, {})
+        return admin.list_consumer_group_offsets(group)  # kafka-python 2
+    finally:
+        admin.close()

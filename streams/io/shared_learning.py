@@ -1,0 +1,126 @@
+"""The learners every worker shares: the catalog and "bought together" from all shoppers.
+
+Shopper events are split between workers by user, but complements must be learned
+from everyone's orders and every worker needs the whole catalog. So each worker
+also reads *all* partitions of the compacted ``catalog`` topic and of the internal
+``nextoffer-baskets`` topic (like a Kafka Streams global table), from the start, with
+a consumer outside the consumer group. Shopper events wait until it has caught up.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from nextoffer.models.engine import OfferEngine
+from nextoffer.streams.io.codecs import InvalidMessage, decode_basket, decode_product
+from nextoffer.streams.io.security import aiokafka_client
+from nextoffer.streams.io.settings import Settings
+from nextoffer.streams.io.topics import BASKETS, CATALOG
+
+log = logging.getLogger("nextoffer")
+
+
+#: Order ids remembered to learn a replayed order once (a worker that crashed after publishing an
+#: order but before saving the shopper's state publishes it again when the event is redelivered).
+RECENT_ORDERS = 200_000
+
+
+class SharedLearning:
+    """Feeds one worker's engine from the catalog and baskets topics.
+
+    If the connection fails it reconnects with a growing pause (1 s up to 30 s) and goes on from
+    the offsets it had reached, so nothing is learned twice or skipped.
+    """
+
+    def __init__(self, settings: Settings, engine: OfferEngine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.ready = asyncio.Event()
+        self.applied = {"catalog": 0, "baskets": 0, "skipped": 0, "replayed": 0, "reconnects": 0}
+        self.limits = settings.limits()
+        self.positions: dict[TopicPartition, int] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+
+    async def run(self) -> None:
+        pause = 1.0
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, OSError) as exc:
+                self.applied["reconnects"] += 1
+                log.error("shared learning interrupted (%s: %s); reconnecting in %.0f s",
+                          type(exc).__name__, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+
+    async def _consume(self) -> None:
+        s = self.settings
+        consumer = AIOKafkaConsumer(**aiokafka_client(s), group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    client_id=f"{s.topic(s.app_id)}-shared", max_poll_records=5000)
+        await consumer.start()
+        try:
+            catalog, baskets = s.topic(CATALOG), s.topic(BASKETS)
+            parts = [TopicPartition(t, p) for t in (catalog, baskets) for p in range(s.partitions)]
+            consumer.assign(parts)
+            for tp in parts:
+                if tp in self.positions:
+                    consumer.seek(tp, self.positions[tp])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            ends = await consumer.end_offsets(parts)
+            if not self.ready.is_set():
+                log.info("learning from the catalog and all orders so far (%d messages)",
+                         sum(ends.values()))
+            while True:
+                batches = await consumer.getmany(timeout_ms=200)
+                for tp, records in batches.items():
+                    for record in records:
+                        self.apply(tp.topic == catalog, record.value)
+                        self.positions[tp] = record.offset + 1
+                if not self.ready.is_set() and await _caught_up(consumer, ends):
+                    log.info("shared learners ready: %(catalog)d products, %(baskets)d orders",
+                             self.applied)
+                    self.ready.set()
+        finally:
+            await consumer.stop()
+
+    def apply(self, is_catalog: bool, value: bytes) -> None:
+        """Learn from one catalog or baskets record (an order replayed after a crash once)."""
+        try:
+            if is_catalog:
+                self.engine.update_product(decode_product(value, self.limits))
+                self.applied["catalog"] += 1
+            else:
+                basket = decode_basket(value)
+                if self._seen(f"{basket.user_id}\x00{basket.event_id}" if basket.event_id else ""):
+                    self.applied["replayed"] += 1
+                    return
+                self.engine.learn_basket(basket)
+                self.applied["baskets"] += 1
+        except (InvalidMessage, ValueError, KeyError, TypeError):
+            # Invalid catalog messages are dead-lettered by the catalog agent, once.
+            self.applied["skipped"] += 1
+
+    def _seen(self, order_id: str) -> bool:
+        if not order_id:
+            return False
+        if order_id in self._recent:
+            return True
+        self._recent[order_id] = None
+        if len(self._recent) > RECENT_ORDERS:
+            self._recent.popitem(last=False)
+        return False
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, ends: dict) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True

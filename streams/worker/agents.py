@@ -1,0 +1,244 @@
+"""The worker's agents and tasks: thin wrappers around :mod:`nextoffer.streams.worker.pipeline`.
+
+The shopper agent is the only writer of the ``shoppers`` table and keeps
+``concurrency=1``: events of one shopper are applied one after another.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+
+import orjson
+
+from nextoffer.models.engine import OfferEngine
+from nextoffer.streams.worker import heap
+from nextoffer.streams.worker.app import app, settings
+from nextoffer.streams.worker.pipeline import OfferWriter, Outputs, ShopperPipeline
+from nextoffer.streams.io.admin import group_offsets
+from nextoffer.streams.io.figures import Figures
+from nextoffer.streams.worker.metrics import WorkerMetrics
+from nextoffer.streams.io.shared_learning import SharedLearning
+from nextoffer.streams.io.store import RedisOfferStore
+from nextoffer.streams.io.topics import SHOPPER_INPUTS
+from nextoffer.streams.worker.tables import shoppers
+from nextoffer.streams.worker.topics import baskets_topic, catalog_topic, dead_letter_topic, offers_topic, shopper_inputs
+from nextoffer.streams.worker.watchdog import EXIT_RESTART, FaustPartitions, OffsetGuard
+
+log = logging.getLogger("nextoffer")
+
+engine = OfferEngine(settings.rules, settings.learners)
+shared = SharedLearning(settings, engine)
+writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
+
+
+def _sender(topic):
+    """Sends through the app's producer straight away (Faust's ``topic.send`` costs a future and
+    callbacks per record); keyed records get Kafka's default partition for their key. Returns the
+    delivery, which the pipeline awaits before it saves the batch's states."""
+    name = topic.get_topic_name()
+
+    async def send(key, value):
+        return await app.producer.send(name, key, value, None, None, None)
+    return send
+
+
+pipeline = ShopperPipeline(
+    engine, shoppers, writer,
+    Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
+            baskets=_sender(baskets_topic)),
+    settings.limits(),
+    prefix=settings.topic_prefix, redis_key=settings.redis_key, save=shoppers.save)
+
+
+worker_id = f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _lag() -> dict:
+    """Input records not processed yet per partition, from the consumer's last fetched highwaters."""
+    consumer, lag = app.consumer, {}
+    for tp in guard.consumer.inputs():
+        highwater = consumer.highwater(tp)
+        position = guard.expected.get(tp, consumer._committed_offset.get(tp))
+        if highwater is not None and position is not None:
+            lag[(tp.topic, tp.partition)] = max(highwater - position, 0)
+    return lag
+
+
+metrics = WorkerMetrics(Figures(pipeline.stats, engine.tally, pipeline.dead_letters),
+                        lambda: _lag() if app.consumer else {})
+
+guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INPUTS),
+                                   stage=lambda: f"{pipeline.stage} {pipeline.record}",
+                                   read_group=lambda: group_offsets(settings, settings.topic(settings.app_id))),
+                    stall_after=settings.stall_timeout, restart_after=settings.stall_restart,
+                    on_stuck=lambda why: exit_for_restart(why))
+
+
+async def exit_for_restart(why: str) -> None:
+    """A stuck worker exits with EXIT_RESTART and its supervisor starts a fresh one. First it
+    commits, where it can, the first offset of each partition it has not applied, since Faust may
+    have committed past records it dropped; what comes round again is skipped by event_id."""
+    log.critical("worker stuck: %s; exiting with code %d to be started again", why, EXIT_RESTART)
+    positions = guard.safe_positions()
+    try:
+        await asyncio.wait_for(guard.consumer.commit(positions), timeout=5.0)
+        log.info("committed the first unapplied offsets: %s", positions)
+    except Exception as exc:  # noqa: BLE001 - exiting anyway; the committed offsets stand
+        log.warning("could not commit the first unapplied offsets (%s: %s)", type(exc).__name__, exc)
+    logging.shutdown()
+    os._exit(EXIT_RESTART)
+
+
+class Batches:
+    """Events applied but not yet published, and the stream to acknowledge them on.
+
+    The agent applies events as they come; the publisher task (below) takes what has
+    accumulated, publishes it, saves the states and only then acknowledges the events, so their
+    offsets are committed after everything they produced is safe. The agent waits when a batch
+    is full, which bounds what is held in memory.
+    """
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.stream = None
+        self.waiting = asyncio.Event()     # events to publish
+        self.room = asyncio.Event()        # the batch may grow
+        self.room.set()
+
+
+batches = Batches()
+
+
+@app.agent(shopper_inputs, concurrency=1)
+async def shopper_events(stream):
+    """Clickstream, cart and offer-feedback events -> shopper state -> offers. Events are applied
+    one by one here; their outputs are published in batches by :func:`publish_batches`."""
+    await shared.ready.wait()
+    stream.enable_acks = False          # acknowledged once published (publish_batches)
+    batches.stream = stream
+    async for event in stream.events():
+        m = event.message
+        await guard.seen(m.tp, m.offset)  # re-reads records the consumer dropped, if any
+        try:
+            pipeline.apply(m.topic, m.partition, m.offset, m.key, m.value, context=m.timestamp)
+        except Exception as exc:  # noqa: BLE001 - an agent exception would still ack the event
+            log.exception("failed on %s[%d]@%d", m.topic, m.partition, m.offset)
+            pipeline.reject_later(m.topic, m.partition, m.offset, m.key, m.value,
+                                  f"internal error: {type(exc).__name__}: {exc}"[:300])
+        batches.events.append(event)
+        batches.waiting.set()
+        if len(batches.events) >= settings.batch_max:
+            batches.room.clear()
+            await batches.room.wait()
+
+
+@app.task
+async def publish_batches() -> None:
+    """Publish what the agent applied, at most ``batch_wait`` seconds after the first event."""
+    while True:
+        await batches.waiting.wait()
+        await asyncio.sleep(settings.batch_wait)
+        await publish_pending()
+
+
+async def publish_pending() -> None:
+    """Publish what was applied, save the states, then acknowledge the events."""
+    batches.waiting.clear()
+    events, batches.events = batches.events, []
+    await _publish_safely()
+    for event in events:
+        await batches.stream.ack(event)
+    batches.room.set()
+
+
+async def _publish_safely() -> None:
+    """Publish the batch; a failure is logged, never raised (it would stop the publisher)."""
+    try:
+        published = await pipeline.flush()
+    except Exception:  # noqa: BLE001 - the offers are in the state; the next ones go on
+        log.critical("could not publish a batch of offers", exc_info=True)
+        return
+    now = time.time()
+    for produced_at, _offer in published:
+        if produced_at:
+            metrics.observe_latency(now - produced_at)
+
+
+@app.agent(catalog_topic)
+async def catalog_updates(stream):
+    """Dead-letters unusable catalog messages; :mod:`nextoffer.streams.io.shared_learning` applies the rest on every worker."""
+    async for event in stream.events():
+        m = event.message
+        await pipeline.check_product(m.topic, m.partition, m.offset, m.key, m.value)
+
+
+@app.task
+async def learn_shared() -> None:
+    await shared.run()
+
+
+@app.task
+async def keep_collector_pauses_short() -> None:
+    """Once the catalog and the shared learners are loaded, and then every
+    ``gc_freeze_interval`` seconds, freeze what survives (:mod:`nextoffer.streams.worker.heap`)."""
+    await shared.ready.wait()
+    while True:
+        objects, seconds = heap.freeze()
+        log.info("garbage collector: %d long-lived objects frozen (%.0f ms)", objects, seconds * 1000)
+        if settings.gc_freeze_interval <= 0:
+            return
+        await asyncio.sleep(settings.gc_freeze_interval)
+
+
+@app.timer(1.0)
+async def retry_offer_writes() -> None:
+    await writer.flush()
+
+
+@app.timer(1.0)
+async def reread_dropped_tails() -> None:
+    if shared.ready.is_set():
+        try:
+            await guard.check_idle()
+        except Exception as exc:  # noqa: BLE001 - a failed check is tried again a second later
+            log.warning("could not check the input partitions: %s: %s", type(exc).__name__, exc)
+
+
+@app.on_partitions_assigned.connect
+async def keep_offsets_of_kept_partitions(sender, assigned, **kwargs) -> None:
+    await guard.on_assigned(assigned)
+
+
+@app.task
+async def serve_metrics() -> None:
+    metrics.serve(settings.metrics_port)
+
+
+@app.timer(settings.report_interval)
+async def publish_status() -> None:
+    """The dashboard's snapshot of this worker, in Redis (expires if the worker stops)."""
+    extra = {"worker": worker_id, "partitions": sorted(f"{t}[{p}]" for t, p in _lag()),
+             "complements": [[c.anchor_id, c.product_id, c.attachment_rate, c.lift]
+                             for c in engine.bought.strongest_pairs(10)],
+             "upgrades": [[a, b, n] for (a, b), n in pipeline.upgrades.most_common(10)],
+             "learned": {"products": len(engine.catalog), "orders": shared.applied["baskets"]}}
+    try:
+        await writer.store.put_status(settings.status_key(worker_id), orjson.dumps(metrics.snapshot(extra)),
+                                      ttl=max(int(3 * settings.report_interval), 30))
+    except Exception as exc:  # noqa: BLE001 - the dashboard is not worth a stalled worker
+        log.debug("could not publish the status snapshot: %s", exc)
+
+
+@app.timer(settings.report_interval)
+async def report() -> None:
+    stats = pipeline.stats
+    offers = sum(v for k, v in stats.items() if k.startswith("offers."))
+    events = sum(v for k, v in stats.items() if k.startswith("events.") and k != "events.duplicate")
+    log.info("processed %d events (%d duplicates skipped), %d offers, %d dead letters; "
+             "learned %d products, %d orders; %d partition re-reads", events, stats["events.duplicate"],
+             offers, stats["dead_letter"], len(engine.catalog), shared.applied["baskets"], guard.rereads)
+
+
