@@ -36,7 +36,7 @@ def check(settings: Settings) -> None:
                                 "KAFKA_SASL_PASSWORD")
 
 
-def _ssl_context(settings: Settings) -> Optional[ssl.SSLContext]:
+def ssl_context(settings: Settings) -> Optional[ssl.SSLContext]:
     if not settings.kafka_security_protocol.endswith("SSL"):
         return None
     return ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
@@ -55,7 +55,7 @@ def kafka_python_options(settings: Settings) -> dict[str, Any]:
                        sasl_plain_username=settings.kafka_sasl_username,
                        sasl_plain_password=settings.kafka_sasl_password)
     if settings.kafka_security_protocol.endswith("SSL"):
-        options["ssl_context"] = _ssl_context(settings)
+        options["ssl_context"] = ssl_context(settings)
     return options
 
 
@@ -68,22 +68,6 @@ def kafka_python_client(settings: Settings) -> dict[str, Any]:
 def aiokafka_client(settings: Settings) -> dict[str, Any]:
     """The same for aiokafka's clients (same option names; SSL as a context too)."""
     return {"bootstrap_servers": settings.kafka_bootstrap_servers, **kafka_python_options(settings)}
-
-
-def faust_credentials(settings: Settings):
-    """Faust's ``broker_credentials`` for the settings, or None for PLAINTEXT."""
-    import faust
-
-    check(settings)
-    protocol = settings.kafka_security_protocol
-    if protocol.startswith("SASL"):
-        return faust.SASLCredentials(username=settings.kafka_sasl_username,
-                                     password=settings.kafka_sasl_password,
-                                     mechanism=settings.kafka_sasl_mechanism,
-                                     ssl_context=_ssl_context(settings))
-    if protocol == "SSL":
-        return faust.SSLCredentials(_ssl_context(settings))
-    return None
 
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<password>[^@/]*)@", re.I)

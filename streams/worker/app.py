@@ -1,6 +1,8 @@
-"""The Faust application, configured from :class:`nextoffer.streams.io.settings.Settings`.
+"""The Faust application, configured from :class:`~nextoffer.streams.io.settings.Settings`.
 
-Importing this module reads the environment once; ``nextoffer worker`` runs it.
+The worker's runtime starts here: importing this module reads the environment once and builds
+the app (Faust declares agents, topics and tables on an app at import). Only the worker command
+and the worker's own modules import it; ``nextoffer worker`` runs it.
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import faust
 
-from nextoffer.streams.io.security import faust_credentials
+from nextoffer.streams.io import security
 from nextoffer.streams.io.settings import Settings
 
 
@@ -19,6 +21,20 @@ def broker_url(servers: str) -> str:
     'kafka://a:9092;kafka://b:9092'
     """
     return ";".join(f"kafka://{s.strip()}" for s in servers.split(",") if s.strip())
+
+
+def faust_credentials(settings: Settings):
+    """Faust's ``broker_credentials`` for the settings, or None for PLAINTEXT."""
+    security.check(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                     password=settings.kafka_sasl_password,
+                                     mechanism=settings.kafka_sasl_mechanism,
+                                     ssl_context=security.ssl_context(settings))
+    if protocol == "SSL":
+        return faust.SSLCredentials(security.ssl_context(settings))
+    return None
 
 
 def datadir(settings: Settings, name: str) -> Path:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import faust
 
-from nextoffer.streams.worker.app import broker_url, datadir, prepare_datadir
+from nextoffer.streams.worker.app import broker_url, datadir, faust_credentials, prepare_datadir
 from nextoffer.streams.io.topics import SHOPPER_INPUTS
-from nextoffer.streams.io.security import faust_credentials
 from nextoffer.streams.io.settings import Settings
 
 settings = Settings.from_env()
