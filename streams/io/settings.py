@@ -99,7 +99,7 @@ class Settings:
     batch_wait: float = _doc("Seconds the worker waits for more events before it publishes a smaller "
                              "batch (adds at most this to an offer's latency).", default=0.005)
     gc_freeze_interval: float = _doc("Seconds between two freezes of the worker's long-lived objects, which "
-                                     "keeps Python's garbage-collector pauses short (streams/heap.py); "
+                                     "keeps Python's garbage-collector pauses short (streams/worker/heap.py); "
                                      "0: only once, when the catalog and learners are loaded.",
                                      default=600.0)
     report_interval: float = _doc("Seconds between the worker's progress lines in its log.", default=10.0)

@@ -16,7 +16,7 @@ from nextoffer.streams.io.settings import Settings
 
 @lru_cache(maxsize=1)
 def contract_schema() -> dict:
-    """streams/schema/contract.schema.json: every message of the contract."""
+    """streams/io/schema/contract.schema.json: every message of the contract."""
     return json.loads(resources.files("nextoffer.streams.io").joinpath("schema/contract.schema.json").read_text("utf-8"))
 
 

@@ -53,6 +53,16 @@ def test_the_worker_image_builds_from_files_that_exist():
     assert SERVICES["feeder"]["command"][0] == "simulate"
 
 
+def test_the_worker_image_copies_every_folder_the_package_installs():
+    import tomllib
+    build = SERVICES["worker"]["build"]
+    dockerfile = (ROOT / build["context"] / build["dockerfile"]).read_text()
+    copied = {source for line in dockerfile.splitlines() if line.startswith("COPY ")
+              for source in line.split()[1:-1]}
+    folders = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
+    assert folders <= copied, f"the image misses {sorted(folders - copied)}: pip install . would fail"
+
+
 # -- Kubernetes, Prometheus, Grafana --------------------------------------------------------------
 K8S = ROOT / "deploy" / "k8s"
 
