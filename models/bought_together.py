@@ -55,7 +55,13 @@ class BoughtTogether:
 
     # -- learning -------------------------------------------------------------
     def observe_basket(self, product_ids: Iterable[str], ts: float, weight: float = 1.0) -> None:
-        """Count one order (or one cart) of distinct products at time ``ts``."""
+        """Count one order (or one cart) of distinct products at time ``ts``.
+
+        >>> bt = BoughtTogether()
+        >>> bt.observe_basket(["tea", "mug", "tea"], ts=0.0)
+        >>> bt.products, round(bt.attachment_rate("tea", "mug"), 2)
+        (2, 1.0)
+        """
         basket = list(dict.fromkeys(product_ids))
         if not basket:
             return
@@ -164,6 +170,13 @@ class BoughtTogether:
         lift ** lift_exponent: attachment rate says how often it completes the
         anchor, the lift term keeps best-sellers from winning everywhere. With
         ``limit`` only the best ``limit`` are returned (cheaper than sorting all).
+
+        >>> bt = BoughtTogether()
+        >>> for n in range(6):
+        ...     bt.observe_basket(["tea", "mug"] if n % 2 else ["tea", "mug", "biscuits"], ts=float(n))
+        ...     bt.observe_basket(["bread"], ts=float(n))
+        >>> [(c.product_id, c.anchor_id) for c in bt.complements([("tea", 1.0)], now=7.0)]
+        [('mug', 'tea'), ('biscuits', 'tea')]
         """
         scale = self._inflation_at(now)
         min_both = min_support * scale

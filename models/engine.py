@@ -96,7 +96,22 @@ class OfferEngine:
         self.tally: Counter = Counter()
 
     def process(self, shopper: ShopperState, event: ShopperEvent, generated_at: float) -> Outcome:
-        """Apply ``event`` to ``shopper`` (in place) and decide its offer."""
+        """Apply ``event`` to ``shopper`` (in place) and decide its offer.
+
+        The outcome says whether the event was new (a repeated ``event_id`` changes nothing), the
+        offer or why there is none, and for a purchase the basket every worker learns from.
+
+        >>> engine = OfferEngine(OfferRules())
+        >>> engine.update_product(Product("s-128", 700.0, family="s", tier=1))
+        >>> engine.update_product(Product("s-256", 800.0, family="s", tier=2))
+        >>> shopper = ShopperState("u1")
+        >>> view = ShopperEvent("clickstream", "view", "e1", "u1", 1_700_000_000.0, product_id="s-128")
+        >>> out = engine.process(shopper, view, generated_at=1_700_000_000.0)
+        >>> out.applied, out.offer.kind.value, out.offer.product_ids
+        (True, 'upsell', ['s-256'])
+        >>> engine.process(shopper, view, generated_at=1_700_000_000.0).applied   # a duplicate
+        False
+        """
         order = shopper.order_lines(event) if event.source == CART and event.type == "purchase" else ()
         repeats = tuple(line.product_id for line in order if line.product_id in shopper.purchases)
         previous_ts, previous_session = shopper.last_ts, shopper.session_id
@@ -109,7 +124,7 @@ class OfferEngine:
         self._learn_acceptance(shopper, outcomes, event.ts)
         profile.observe(shopper, event, self.catalog, self.policy.profile_settings,
                         previous_ts, previous_session)
-        with_offer = shopper.attach({r[0] for r, took in outcomes if took}, order)
+        with_offer = shopper.attach({item.product_id for item, took in outcomes if took}, order)
         basket = None
         if order:
             self._tally_order(event.user_id, order, with_offer)
@@ -145,7 +160,16 @@ class OfferEngine:
         self.tally[f"orders_with_offer.{group}"] += with_offer
 
     def learn_basket(self, basket: Basket) -> None:
-        """Learn from one order; every worker calls this for every order of every shopper."""
+        """Learn from one order; every worker calls this for every order of every shopper.
+
+        >>> engine = OfferEngine(OfferRules())
+        >>> for n in range(5):
+        ...     engine.learn_basket(Basket(f"u{n}", 1_700_000_000.0 + n,
+        ...                                (LineItem("tea", 1, 4.0), LineItem("mug", 1, 6.0))))
+        ...     engine.learn_basket(Basket(f"v{n}", 1_700_000_000.0 + n, (LineItem("bread", 1, 2.0),)))
+        >>> [c.product_id for c in engine.bought.complements([("tea", 1.0)], now=1_700_000_010.0)]
+        ['mug']
+        """
         for line in basket.items:
             self.catalog.observe(line.product_id, line.price)
         products = [line.product_id for line in basket.items]
@@ -160,6 +184,7 @@ class OfferEngine:
         self.tally["updates.bought_together"] += 1
 
     def update_product(self, product: Product) -> None:
+        """A catalog update (the catalog topic): the product as the store describes it now."""
         self.catalog.upsert(product)
         self.tally["updates.catalog"] += 1
 

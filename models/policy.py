@@ -139,6 +139,23 @@ class OfferPolicy:
             self.name = "greedy"
 
     def decide(self, situation: Situation) -> Decision:
+        """The one offer for the event's placement, or None and why: the anchor, then each kind
+        the placement allows in turn (upsell first on a product page), its candidates ranked
+        under the rules; the first kind with an eligible item wins.
+
+        >>> from nextoffer.models.engine import OfferEngine
+        >>> from nextoffer.models.events import Product
+        >>> engine = OfferEngine(OfferRules())
+        >>> engine.update_product(Product("s-128", 700.0, family="s", tier=1))
+        >>> engine.update_product(Product("s-256", 800.0, family="s", tier=2))
+        >>> view = ShopperEvent("clickstream", "view", "e1", "u1", 1.0, product_id="s-128")
+        >>> decision = engine.policy.decide(Situation(view, ShopperState("u1"), (), 1.0, 1.0))
+        >>> decision.reason, decision.offer.items[0].product_id, decision.records[0].kind
+        ('offer', 's-256', 'upsell')
+        >>> search = ShopperEvent("clickstream", "search", "e2", "u1", 2.0)
+        >>> engine.policy.decide(Situation(search, ShopperState("u1"), (), 2.0, 2.0)).reason
+        'no_placement'
+        """
         placement = situation.event.placement
         if placement is None:
             return Decision(None, "no_placement")

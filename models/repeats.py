@@ -24,6 +24,7 @@ class RepeatPurchases:
         self._counts: dict[str, list] = {}   # pid -> [orders, repeat orders]
 
     def observe(self, products: Iterable[str], repeats: Iterable[str]) -> None:
+        """One order's ``products``, of which ``repeats`` the shopper had bought before."""
         again = set(repeats)
         for pid in dict.fromkeys(products):
             entry = self._counts.get(pid)

@@ -61,6 +61,13 @@ class LearnedUpgrades:
         return len(self._votes)
 
     def observe(self, votes: Iterable[tuple[str, str]]) -> None:
+        """One order's votes: (cheaper product viewed, pricier one of its category bought).
+
+        >>> learned = LearnedUpgrades()
+        >>> learned.observe([("kettle", "kettle-pro"), ("kettle", "kettle-pro"), ("kettle", "kettle-max")])
+        >>> [(pid, round(score, 2), votes) for pid, score, votes in learned.upgrades("kettle")]
+        [('kettle-pro', 0.5, 2.0), ('kettle-max', 0.33, 1.0)]
+        """
         for cheaper, pricier in votes:
             row = self._votes.setdefault(cheaper, {})
             row[pricier] = row.get(pricier, 0.0) + 1.0
