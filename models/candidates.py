@@ -45,7 +45,8 @@ class Candidate:
 
 def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: OfferRules,
             now: float, learned: Optional[LearnedUpgrades] = None,
-            profile: Optional[ProfileView] = None) -> list[Candidate]:
+            profile: Optional[ProfileView] = None,
+            band: Optional[tuple[float, float]] = None) -> list[Candidate]:
     """Upgrades of the anchor: its family's higher tiers first, else upgrades learned from
     shoppers' choices, else pricier items of its category. The shopper's price level and
     sensitivity decide how far up a ladder an offer reaches (:func:`reach`).
@@ -65,11 +66,12 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
                                  f"same line, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price, "family")
                        for rank, p, fit in tiers if fit >= MIN_REACH or rank == 0),
                       key=lambda c: c.score, reverse=True)
-    low_step = rules.upsell_min_step if rules.price_rules else 0.0
+    min_step, max_step = band if band is not None else (rules.upsell_min_step, rules.upsell_max_step)
+    low_step = min_step if rules.price_rules else 0.0
     chosen = []
     for pid, share, votes in (learned.upgrades(anchor.product_id) if learned is not None else ()):
         p = catalog.get(pid)
-        if p is None or not _step_ok(anchor.price, p.price, low_step, rules.upsell_max_step, rules):
+        if p is None or not _step_ok(anchor.price, p.price, low_step, max_step, rules):
             continue
         chosen.append(Candidate(pid, LEARNED_SCORE * share * reach(anchor, p, catalog, profile),
                                 f"shoppers who looked at {anchor.label} often chose {p.label} "
@@ -79,7 +81,7 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
     if anchor.category is None:
         return []
     low = anchor.price * (1 + low_step)
-    high = anchor.price * (1 + rules.upsell_max_step) if rules.price_rules else float("inf")
+    high = anchor.price * (1 + max_step) if rules.price_rules else float("inf")
     out = []
     for p in catalog.in_category_between(anchor.category, low, high):
         if p.product_id == anchor.product_id or p.price <= anchor.price:

@@ -17,6 +17,7 @@ from nextoffer.models.catalog import Catalog
 from nextoffer.models.events import CART, LineItem, Product, ShopperEvent
 from nextoffer.models.offer import Offer
 from nextoffer.models.policy import OfferPolicy, Situation, in_control_group
+from nextoffer.models.proportion import PriceProportions
 from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
@@ -38,6 +39,14 @@ class LearnerSettings:
     acceptance_learning_rate: float = field(default=0.05, metadata={
         "doc": "Step size of the online acceptance model (logistic regression, SGD)."})
     seed: int = field(default=0, metadata={"doc": "Seed of the exploration's random choices."})
+    proportion_quantile: float = field(default=0.95, metadata={
+        "doc": "Share of the price ratios of products this store's shoppers bought together that a "
+               "cross-sell's price ratio to its anchor may reach (the learned proportion)."})
+    proportion_min_evidence: int = field(default=50, metadata={
+        "doc": "Priced pairs of orders before the store's learned proportion replaces the configured "
+               "shares (NEXTOFFER_CROSS_SELL_MAX_SHARE, _FIRST_TIME_MAX_SHARE, the upsell steps)."})
+    proportion_min_category_evidence: int = field(default=30, metadata={
+        "doc": "Priced pairs of one category pair before its own proportion replaces the store's."})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,7 @@ class Basket:
     repeats: tuple[str, ...] = ()     # products this shopper had bought before
     event_id: str = ""                # the purchase event's id: a replayed order is learned once
     upgrades: tuple = ()              # (cheaper viewed, pricier bought) pairs: learned upgrades
+    first_order: bool = False         # the shopper's first order: what first-time buyers take
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +95,14 @@ class OfferEngine:
         self.repeats = RepeatPurchases()
         self.acceptance = AcceptanceModel(learners.acceptance_learning_rate)
         self.upgrades = LearnedUpgrades()
+        self.proportions = PriceProportions(learners.proportion_quantile, learners.proportion_min_evidence,
+                                            learners.proportion_min_category_evidence)
         # categories bought together: the content fallback's related categories
         self.categories = BoughtTogether(learners.half_life, learners.max_neighbours,
                                          learners.max_basket, learners.lift_exponent)
         self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats, self.acceptance,
-                                  random.Random(learners.seed), self.upgrades, self.categories)
+                                  random.Random(learners.seed), self.upgrades, self.categories,
+                                  self.proportions)
         #: Business and model counts since start, for metrics: ``outcome.<kind>.<placement>.<accepted|
         #: declined>``, ``segment_outcome.<segment>.<accepted|declined>``, ``orders.<treated|control>``,
         #: ``order_value.<group>``, ``orders_with_offer.<group>``, ``updates.<learner>``.
@@ -129,7 +142,7 @@ class OfferEngine:
         if order:
             self._tally_order(event.user_id, order, with_offer)
             basket = Basket(event.user_id, event.ts, order, repeats, event.event_id,
-                            upgrade_votes(shopper.views, order, self.catalog))
+                            upgrade_votes(shopper.views, order, self.catalog), shopper.orders == 1)
         decision = self.policy.decide(Situation(event, shopper, order, event.ts, generated_at))
         if decision.offer is not None:
             lapsed = shopper.record_offer(decision.offer.offer_id, list(decision.records), event.ts,
@@ -175,13 +188,22 @@ class OfferEngine:
         products = [line.product_id for line in basket.items]
         self.bought.observe_basket(products, basket.ts)
         self.repeats.observe(products, basket.repeats)
-        categories = [p.category for p in map(self.catalog.get, products) if p is not None and p.category]
+        known = [self.catalog.get(pid) for pid in products]
+        categories = [p.category for p in known if p is not None and p.category]
         if categories:
             self.categories.observe_basket(categories, basket.ts)
+        self.proportions.observe_order([(line.product_id, line.price if line.price else p.price if p else None,
+                                         p.category if p else None) for line, p in zip(basket.items, known)],
+                                       basket.first_order)
         if basket.upgrades:
             self.upgrades.observe(basket.upgrades)
+            self.proportions.observe_upgrades(self._prices(basket.upgrades))
             self.tally["updates.upgrades"] += 1
         self.tally["updates.bought_together"] += 1
+
+    def _prices(self, pairs) -> list[tuple[float, float]]:
+        found = [(self.catalog.get(a), self.catalog.get(b)) for a, b in pairs]
+        return [(a.price, b.price) for a, b in found if a is not None and b is not None]
 
     def update_product(self, product: Product) -> None:
         """A catalog update (the catalog topic): the product as the store describes it now."""

@@ -11,9 +11,10 @@ from nextoffer.models.acceptance import AcceptanceModel, item_record, shopper_fe
 from nextoffer.models.bought_together import BoughtTogether
 from nextoffer.models.candidates import Candidate, blend, content_fallback, cross_sells, repeat_buys, upsells
 from nextoffer.models.catalog import Catalog
-from nextoffer.models.events import LineItem, ShopperEvent
+from nextoffer.models.events import LineItem, Product, ShopperEvent
 from nextoffer.models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
 from nextoffer.models.profile import ProfileView, price_position, view
+from nextoffer.models.proportion import Bound, PriceProportions
 from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
@@ -121,7 +122,8 @@ class OfferPolicy:
     def __init__(self, rules: OfferRules, catalog: Catalog, bought: BoughtTogether,
                  repeats: Optional[RepeatPurchases] = None, acceptance: Optional[AcceptanceModel] = None,
                  rng: Optional[random.Random] = None, upgrades: Optional[LearnedUpgrades] = None,
-                 categories: Optional[BoughtTogether] = None) -> None:
+                 categories: Optional[BoughtTogether] = None,
+                 proportions: Optional[PriceProportions] = None) -> None:
         self.rules = rules
         self.catalog = catalog
         self.bought = bought
@@ -130,6 +132,7 @@ class OfferPolicy:
         self.rng = rng if rng is not None else random.Random(0)
         self.upgrades = upgrades if upgrades is not None else LearnedUpgrades()
         self.categories = categories if categories is not None else BoughtTogether(half_life=None)
+        self.proportions = proportions if proportions is not None else PriceProportions()
         self.profile_settings = rules.profile_settings()
         if rules.exploration_policy == "uniform":
             self.name = "uniform"
@@ -221,8 +224,8 @@ class OfferPolicy:
         rule that removed it and None, or ``eligible`` and its value."""
         anchor = self.catalog.get(anchor_id)
         if kind is Kind.UPSELL:
-            candidates = (upsells(anchor, self.catalog, self.bought, self.rules, s.now, self.upgrades, s.profile)
-                          if anchor else [])
+            candidates = (upsells(anchor, self.catalog, self.bought, self.rules, s.now, self.upgrades, s.profile,
+                                  self.upsell_band()) if anchor else [])
         else:
             candidates = self._cross_sell_candidates(anchor_id, context, placement, s, trace)
             kept = [c for c in candidates if self._price_share_ok(c, anchor, placement, s)]
@@ -327,18 +330,48 @@ class OfferPolicy:
         return None
 
     def _price_share_ok(self, c: Candidate, anchor, placement: Placement, s: Situation) -> bool:
-        """The cross-sell price cap: a share of the anchor's price (smaller for first-time buyers,
-        who get cheaper, lower-risk add-ons), at checkout a share of the cart."""
+        """The cross-sell price cap: at most the share of the anchor's price that this store's
+        shoppers buy together (:meth:`cross_sell_bound`), smaller for first-time buyers, who get
+        cheaper, lower-risk add-ons; at checkout a share of the cart."""
         if not self.rules.price_rules or c.price is None:
             return True
         if placement is Placement.CHECKOUT:
             return c.price <= self.rules.checkout_max_share * max(s.shopper.cart_value, anchor.price if anchor else 0.0)
         if anchor is None:
             return True
-        share = self.rules.cross_sell_max_share
+        return c.price <= self.cross_sell_bound(anchor, c.product_id, s).value * anchor.price
+
+    def cross_sell_bound(self, anchor: Product, pid: str, s: Situation) -> Bound:
+        """Most a cross-sell ``pid`` may cost with ``anchor``, as a ratio to the anchor's price:
+        learned from the store's orders (the category pair's, else the store's), the configured
+        share until there is evidence; for first-time buyers the lower of that and what first
+        orders held."""
+        product = self.catalog.get(pid)
+        learned, rules = self.proportions, self.rules
+        bound = learned.cross_sell_bound(anchor.category, product.category if product else None,
+                                         rules.cross_sell_max_share)
         if s.profile is not None and s.profile.segment == "first_time":
-            share = min(share, self.rules.first_time_max_share)
-        return c.price <= share * anchor.price
+            first = learned.first_time_bound(rules.first_time_max_share)
+            bound = first if first.value < bound.value else bound
+        return bound
+
+    def price_bounds(self, anchor_id: Optional[str], s: Situation) -> dict[str, Bound]:
+        """The price rules' bounds in force for this anchor and shopper, with their evidence
+        (what ``explain`` shows): the cross-sell share (store-wide; a category pair with enough
+        evidence has its own), the first-time buyers' share and the upsell band."""
+        anchor = self.catalog.get(anchor_id) if anchor_id else None
+        learned, rules = self.proportions, self.rules
+        low, high = learned.upsell_band((rules.upsell_min_step, rules.upsell_max_step))
+        return {"cross_sell_max_share": learned.cross_sell_bound(anchor.category if anchor else None, None,
+                                                                 rules.cross_sell_max_share),
+                "first_time_max_share": learned.first_time_bound(rules.first_time_max_share),
+                "upsell_min_step": low, "upsell_max_step": high}
+
+    def upsell_band(self) -> tuple[float, float]:
+        """The upsell's price step above the anchor: learned from the steps of the upgrades this
+        store's shoppers chose, the configured steps until there is evidence."""
+        low, high = self.proportions.upsell_band((self.rules.upsell_min_step, self.rules.upsell_max_step))
+        return low.value, high.value
 
     def free_shipping_gap(self, placement: Placement, s: Situation) -> Optional[float]:
         """What the cart lacks for free shipping, when it is close enough for a nudge (else None)."""

@@ -50,15 +50,16 @@ class OfferRules:
     price_rules: bool = _doc(
         "Apply the price rules (upsell band, cross-sell share); off for data without reliable prices.",
         default=True)
-    upsell_min_step: float = _doc("Upsell price at least this much above the anchor (0.2 = +20%).",
-                                  default=0.20)
-    upsell_max_step: float = _doc("Upsell price at most this much above the anchor (0.4 = +40%).",
-                                  default=0.40)
+    upsell_min_step: float = _doc("Upsell price at least this much above the anchor (0.2 = +20%) until "
+                                  "the store's chosen upgrades give the band.", default=0.20)
+    upsell_max_step: float = _doc("Upsell price at most this much above the anchor (0.4 = +40%) until "
+                                  "the store's chosen upgrades give the band.", default=0.40)
     family_max_step: float = _doc(
         "Upper price step for tiers of the anchor's own product family, which the catalog declares "
         "as its upgrade ladder (1.0 = up to twice the price).", default=1.0)
     cross_sell_max_share: float = _doc(
-        "Cross-sell item price at most this share of the anchor's price.", default=0.25)
+        "Cross-sell item price at most this share of the anchor's price, until the store's own "
+        "orders say what is bought together (NEXTOFFER_PROPORTION_*).", default=0.25)
     checkout_max_share: float = _doc(
         "At checkout, add-ons cost at most this share of the cart's value (small one-click items).",
         default=0.15)
@@ -101,7 +102,8 @@ class OfferRules:
         "customers; 0 turns it off.", default=0.1)
     first_time_max_share: float = _doc(
         "For first-time buyers, cross-sell item price at most this share of the anchor's price "
-        "(cheaper, lower-risk add-ons).", default=0.15)
+        "(cheaper, lower-risk add-ons), until the store's first orders say what is proportionate.",
+        default=0.15)
     high_value_spend: float = _doc(
         "Total spend from which a shopper is in the high_value segment.", default=1000.0)
     new_shopper_for: float = _doc(

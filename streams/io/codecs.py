@@ -163,21 +163,23 @@ def compact_state(value):
 def encode_basket(basket: Basket) -> bytes:
     """The internal baskets topic's record of one order.
 
-    >>> b = Basket("u1", 5.0, (LineItem("p1", 2, 3.5),), event_id="e9", upgrades=(("p0", "p1"),))
+    >>> b = Basket("u1", 5.0, (LineItem("p1", 2, 3.5),), event_id="e9", upgrades=(("p0", "p1"),),
+    ...            first_order=True)
     >>> decode_basket(encode_basket(b)) == b
     True
     """
     return orjson.dumps({"user_id": basket.user_id, "ts": basket.ts,
                          "items": [[i.product_id, i.quantity, i.price] for i in basket.items],
                          "repeats": list(basket.repeats), "event_id": basket.event_id,
-                         **({"upgrades": [list(v) for v in basket.upgrades]} if basket.upgrades else {})})
+                         **({"upgrades": [list(v) for v in basket.upgrades]} if basket.upgrades else {}),
+                         **({"first_order": True} if basket.first_order else {})})
 
 
 def decode_basket(raw: bytes) -> Basket:
     data = orjson.loads(raw)
     return Basket(data["user_id"], data["ts"], tuple(LineItem(*item) for item in data["items"]),
                   tuple(data.get("repeats", ())), data.get("event_id", ""),
-                  tuple(tuple(v) for v in data.get("upgrades", ())))
+                  tuple(tuple(v) for v in data.get("upgrades", ())), bool(data.get("first_order")))
 
 
 def _as_text(data: bytes, cut: bool) -> tuple[str, bool]:

@@ -98,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                         "scored: its first line is the anchor, a hit is any other product of the order "
                         "among the offered. The configured rules (NEXTOFFER_*) are scored as they are and "
                         "with price rules off.", epilog=EPILOG)
-    ev.add_argument("file", type=Path, help="Online Retail-style CSV (.csv or .csv.gz)")
+    ev.add_argument("file", type=Path, help="Online Retail or REES46 CSV (.csv or .csv.gz); for "
+                    "REES46 every event is also replayed, for the share of events offered by kind")
     ev.add_argument("--warm-up", type=float, default=0.8, help="share of orders that only teach")
     ev.add_argument("--limit", type=int, help="use only the first N orders (a quick look)")
     ev.add_argument("--live", action="store_true", help="also replay through Kafka, a worker and Redis "
@@ -369,7 +370,8 @@ def cmd_demo(args, rest) -> int:
 def cmd_evaluate(args, rest) -> int:
     from rich.console import Console
     from rich.table import Table
-    from nextoffer.streams.tools.evaluation_report import load_orders, run_evaluation, save, write_plot
+    from nextoffer.streams.tools.evaluation_report import (event_shares, load_orders, rounded, run_evaluation, save,
+                                                           write_plot)
     from nextoffer.streams.io.settings import Settings
     settings = Settings.from_env()
     console = Console()
@@ -383,14 +385,21 @@ def cmd_evaluate(args, rest) -> int:
                                   progress=lambda n, total: status.update(
                                       f"live replay: {n:,}/{total:,} orders") if n % 500 == 0 else None)
         report["methods"].append({"name": live.name, "hit_rate": round(live.hit_rate, 4), "hits": live.hits,
-                                  "coverage": round(live.coverage, 4), **info})
+                                  "coverage": round(live.coverage, 4),
+                                  "repeat_hit_rate": rounded(live.repeat_hit_rate),
+                                  "new_hit_rate": rounded(live.new_hit_rate), **info})
         report["curves"][live.name] = live.curve
+    shares = event_shares(args.file, settings.rules)
+    if shares is not None:
+        report["event_shares"] = shares
+        _print_shares(console, shares)
     table = Table(title=f"hit rate @3 on {report['scored_orders']:,} scored orders "
                         f"(after {report['warm_up_orders']:,} warm-up orders)")
-    for col in ("method", "hit rate @3", "hits", "offered at all"):
+    for col in ("method", "hit rate @3", "repeat items", "new items", "hits", "offered at all"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for m in report["methods"]:
-        table.add_row(m["name"], f"{m['hit_rate']:.3f}", f"{m['hits']:,}", f"{m['coverage']:.1%}")
+        table.add_row(m["name"], f"{m['hit_rate']:.3f}", _rate(m.get("repeat_hit_rate")),
+                      _rate(m.get("new_hit_rate")), f"{m['hits']:,}", f"{m['coverage']:.1%}")
     console.print(table)
     for name, rate in report["core_events_per_second"].items():
         console.print(f"engine speed ({name}): {rate:,} events/s on one core ({report['machine']})")
@@ -400,6 +409,23 @@ def cmd_evaluate(args, rest) -> int:
     console.print(f"wrote {args.out / 'evaluation.json'} and {args.out / 'evaluation.png'} "
                   f"({report['seconds']} s)")
     return 0
+
+
+def _print_shares(console, shares: dict) -> None:
+    """The event replay's table: share of events offered, by placement and kind, for each rule set."""
+    from rich.table import Table
+    table = Table(title="share of events that got an offer (every event replayed through the engine)")
+    for col in ("rules", "placement", "events", "offered", "upsell", "cross-sell"):
+        table.add_column(col, justify="left" if col in ("rules", "placement") else "right")
+    for rules, placements in shares.items():
+        for placement, row in placements.items():
+            table.add_row(rules, placement, f"{row['events']:,}", f"{row['offered']:.1%}",
+                          f"{row['upsell']:.1%}", f"{row['cross_sell']:.1%}")
+    console.print(table)
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def cmd_feedback_loop(args, rest) -> int:

@@ -136,6 +136,9 @@ def explain(settings: Settings, user_id: str, placement: Optional[str] = None,
         "decision": {"reason": d.reason, "kind": d.offer.kind.value if d.offer else None,
                      "items": d.offer.product_ids if d.offer else []},
         "candidates": [asdict(row) for row in result.rows],
+        "price_bounds": {name: {**asdict(bound), "describe": bound.describe()} for name, bound in
+                         engine.policy.price_bounds(result.anchor, Situation(event, shopper, order, event.ts,
+                                                                             event.ts)).items()},
     }
 
 
@@ -160,6 +163,8 @@ def render(report: dict[str, Any], console) -> None:
                   f"(0 = middle of its categories), sensitivity {p['price_sensitivity']:.2f}; "
                   f"interests {', '.join(p['interests']) or 'none yet'}")
     console.print(f"learned from {report['learned']['orders']:,} orders, {report['learned']['products']:,} products")
+    bounds = report["price_bounds"]
+    console.print("price bounds: " + "; ".join(f"{name} {b['describe']}" for name, b in bounds.items()))
     e = report["event"]
     console.print(f"next event: {e['type']} {e['product_id'] or ''} at [bold]{report['placement']}[/], "
                   f"anchor {report['anchor']}" + (f", context {report['context']}" if report["context"] else ""))

@@ -130,6 +130,22 @@ def rees46_events(path: Path, run_id: str = "", stats: Optional[Counter] = None)
             yield Record(kind[0], row["user_id"], {k: v for k, v in value.items() if v is not None})
 
 
+def rees46_invoices(path: Path) -> Iterator[Invoice]:
+    """REES46 purchases as orders: one per shopper and session, in the order of their first line."""
+    orders: dict[tuple[str, str], Invoice] = {}
+    for record in rees46_events(path):
+        v = record.value
+        if v["type"] != "purchase" or "price" not in v:
+            continue
+        key = (v["user_id"], v.get("session_id") or v["event_id"])
+        inv = orders.get(key)
+        if inv is None:
+            ts = datetime.fromisoformat(v["ts"]).timestamp()
+            inv = orders[key] = Invoice(f"{key[0]}-{key[1]}", v["user_id"], ts)
+        inv.lines.append((v["product_id"], 1, v["price"], ""))
+    yield from sorted(orders.values(), key=lambda inv: inv.ts)
+
+
 def _open(path: Path):
     if str(path).endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")

@@ -43,11 +43,17 @@ class Method(Protocol):
 
 @dataclass
 class Score:
+    """One method's hits. As the next-basket literature does, the hits are also split by what
+    was to be found: products the shopper had bought before (repeat) and products new to them;
+    ``repeat``/``new`` count [orders with such products, orders where one of them was offered]."""
+
     name: str
     hits: int = 0
     scored: int = 0
     offered: int = 0                     # scored orders that got any offer
     curve: list[float] = field(default_factory=list)   # cumulative hit rate after each scored order
+    repeat: list[int] = field(default_factory=lambda: [0, 0])
+    new: list[int] = field(default_factory=lambda: [0, 0])
 
     @property
     def hit_rate(self) -> float:
@@ -57,6 +63,29 @@ class Score:
     def coverage(self) -> float:
         return self.offered / self.scored if self.scored else 0.0
 
+    @property
+    def repeat_hit_rate(self) -> Optional[float]:
+        """Of the scored orders holding a product the shopper bought before, the share where one was offered."""
+        return self.repeat[1] / self.repeat[0] if self.repeat[0] else None
+
+    @property
+    def new_hit_rate(self) -> Optional[float]:
+        """Of the scored orders holding a product new to the shopper, the share where one was offered."""
+        return self.new[1] / self.new[0] if self.new[0] else None
+
+    def count(self, offered: Sequence[str], wanted: Sequence[str], bought_before: set) -> None:
+        """Score one order: ``offered`` against the ``wanted`` products (the order's other lines)."""
+        shown = set(offered)
+        self.scored += 1
+        self.offered += bool(shown)
+        self.hits += bool(shown & set(wanted))
+        self.curve.append(self.hits / self.scored)
+        for split, targets in ((self.repeat, {p for p in wanted if p in bought_before}),
+                               (self.new, {p for p in wanted if p not in bought_before})):
+            if targets:
+                split[0] += 1
+                split[1] += bool(shown & targets)
+
 
 def evaluate(orders: Sequence[Order], methods: Sequence[Method], warm_up: float = 0.8,
              k: int = 3, clock=time.perf_counter) -> tuple[list[Score], dict]:
@@ -64,18 +93,16 @@ def evaluate(orders: Sequence[Order], methods: Sequence[Method], warm_up: float 
     first_scored = int(len(orders) * warm_up)
     scores = [Score(m.name) for m in methods]
     seconds = Counter()
+    history: dict[str, set] = defaultdict(set)     # what each shopper bought before
     for n, order in enumerate(orders):
         score_it = n >= first_scored and len(order.lines) >= 2
         for method, score in zip(methods, scores):
             start = clock()
             if score_it:
-                offered = method.recommend(order, k)[:k]
-                score.scored += 1
-                score.offered += bool(offered)
-                score.hits += bool(set(offered) & set(order.products[1:]))
-                score.curve.append(score.hits / score.scored)
+                score.count(method.recommend(order, k)[:k], order.products[1:], history[order.user_id])
             method.learn(order)
             seconds[method.name] += clock() - start
+        history[order.user_id].update(order.products)
     info = {"orders": len(orders), "warm_up_orders": first_scored,
             "scored_orders": scores[0].scored if scores else 0, "seconds": dict(seconds)}
     return scores, info
@@ -179,3 +206,50 @@ def orders_from(invoices: Iterable) -> list[Order]:
             merged[pid] = LineItem(pid, qty + (prev.quantity if prev else 0), price)
         out.append(Order(inv.invoice, inv.user_id, inv.ts, tuple(merged.values())))
     return out
+
+
+@dataclass
+class EventShares:
+    """What a replay of shopping events got: per placement, the events and the offers by kind."""
+
+    events: Counter = field(default_factory=Counter)        # placement -> events
+    offers: Counter = field(default_factory=Counter)        # (placement, kind) -> offers
+
+    def share(self, placement: str, kind: Optional[str] = None) -> float:
+        """Share of the placement's events that got an offer (of ``kind``, if given)."""
+        n = self.events[placement]
+        got = sum(v for (p, k), v in self.offers.items() if p == placement and kind in (None, k))
+        return got / n if n else 0.0
+
+    def report(self) -> dict:
+        return {placement: {"events": n, "offered": round(self.share(placement), 4),
+                            "upsell": round(self.share(placement, "upsell"), 4),
+                            "cross_sell": round(self.share(placement, "cross_sell"), 4)}
+                for placement, n in sorted(self.events.items())}
+
+
+def replay_events(events: Iterable[ShopperEvent], engine: OfferEngine) -> EventShares:
+    """Every event through ``engine`` as a worker applies it (each purchase learned as it comes),
+    counting the offers by placement and kind.
+
+    >>> from nextoffer.models.events import Product
+    >>> engine = OfferEngine(OfferRules())
+    >>> engine.update_product(Product("s-128", 700.0, family="s", tier=1))
+    >>> engine.update_product(Product("s-256", 800.0, family="s", tier=2))
+    >>> shares = replay_events([ShopperEvent("clickstream", "view", "e1", "u1", 1.0, product_id="s-128")], engine)
+    >>> shares.report()["product_page"]
+    {'events': 1, 'offered': 1.0, 'upsell': 1.0, 'cross_sell': 0.0}
+    """
+    shares, shoppers = EventShares(), {}
+    for event in events:
+        shopper = shoppers.get(event.user_id)
+        if shopper is None:
+            shopper = shoppers[event.user_id] = ShopperState(event.user_id)
+        out = engine.process(shopper, event, generated_at=event.ts)
+        if out.basket is not None:
+            engine.learn_basket(out.basket)
+        if event.placement is not None and out.applied:
+            shares.events[event.placement.value] += 1
+            if out.offer is not None:
+                shares.offers[(event.placement.value, out.offer.kind.value)] += 1
+    return shares

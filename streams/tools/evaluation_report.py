@@ -6,24 +6,44 @@ table, writes a JSON report and a PNG plot of each method's hit rate over time.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import platform
 import time
 from pathlib import Path
 from typing import Optional
 
+import orjson
+
 from nextoffer.streams.tools.evaluation import (BoughtTogetherCounts, EngineMethod, MostPopular, Order, evaluate,
-                               orders_from)
+                                                orders_from, replay_events)
+from nextoffer.models.engine import OfferEngine
 from nextoffer.models.rules import OfferRules
-from nextoffer.streams.tools.datasets import detect_format, read_invoices
+from nextoffer.streams.io.codecs import decode_event
+from nextoffer.streams.tools.datasets import detect_format, read_invoices, rees46_events, rees46_invoices
 from nextoffer.streams.tools.plots import save_lines
 
 
 def load_orders(path: Path, limit: Optional[int] = None) -> list[Order]:
-    """The orders of an Online Retail-style file, in time order (the first ``limit``)."""
-    if detect_format(path) != "online-retail":
-        raise ValueError(f"{path}: evaluate needs orders with several lines (Online Retail format)")
-    return orders_from(read_invoices(path))[:limit]
+    """The orders of an Online Retail or REES46 file, in time order (the first ``limit``)."""
+    fmt = detect_format(path)
+    if fmt not in ("online-retail", "rees46"):
+        raise ValueError(f"{path}: evaluate reads Online Retail or REES46 CSV (this is {fmt})")
+    return orders_from(read_invoices(path) if fmt == "online-retail" else rees46_invoices(path))[:limit]
+
+
+def event_shares(path: Path, rules: OfferRules, limit: Optional[int] = None) -> Optional[dict]:
+    """For a file of shopping events (REES46): every event replayed through the engine, and the
+    share of events that got an offer, by placement and kind (None for a file of orders)."""
+    if detect_format(path) != "rees46":
+        return None
+
+    def events():
+        decoded = (decode_event(r.topic, orjson.dumps(r.value)) for r in rees46_events(path))
+        return itertools.islice(decoded, limit)
+    return {name: replay_events(events(), OfferEngine(r)).report()
+            for name, r in (("configured rules", rules),
+                            ("relevance-only rules", dataclasses.replace(rules, price_rules=False)))}
 
 
 def run_evaluation(path: Path, orders: list[Order], rules: OfferRules, warm_up: float = 0.8,
@@ -40,12 +60,18 @@ def run_evaluation(path: Path, orders: list[Order], rules: OfferRules, warm_up: 
         "data": str(path), "orders": info["orders"], "warm_up_orders": info["warm_up_orders"],
         "scored_orders": info["scored_orders"], "k": k,
         "methods": [{"name": s.name, "hit_rate": round(s.hit_rate, 4), "hits": s.hits,
-                     "coverage": round(s.coverage, 4)} for s in scores],
+                     "coverage": round(s.coverage, 4), "repeat_hit_rate": rounded(s.repeat_hit_rate),
+                     "new_hit_rate": rounded(s.new_hit_rate), "repeat_orders": s.repeat[0],
+                     "new_orders": s.new[0]} for s in scores],
         "curves": {s.name: s.curve for s in scores},
         "core_events_per_second": core,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
     }
+
+
+def rounded(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 4)
 
 
 def write_plot(report: dict, path: Path) -> None:

@@ -62,13 +62,12 @@ def run_live(settings: Settings, orders: list[Order], warm_up: float = 0.8, k: i
     try:
         _wait_ready(worker, log)
         first_scored = int(len(orders) * warm_up)
+        history: dict[str, set] = {}
         for n, order in enumerate(orders):
             if n >= first_scored and len(order.lines) >= 2:
                 offered = _offer_for(producer, client, s, _add(order))
-                score.scored += 1
-                score.offered += bool(offered)
-                score.hits += bool(set(offered[:k]) & set(order.products[1:]))
-                score.curve.append(score.hits / score.scored)
+                score.count(offered[:k], order.products[1:], history.get(order.user_id, set()))
+            history.setdefault(order.user_id, set()).update(order.products)
             producer.send(s.topic("cart"), key=order.user_id, value=_purchase(order))
             if n == first_scored - 1:
                 _barrier(producer, s)  # warm-up learned before scoring starts

@@ -343,7 +343,7 @@ class _OraclePolicy(OfferPolicy):
 
     def __init__(self, store: Storefront, base: OfferPolicy) -> None:
         super().__init__(base.rules, base.catalog, base.bought, base.repeats, base.acceptance, base.rng,
-                         base.upgrades, base.categories)
+                         base.upgrades, base.categories, base.proportions)
         self.store = store
         self.tastes = {t.user_id: t for t in store.shoppers}
         self.name = "oracle"

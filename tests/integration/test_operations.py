@@ -263,7 +263,10 @@ def test_explain_shows_every_candidate_and_why(shop):
     page = orjson.loads(run("shopper-2", "--placement", "product_page", "--json").stdout)
     upsell = orjson.loads(d.redis.hget(f"{d.prefix}nbo:shopper-2", "product_page"))
     assert rows and any(c["product_id"] == upsell["items"][0]["product_id"] for c in page["candidates"])
+    bounds = report["price_bounds"]
+    assert set(bounds) == {"cross_sell_max_share", "first_time_max_share", "upsell_min_step", "upsell_max_step"}
+    assert all(b["scope"] in ("category", "store", "configured") and b["describe"] for b in bounds.values())
     printed = run("shopper-2", "--placement", "checkout")
-    assert "profile: first_time" in printed.stdout
+    assert "profile: first_time" in printed.stdout and "price bounds: cross_sell_max_share" in printed.stdout
     missing = run("nobody-at-all")
     assert missing.returncode == 1 and "no state for user 'nobody-at-all'" in missing.stderr

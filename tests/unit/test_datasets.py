@@ -91,3 +91,11 @@ def test_simulator_is_deterministic_for_a_seed():
     assert take(3) != take(4)
     catalog = [r for r in take(3) if r.topic == "catalog"]
     assert any(r.value.get("family") for r in catalog) and all(r.value["price"] > 0 for r in catalog)
+
+
+def test_rees46_purchases_become_orders_per_shopper_and_session():
+    from nextoffer.streams.tools.datasets import rees46_invoices
+    orders = list(rees46_invoices(REES46))
+    assert sum(len(o.lines) for o in orders) <= 214 and len(orders) >= 100
+    assert all(o.lines and o.user_id for o in orders)
+    assert [o.ts for o in orders] == sorted(o.ts for o in orders)

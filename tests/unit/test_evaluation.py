@@ -46,3 +46,26 @@ def test_orders_merge_repeated_lines():
         lines = [("a", 1, 2.0, "A"), ("b", 1, 1.0, "B"), ("a", 2, 2.0, "A")]
     (o,) = orders_from([Inv()])
     assert o.lines == (LineItem("a", 3, 2.0), LineItem("b", 1, 1.0))
+
+
+def test_hits_are_also_split_into_repeat_and_new_items():
+    # u buys a and b, then a with b again (b a repeat) and a with c (c new to them)
+    orders = [order(0, "u", "a", "b"), order(1, "v", "a", "c"), order(2, "u", "a", "b"), order(3, "u", "a", "c")]
+    (score,), _ = evaluate(orders, [BoughtTogetherCounts(True)], warm_up=0.5)
+    assert score.scored == 2 and score.repeat == [1, 1] and score.new[0] == 1
+    assert score.repeat_hit_rate == 1.0 and score.new_hit_rate == score.new[1] / 1
+
+
+def test_a_replay_of_events_counts_the_share_offered_by_placement_and_kind():
+    from nextoffer.models.engine import OfferEngine
+    from nextoffer.models.events import Product, ShopperEvent
+    from nextoffer.streams.tools.evaluation import replay_events
+    engine = OfferEngine(OfferRules())
+    engine.update_product(Product("s-128", 700.0, family="s", tier=1))
+    engine.update_product(Product("s-256", 800.0, family="s", tier=2))
+    events = [ShopperEvent("clickstream", "view", "e1", "u1", 1.0, product_id="s-128"),
+              ShopperEvent("clickstream", "view", "e1", "u1", 1.0, product_id="s-128"),   # a duplicate
+              ShopperEvent("clickstream", "view", "e2", "u1", 2.0, product_id="s-256"),
+              ShopperEvent("clickstream", "search", "e3", "u1", 3.0, query="phone")]
+    report = replay_events(events, engine).report()
+    assert report == {"product_page": {"events": 2, "offered": 0.5, "upsell": 0.5, "cross_sell": 0.0}}

@@ -4,7 +4,7 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nextoffer.models.engine import Basket, OfferEngine
+from nextoffer.models.engine import Basket, LearnerSettings, OfferEngine
 from nextoffer.models.events import LineItem, Product, ShopperEvent
 from nextoffer.models.offer import Kind, Placement
 from nextoffer.models.profile import segment
@@ -31,12 +31,17 @@ rules_strategy = st.builds(
     first_time_max_share=st.floats(0.05, 1.0), segment_tilt=st.floats(0, 1),
     free_shipping_threshold=st.sampled_from([0.0, 50.0, 500.0]), acceptance_weight=st.floats(0, 1),
     high_value_spend=st.sampled_from([100.0, 1000.0]))
+# the learned proportion takes over from the configured shares soon or late (or never)
+learners_strategy = st.builds(
+    LearnerSettings, proportion_quantile=st.floats(0.5, 1.0), proportion_min_evidence=st.integers(1, 200),
+    proportion_min_category_evidence=st.integers(1, 200))
 
 
 @settings(max_examples=300, deadline=None)
-@given(rules=rules_strategy, catalog=st.lists(products, max_size=20), history=baskets, stream=events)
-def test_every_offer_obeys_the_rules(rules, catalog, history, stream):
-    engine = OfferEngine(rules)
+@given(rules=rules_strategy, learners=learners_strategy, catalog=st.lists(products, max_size=20),
+       history=baskets, stream=events)
+def test_every_offer_obeys_the_rules(rules, learners, catalog, history, stream):
+    engine = OfferEngine(rules, learners)
     for product in catalog:
         engine.update_product(product)
     for n, basket in enumerate(history):
@@ -83,8 +88,10 @@ def check(offer, rules, engine, before, after, event, out):
             step = product.price / anchor.price - 1
             if rules.price_rules:
                 in_family = anchor.family is not None and product.family == anchor.family
-                assert step <= (rules.family_max_step if in_family else rules.upsell_max_step) + 1e-9
-                assert in_family or step >= rules.upsell_min_step - 1e-9
+                low, high = (b.value for b in engine.proportions.upsell_band(
+                    (rules.upsell_min_step, rules.upsell_max_step)))   # learned, else configured
+                assert step <= (rules.family_max_step if in_family else high) + 1e-9
+                assert in_family or step >= low - 1e-9
         else:
             threshold = (rules.checkout_min_relevance if offer.placement is Placement.CHECKOUT
                          else rules.min_relevance)
@@ -94,7 +101,9 @@ def check(offer, rules, engine, before, after, event, out):
                     cap = rules.checkout_max_share * max(before.cart_value, anchor.price)
                     assert product.price <= cap + 1e-9
                 else:
-                    share = rules.cross_sell_max_share
+                    # the store's learned proportion where it has the evidence, else the configured share
+                    share = engine.proportions.cross_sell_bound(anchor.category, product.category,
+                                                                rules.cross_sell_max_share).value
                     if segment(after, rules.profile_settings()) == "first_time":
-                        share = min(share, rules.first_time_max_share)
+                        share = min(share, engine.proportions.first_time_bound(rules.first_time_max_share).value)
                     assert product.price <= share * anchor.price + 1e-9
