@@ -39,7 +39,7 @@ class LearnerSettings:
     acceptance_learning_rate: float = field(default=0.05, metadata={
         "doc": "Step size of the online acceptance model (logistic regression, SGD)."})
     seed: int = field(default=0, metadata={"doc": "Seed of the exploration's random choices."})
-    proportion_quantile: float = field(default=0.95, metadata={
+    proportion_quantile: float = field(default=0.98, metadata={
         "doc": "Share of the price ratios of products this store's shoppers bought together that a "
                "cross-sell's price ratio to its anchor may reach (the learned proportion)."})
     proportion_min_evidence: int = field(default=50, metadata={

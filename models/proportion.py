@@ -105,7 +105,7 @@ class PriceProportions:
     Bound(value=0.25, scope='configured', evidence=0)
     """
 
-    def __init__(self, quantile: float = 0.95, min_evidence: int = 50,
+    def __init__(self, quantile: float = 0.98, min_evidence: int = 50,
                  min_category_evidence: int = 30, band_quantiles: tuple[float, float] = (0.1, 0.9)) -> None:
         self.quantile = quantile
         self.min_evidence = min_evidence

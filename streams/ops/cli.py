@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 import uuid
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
             r.add_argument("file", nargs="?", type=Path, help="data file (.csv, .csv.gz, .jsonl); "
                            + ("required" if name == "replay" else "without one the simulator runs"))
             r.add_argument("--format", choices=("auto",) + _formats(), default="auto")
+            _add_column_options(r)
             r.add_argument("--warm-up-orders", type=int, default=0 if name == "replay" else 12000,
                            help="Online Retail: send the first N orders as purchases only, fast, so "
                                 "the models have learned before the live part")
@@ -100,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
                         "with price rules off.", epilog=EPILOG)
     ev.add_argument("file", type=Path, help="Online Retail or REES46 CSV (.csv or .csv.gz); for "
                     "REES46 every event is also replayed, for the share of events offered by kind")
+    _add_column_options(ev)
     ev.add_argument("--warm-up", type=float, default=0.8, help="share of orders that only teach")
     ev.add_argument("--limit", type=int, help="use only the first N orders (a quick look)")
     ev.add_argument("--live", action="store_true", help="also replay through Kafka, a worker and Redis "
@@ -180,6 +183,15 @@ def _parser() -> argparse.ArgumentParser:
                    "(default reports/bench.json)")
     b.set_defaults(func=cmd_bench)
     return p
+
+
+def _add_column_options(parser) -> None:
+    parser.add_argument("--columns", metavar="FIELD=COLUMN,...", help="read a store's own export (CSV, "
+                        ".csv.gz or Parquet, one row per order line): which column holds user, order, "
+                        "product, price and time, optionally quantity, category, brand, and event (an "
+                        "event-type column whose 'purchase' rows are the order lines)")
+    parser.add_argument("--preset", choices=("online-retail", "rees46"),
+                        help="the column mapping of a known export (--columns overrides single fields)")
 
 
 def cmd_serve(args, rest) -> int:
@@ -293,14 +305,28 @@ def _records(args, settings, stats: Counter) -> Iterator:
                                   malformed_share=args.malformed_share, run_id=run_id)
     if not args.file.exists():
         raise FileNotFoundError(f"{args.file} does not exist")
+    columns = _columns(args)
+    if columns is not None:
+        from nextoffer.streams.tools.exports import read_orders
+        invoices = list(read_orders(args.file, columns))
+        return itertools.chain(datasets.catalog_records(invoices),
+                               datasets.order_events(invoices, run_id, args.warm_up_orders))
     fmt = datasets.detect_format(args.file) if args.format == "auto" else args.format
     if fmt == "online-retail":
-        import itertools
         return itertools.chain(datasets.online_retail_catalog(args.file),
                                datasets.online_retail_events(args.file, run_id, args.warm_up_orders, stats))
     if fmt == "rees46":
         return datasets.rees46_events(args.file, run_id, stats)
     return _jsonl(args.file)
+
+
+def _columns(args):
+    """The column mapping of ``--preset`` and ``--columns``, or None (the file's own format)."""
+    from nextoffer.streams.tools.exports import PRESETS, ColumnMap
+    preset, text = getattr(args, "preset", None), getattr(args, "columns", None)
+    if text:
+        return ColumnMap.parse(text, PRESETS.get(preset))
+    return PRESETS[preset] if preset else None
 
 
 def _jsonl(path: Path) -> Iterator:
@@ -375,7 +401,7 @@ def cmd_evaluate(args, rest) -> int:
     from nextoffer.streams.io.settings import Settings
     settings = Settings.from_env()
     console = Console()
-    orders = load_orders(args.file, args.limit)
+    orders = load_orders(args.file, args.limit, _columns(args))
     with console.status(f"replaying {args.file.name} through every method..."):
         report = run_evaluation(args.file, orders, settings.rules, args.warm_up)
     if args.live:
@@ -389,7 +415,7 @@ def cmd_evaluate(args, rest) -> int:
                                   "repeat_hit_rate": rounded(live.repeat_hit_rate),
                                   "new_hit_rate": rounded(live.new_hit_rate), **info})
         report["curves"][live.name] = live.curve
-    shares = event_shares(args.file, settings.rules)
+    shares = event_shares(args.file, settings.rules) if _columns(args) is None else None
     if shares is not None:
         report["event_shares"] = shares
         _print_shares(console, shares)

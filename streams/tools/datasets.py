@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from nextoffer.streams.io.records import Record
 
@@ -51,7 +51,8 @@ def detect_format(path: Path) -> str:
     if head.lstrip().startswith("{"):
         return "jsonl"
     raise ValueError(f"{path}: unknown format (expected Online Retail CSV, REES46 CSV or JSON lines); "
-                     "pass --format")
+                     "pass --format, or map its columns with --columns user=...,order=...,product=...,"
+                     "price=...,time=...")
 
 
 def read_invoices(path: Path, stats: Optional[Counter] = None) -> Iterator[Invoice]:
@@ -82,8 +83,13 @@ def read_invoices(path: Path, stats: Optional[Counter] = None) -> Iterator[Invoi
 
 def online_retail_catalog(path: Path) -> Iterator[Record]:
     """One catalog record per product: its description as name, its last seen unit price."""
+    return catalog_records(read_invoices(path))
+
+
+def catalog_records(invoices: Iterable[Invoice]) -> Iterator[Record]:
+    """One catalog record per product of the orders: its name, if any, and its last unit price."""
     products: dict[str, tuple[str, float]] = {}
-    for inv in read_invoices(path):
+    for inv in invoices:
         for pid, _, price, name in inv.lines:
             products[pid] = (name or products.get(pid, ("", 0))[0], price)
     for pid, (name, price) in products.items():
@@ -93,7 +99,13 @@ def online_retail_catalog(path: Path) -> Iterator[Record]:
 def online_retail_events(path: Path, run_id: str = "", warm_up_orders: int = 0,
                          stats: Optional[Counter] = None) -> Iterator[Record]:
     """Shopping events of every invoice; the first ``warm_up_orders`` invoices as purchases only."""
-    for n, inv in enumerate(read_invoices(path, stats)):
+    return order_events(read_invoices(path, stats), run_id, warm_up_orders)
+
+
+def order_events(invoices: Iterable[Invoice], run_id: str = "", warm_up_orders: int = 0) -> Iterator[Record]:
+    """Each order as a storefront sends it: a view and an add per line, a checkout and the
+    purchase of all its items; the first ``warm_up_orders`` orders as purchases only."""
+    for n, inv in enumerate(invoices):
         eid = f"{run_id}{inv.invoice}"
         user = inv.user_id
         items = [{"product_id": pid, "quantity": qty, "price": price} for pid, qty, price, _ in inv.lines]

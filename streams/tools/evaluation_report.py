@@ -20,15 +20,20 @@ from nextoffer.streams.tools.evaluation import (BoughtTogetherCounts, EngineMeth
 from nextoffer.models.engine import OfferEngine
 from nextoffer.models.rules import OfferRules
 from nextoffer.streams.io.codecs import decode_event
+from nextoffer.streams.tools.exports import ColumnMap, read_orders
 from nextoffer.streams.tools.datasets import detect_format, read_invoices, rees46_events, rees46_invoices
 from nextoffer.streams.tools.plots import save_lines
 
 
-def load_orders(path: Path, limit: Optional[int] = None) -> list[Order]:
-    """The orders of an Online Retail or REES46 file, in time order (the first ``limit``)."""
+def load_orders(path: Path, limit: Optional[int] = None, columns: Optional[ColumnMap] = None) -> list[Order]:
+    """The orders of a file, in time order (the first ``limit``): through ``columns`` (a store's
+    own CSV or Parquet export), else as the Online Retail or REES46 file it is."""
+    if columns is not None:
+        return orders_from(read_orders(path, columns))[:limit]
     fmt = detect_format(path)
     if fmt not in ("online-retail", "rees46"):
-        raise ValueError(f"{path}: evaluate reads Online Retail or REES46 CSV (this is {fmt})")
+        raise ValueError(f"{path}: evaluate reads Online Retail or REES46 CSV (this is {fmt}); for another "
+                         "export map its columns with --columns user=...,order=...,product=...,price=...,time=...")
     return orders_from(read_invoices(path) if fmt == "online-retail" else rees46_invoices(path))[:limit]
 
 
