@@ -98,6 +98,11 @@ class Settings:
                           "round trip and published.", default=500)
     batch_wait: float = _doc("Seconds the worker waits for more events before it publishes a smaller "
                              "batch (adds at most this to an offer's latency).", default=0.005)
+    delivery_timeout: float = _doc("Seconds the worker sends again the records of a batch that Kafka "
+                                   "refuses (a size limit, a denied write), with a growing pause, before it "
+                                   "stops without acknowledging the batch's events (its supervisor starts "
+                                   "it again, and the events are applied and published again).",
+                                   default=300.0)
     gc_freeze_interval: float = _doc("Seconds between two freezes of the worker's long-lived objects, which "
                                      "keeps Python's garbage-collector pauses short (streams/worker/heap.py); "
                                      "0: only once, when the catalog and learners are loaded.",

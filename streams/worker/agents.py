@@ -16,7 +16,7 @@ import orjson
 from nextoffer.models.engine import OfferEngine
 from nextoffer.streams.worker import heap
 from nextoffer.streams.worker.app import app, settings
-from nextoffer.streams.worker.pipeline import OfferWriter, Outputs, ShopperPipeline
+from nextoffer.streams.worker.pipeline import DeliveryFailed, OfferWriter, Outputs, ShopperPipeline
 from nextoffer.streams.io.admin import group_offsets
 from nextoffer.streams.io.figures import Figures
 from nextoffer.streams.worker.metrics import WorkerMetrics
@@ -50,7 +50,8 @@ pipeline = ShopperPipeline(
     Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
             baskets=_sender(baskets_topic)),
     settings.limits(),
-    prefix=settings.topic_prefix, redis_key=settings.redis_key, save=shoppers.save)
+    prefix=settings.topic_prefix, redis_key=settings.redis_key, save=shoppers.save,
+    delivery_timeout=settings.delivery_timeout)
 
 
 worker_id = f"{socket.gethostname()}-{os.getpid()}"
@@ -74,13 +75,14 @@ guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INP
                                    stage=lambda: f"{pipeline.stage} {pipeline.record}",
                                    read_group=lambda: group_offsets(settings, settings.topic(settings.app_id))),
                     stall_after=settings.stall_timeout, restart_after=settings.stall_restart,
-                    on_stuck=lambda why: exit_for_restart(why))
+                    on_stuck=lambda why: exit_for_restart(why), unconfirmed=lambda: batches.unconfirmed())
 
 
 async def exit_for_restart(why: str) -> None:
     """A stuck worker exits with EXIT_RESTART and its supervisor starts a fresh one. First it
     commits, where it can, the first offset of each partition it has not applied, since Faust may
-    have committed past records it dropped; what comes round again is skipped by event_id."""
+    have committed past records it dropped, and never past an event whose outputs Kafka has not
+    confirmed (:meth:`Batches.unconfirmed`); what comes round again is skipped by event_id."""
     log.critical("worker stuck: %s; exiting with code %d to be started again", why, EXIT_RESTART)
     positions = guard.safe_positions()
     try:
@@ -103,10 +105,21 @@ class Batches:
 
     def __init__(self) -> None:
         self.events: list = []
+        self.publishing: list = []         # the events of the batch being published
         self.stream = None
         self.waiting = asyncio.Event()     # events to publish
         self.room = asyncio.Event()        # the batch may grow
         self.room.set()
+
+    def unconfirmed(self) -> dict:
+        """Per partition, the first offset whose outputs Kafka has not confirmed yet: no commit
+        (the offset guard's, the stuck exit's) may go past it."""
+        first: dict = {}
+        for event in self.publishing + self.events:
+            m = event.message
+            if m.tp not in first or m.offset < first[m.tp]:
+                first[m.tp] = m.offset
+        return first
 
 
 batches = Batches()
@@ -145,22 +158,22 @@ async def publish_batches() -> None:
 
 
 async def publish_pending() -> None:
-    """Publish what was applied, save the states, then acknowledge the events."""
+    """Publish what was applied, save the states, then acknowledge the events. A batch whose
+    outputs Kafka does not confirm is never acknowledged: the worker stops for a restart."""
     batches.waiting.clear()
     events, batches.events = batches.events, []
-    await _publish_safely()
-    for event in events:
-        await batches.stream.ack(event)
-    batches.room.set()
-
-
-async def _publish_safely() -> None:
-    """Publish the batch; a failure is logged, never raised (it would stop the publisher)."""
+    batches.publishing = events
     try:
         published = await pipeline.flush()
-    except Exception:  # noqa: BLE001 - the offers are in the state; the next ones go on
-        log.critical("could not publish a batch of offers", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - DeliveryFailed, or anything else: nothing is acknowledged
+        log.critical("a batch's outputs were not confirmed (%s: %s)", type(exc).__name__, exc,
+                     exc_info=not isinstance(exc, DeliveryFailed))
+        await exit_for_restart(f"{len(events)} events whose outputs Kafka did not confirm")
         return
+    for event in events:
+        await batches.stream.ack(event)
+    batches.publishing = []
+    batches.room.set()
     now = time.time()
     for produced_at, _offer in published:
         if produced_at:

@@ -62,6 +62,10 @@ class WorkerMetrics:
                        ("topic", "type"), f.by_prefix(f.stats, "events."), skip=lambda k: len(k) != 2)
         yield _counter("nextoffer_duplicate_events", "Events skipped as already applied (same event_id).",
                        (), {(): f.stats.get("events.duplicate", 0)})
+        yield _counter("nextoffer_delivery_refused", "Output records Kafka refused (each sent again, "
+                       "until NEXTOFFER_DELIVERY_TIMEOUT).", (), {(): f.stats.get("delivery.refused", 0)})
+        yield _counter("nextoffer_delivery_retries", "Times a batch's refused records were sent again.",
+                       (), {(): f.stats.get("delivery.retries", 0)})
         yield _counter("nextoffer_dead_letters", "Input messages sent to the dead-letter topic, by reason.",
                        ("reason",), {(k,): v for k, v in f.dead_letters.items()})
         yield _counter("nextoffer_offers", "Offers published, by kind and placement.", ("kind", "placement"),

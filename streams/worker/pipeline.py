@@ -4,10 +4,14 @@ Events are applied a batch at a time. Order of effects for a batch: baskets topi
 (one round trip) -> offers topic -> dead-letter topic -> Kafka acknowledges them -> shopper
 states written to the table (its changelog). Redis is written before the offer is published,
 so a storefront that sees an offer on the topic can always read it from the lookup; a state
-is saved only after everything the event produced is safe in Kafka.
+is saved only after everything the event produced is safe in Kafka. A record Kafka refuses is
+sent again with a growing pause; if it is still refused after ``delivery_timeout`` seconds the
+flush raises :class:`DeliveryFailed`, no state is saved, and the worker stops without
+acknowledging the batch's events, so they are applied and published again when it restarts.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -30,6 +34,10 @@ log = logging.getLogger("nextoffer")
 Send = Callable[[Optional[bytes], bytes], Awaitable[Any]]
 #: ``save(partition, user_id, state)``: writes a shopper's state to the table and its changelog.
 SaveState = Callable[[int, str, bytes], Awaitable[None]]
+
+
+class DeliveryFailed(Exception):
+    """Kafka kept refusing some of a batch's records for the whole delivery timeout."""
 
 
 @dataclass
@@ -105,8 +113,13 @@ class ShopperPipeline:
     def __init__(self, engine: OfferEngine, shoppers: MutableMapping[str, Any], writer: OfferWriter,
                  outputs: Outputs, limits: Limits, prefix: str = "",
                  redis_key: Callable[[str], str] = lambda user: f"nbo:{user}",
-                 clock: Callable[[], float] = time.time, save: Optional[SaveState] = None) -> None:
+                 clock: Callable[[], float] = time.time, save: Optional[SaveState] = None,
+                 delivery_timeout: float = 300.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
+        self.delivery_timeout = delivery_timeout
+        self.sleep = sleep
+        self.monotonic = monotonic
         self.shoppers = shoppers
         self.save = save or self._set
         self.writer = writer
@@ -160,40 +173,76 @@ class ShopperPipeline:
         every offer to Redis in one pipelined round trip and then to the offers topic (an offer
         on the topic is readable in Redis), dead letters to theirs. Only once Kafka has them all
         are the states written: a crash before that leaves the events unapplied, to be applied
-        (and published) again; after it, nothing of theirs is missing. Returns (context, offer)
-        of the offers published."""
+        (and published) again; after it, nothing of theirs is missing. A refused record is sent
+        again (:meth:`_deliver`); :class:`DeliveryFailed` leaves the states unsaved. Returns
+        (context, offer) of the offers published."""
         batch, self._batch = self._batch, _Batch()
         self._publishing = batch          # still read by apply() until its states are saved
-        sent: list = []
-        try:
-            self.stage = "publishing orders"
-            for key, record in batch.baskets:
-                sent.append(await self.outputs.baskets(key, record))
-            if batch.offers:
-                self.stage = "writing offers to Redis"
-                await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload)
-                                         for o, payload, _ in batch.offers])
-                self.stage = "publishing offers"
-                for offer, payload, _ in batch.offers:
-                    sent.append(await self.outputs.offers(offer.user_id.encode(), payload))
-                    self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
-                    if offer.kind is Kind.UPSELL:
-                        self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
-            for key, record in batch.dead_letters:
-                sent.append(await self.outputs.dead_letters(key, record))
-            self.stage = "waiting for Kafka to acknowledge"
-            for delivery in sent:
-                if delivery is not None and inspect.isawaitable(delivery):
-                    await delivery
-        finally:
-            # Written even if a send failed: the events are acknowledged with the batch, and a
-            # shopper's state must not lose them (their offers are in Redis).
-            self.stage = "saving shopper states"
-            for user_id, (partition, value) in batch.states.items():
-                await self.save(partition, user_id, value)
-            self._publishing = _Batch()
-            self.stage = "idle"
+        records: list = []
+        self.stage = "publishing orders"
+        records += [(self.outputs.baskets, key, record) for key, record in batch.baskets]
+        if batch.offers:
+            self.stage = "writing offers to Redis"
+            await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload)
+                                     for o, payload, _ in batch.offers])
+            records += [(self.outputs.offers, offer.user_id.encode(), payload) for offer, payload, _ in batch.offers]
+        records += [(self.outputs.dead_letters, key, record) for key, record in batch.dead_letters]
+        await self._deliver(records)
+        for offer, _, _ in batch.offers:
+            self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
+            if offer.kind is Kind.UPSELL:
+                self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
+        self.stage = "saving shopper states"
+        for user_id, (partition, value) in batch.states.items():
+            await self.save(partition, user_id, value)
+        self._publishing = _Batch()
+        self.stage = "idle"
         return [(context, offer) for offer, _, context in batch.offers]
+
+    async def _deliver(self, records: list) -> None:
+        """Send ``(send, key, value)`` records in order and wait until Kafka confirms each one;
+        those refused are sent again after a pause growing from 0.1 s to 5 s, until
+        ``delivery_timeout`` seconds have passed (then :class:`DeliveryFailed`)."""
+        deadline, pause = self.monotonic() + self.delivery_timeout, 0.1
+        while True:
+            self.stage = "publishing" if pause == 0.1 else f"publishing {len(records)} refused records again"
+            failed, error = await self._send_all(records)
+            if not failed:
+                if pause > 0.1:
+                    log.warning("Kafka accepted the refused records; the worker goes on")
+                return
+            self.stats["delivery.refused"] += len(failed)
+            if self.monotonic() >= deadline:
+                self.stage = "stopping: records refused"
+                raise DeliveryFailed(f"Kafka refused {len(failed)} records for {self.delivery_timeout:.0f} s "
+                                     f"(last: {error}); their events stay unacknowledged")
+            log.warning("Kafka refused %d of the batch's %d records (%s); sending them again in %.1f s, "
+                        "for up to %.0f s more (NEXTOFFER_DELIVERY_TIMEOUT)", len(failed), len(records),
+                        error, pause, deadline - self.monotonic())
+            self.stage = f"waiting to send {len(failed)} refused records again ({error})"
+            await self.sleep(pause)
+            self.stats["delivery.retries"] += 1
+            records, pause = failed, min(pause * 2, 5.0)
+
+    async def _send_all(self, records: list) -> tuple[list, Optional[str]]:
+        """Queue every record, then wait for each delivery; the records that failed, and why."""
+        queued, failed, error = [], [], None
+        for record in records:
+            send, key, value = record
+            try:
+                queued.append((record, await send(key, value)))
+            except Exception as exc:  # noqa: BLE001 - any refusal is retried, then stops the worker
+                failed.append(record)
+                error = f"{type(exc).__name__}: {exc}"
+        self.stage = "waiting for Kafka to acknowledge"
+        for record, delivery in queued:
+            if delivery is not None and inspect.isawaitable(delivery):
+                try:
+                    await delivery
+                except Exception as exc:  # noqa: BLE001
+                    failed.append(record)
+                    error = f"{type(exc).__name__}: {exc}"
+        return failed, error
 
     async def _set(self, partition: int, user_id: str, value: bytes) -> None:
         self.shoppers[user_id] = value

@@ -67,8 +67,12 @@ class OffsetGuard:
     def __init__(self, consumer: PartitionView, stall_after: float = 15.0,
                  clock: Callable[[], float] = time.monotonic, attempts: int = 3,
                  restart_after: float = 0.0, on_stuck: Optional[Callable[[str], Awaitable[None]]] = None,
-                 answer_within: Optional[float] = None) -> None:
+                 answer_within: Optional[float] = None,
+                 unconfirmed: Callable[[], dict] = dict) -> None:
         self.consumer = consumer
+        # Per partition, the first offset whose outputs Kafka has not confirmed: the guard's
+        # commits never go past it (those events are not safe yet).
+        self.unconfirmed = unconfirmed
         self.stall_after = stall_after
         self.clock = clock
         self.attempts = attempts
@@ -227,8 +231,9 @@ class OffsetGuard:
         """Commit what the agent has applied where the group's commit lags behind it: a record
         Faust dropped and never acknowledged holds its commits back even once read again and
         applied. Only partitions with no hole, caught up to the broker's end, are committed."""
+        held = self.unconfirmed()
         done = {tp: expected for tp, expected in self.expected.items()
-                if not self.holes.get(tp) and ends.get(tp) == expected
+                if not self.holes.get(tp) and ends.get(tp) == expected and tp not in held
                 and on_broker.get(tp) is not None and on_broker[tp] < expected}
         if not done:
             return
@@ -257,8 +262,11 @@ class OffsetGuard:
 
     def safe_positions(self) -> dict:
         """Per partition, the first offset not known to be applied (a hole's start, or the next
-        expected offset): where a fresh consumer must start so that nothing is skipped."""
-        return {tp: min([expected] + [start for start, _ in self.holes.get(tp, [])])
+        expected offset) or whose outputs are not confirmed: where a fresh consumer must start so
+        that nothing is skipped."""
+        held = self.unconfirmed()
+        return {tp: min([expected] + [start for start, _ in self.holes.get(tp, [])]
+                        + ([held[tp]] if tp in held else []))
                 for tp, expected in self.expected.items()}
 
     def _first_hole(self, tp: Hashable):

@@ -12,7 +12,7 @@ from nextoffer.streams.io.store import MemoryOfferStore
 
 class Harness:
     def __init__(self) -> None:
-        self.offers, self.dead_letters, self.baskets = [], [], []
+        self.offers, self.dead_letters, self.baskets, self.saved = [], [], [], []
         self.store = MemoryOfferStore(ttl=86_400)
 
     def outputs(self) -> Outputs:
@@ -42,6 +42,16 @@ def harness(monkeypatch):
     monkeypatch.setattr(agents.pipeline, "engine", OfferEngine(agents.settings.rules))
     monkeypatch.setattr(agents.pipeline, "writer", OfferWriter(h.store))
     monkeypatch.setattr(agents.pipeline, "outputs", h.outputs())
+
+    async def save(partition, user_id, state):
+        # the table's value as ShopperTable.save keeps it; its changelog record stays in the process
+        agents.shoppers.data[user_id] = state
+        h.saved.append((partition, user_id))
+    monkeypatch.setattr(agents.pipeline, "save", save)
+
+    async def exit_for_restart(why):
+        raise AssertionError(f"the worker would stop: {why}")
+    monkeypatch.setattr(agents, "exit_for_restart", exit_for_restart)
     agents.shoppers.data.clear()
     return h
 

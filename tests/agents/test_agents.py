@@ -1,8 +1,10 @@
 import orjson
+import pytest
 
 from nextoffer.models.engine import Basket
 from nextoffer.models.events import LineItem, Product
 from nextoffer.streams.worker import agents
+from nextoffer.streams.worker.pipeline import Outputs
 from tests.agents.conftest import run
 
 VIEW = {"event_id": "e1", "type": "view", "user_id": "u1", "product_id": "s-128", "ts": 1_700_000_000}
@@ -93,3 +95,33 @@ def test_catalog_agent_dead_letters_bad_products(harness):
     run(go())
     assert [dl["error"] for _, dl in harness.dead_letters] == [
         "field 'price' must be > 0 for a catalog product, got 0.0"]
+
+
+def test_a_batch_kafka_refuses_is_never_acknowledged_and_stops_the_worker(harness, monkeypatch):
+    _catalog(agents.pipeline.engine)
+
+    async def refused(key, value):
+        raise RuntimeError("MessageSizeTooLargeError")
+    monkeypatch.setattr(agents.pipeline, "outputs", Outputs(refused, refused, refused))
+    monkeypatch.setattr(agents.pipeline, "delivery_timeout", 0.0)
+    acked = []
+
+    async def go():
+        async with agents.shopper_events.test_context() as agent:
+            agents.shared.ready.set()
+            original = agent.to_message
+
+            def to_message(k, v, **kw):
+                message = original(k, v, **kw)
+                message.topic = "clickstream"
+                return message
+            agent.to_message = to_message
+            await agent.put(orjson.dumps(VIEW), key=b"u1", partition=0)
+            monkeypatch.setattr(agents.batches.stream, "ack", lambda event: acked.append(event))
+            with pytest.raises(AssertionError, match="would stop: 1 events whose outputs Kafka did not confirm"):
+                await agents.publish_pending()
+            assert list(agents.batches.unconfirmed().values()) == [0]
+    run(go())
+    assert acked == [] and "u1" not in agents.shoppers.data and harness.saved == []
+    agents.batches.publishing = []
+    agents.batches.room.set()

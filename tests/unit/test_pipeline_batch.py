@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from nextoffer.models.engine import Basket, OfferEngine
 from nextoffer.models.events import LineItem, Product
 from nextoffer.models.rules import OfferRules
 from nextoffer.streams.io.codecs import Limits, decode_state
-from nextoffer.streams.worker.pipeline import OfferWriter, Outputs, ShopperPipeline
+from nextoffer.streams.worker.pipeline import DeliveryFailed, OfferWriter, Outputs, ShopperPipeline
 from nextoffer.streams.io.store import MemoryOfferStore
 
 T0 = 1_700_000_000.0
@@ -100,15 +101,41 @@ def test_states_are_saved_only_after_kafka_has_the_batch_s_outputs():
     assert decode_state(pipeline.shoppers["u1"]).seen[-2:] == ["u1-0", "u1-1"], "the state holds both events"
 
 
-def test_a_failed_delivery_still_saves_the_states():
+def test_a_refused_record_is_sent_again_until_kafka_takes_it_and_only_then_the_states_are_saved():
+    pipeline, log = make()
+    pauses, refusals = [], {"left": 2}
+
+    async def sleep(seconds):
+        pauses.append(seconds)
+
+    async def offers(key, value):
+        if refusals["left"]:
+            refusals["left"] -= 1
+            raise RuntimeError("MessageSizeTooLargeError")
+        log.append(("offers", orjson.loads(value)))
+    pipeline.outputs = Outputs(offers, pipeline.outputs.dead_letters, pipeline.outputs.baskets)
+    pipeline.sleep = sleep
+    pipeline.apply("clickstream", 0, 0, b"u1", view("u1", 0))
+    asyncio.run(pipeline.flush())
+    assert pauses == [0.1, 0.2], "a growing pause between attempts"
+    assert [kind for kind, _ in log] == ["redis", "offers"], "the offer is on its topic once"
+    assert pipeline.stats["delivery.refused"] == 2 and pipeline.stats["delivery.retries"] == 2
+    assert "u1" in pipeline.shoppers
+
+
+def test_a_delivery_refused_for_the_whole_timeout_saves_no_state():
     pipeline, _ = make()
+    now = [0.0]
+
+    async def sleep(seconds):
+        now[0] += seconds
 
     async def broken(key, value):
-        raise RuntimeError("broker gone")
+        raise RuntimeError("broker refuses")
     pipeline.outputs = Outputs(broken, broken, broken)
+    pipeline.sleep, pipeline.monotonic, pipeline.delivery_timeout = sleep, lambda: now[0], 30.0
     pipeline.apply("clickstream", 0, 0, b"u1", view("u1", 0))
-    try:
+    with pytest.raises(DeliveryFailed, match="refused 1 records for 30 s"):
         asyncio.run(pipeline.flush())
-    except RuntimeError:
-        pass
-    assert "u1" in pipeline.shoppers
+    assert "u1" not in pipeline.shoppers, "no state is saved ahead of its outputs"
+    assert 30.0 <= now[0] < 40.0

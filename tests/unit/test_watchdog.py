@@ -210,3 +210,23 @@ def test_an_applied_partition_whose_commit_lags_is_committed_by_the_guard():
     now[0] = 10.0
     asyncio.run(guard.check_idle())
     assert consumer.commits == [{"cart-0": 10}]
+
+
+def test_no_commit_goes_past_an_event_whose_outputs_kafka_has_not_confirmed():
+    # Applied up to 10 on both partitions, but cart-1's events from 7 on wait for their outputs
+    # (a delivery being retried): the guard commits cart-0 only, and the stuck exit's positions
+    # stop at 7 on cart-1.
+    now, held = [0.0], {"cart-1": 7}
+    consumer = Consumer({"cart-0": 10, "cart-1": 10}, committed={"cart-0": 5, "cart-1": 5})
+    guard = OffsetGuard(consumer, stall_after=5.0, clock=lambda: now[0], unconfirmed=lambda: dict(held))
+    asyncio.run(guard.on_assigned(["cart-0", "cart-1"]))
+    see_all(guard, "cart-0", range(5, 10))
+    see_all(guard, "cart-1", range(5, 10))
+    now[0] = 10.0
+    asyncio.run(guard.check_idle())
+    assert consumer.commits == [{"cart-0": 10}]
+    assert guard.safe_positions() == {"cart-0": 10, "cart-1": 7}
+    held.clear()                                       # confirmed: now it may be committed
+    now[0] = 20.0
+    asyncio.run(guard.check_idle())
+    assert consumer.commits[-1] == {"cart-1": 10}
