@@ -15,7 +15,7 @@ import redis
 from nextoffer.streams.io.admin import ensure_topics, input_lag
 from nextoffer.streams.io.settings import Settings
 from tests.integration.conftest import ROOT
-from tests.integration.steady import (CATALOG, SteadyProducer, compare_states, expected_states,
+from tests.integration.steady import (CATALOG, T0, SteadyProducer, compare_states, expected_states,
                                       first_difference, group_lag, shopper_log, stored_states,
                                       wait_until)
 
@@ -208,3 +208,55 @@ def test_a_poison_catalog_update_is_refused_with_a_reason_and_not_applied(deploy
     # The ladder and the price are the last good ones: phone-2 at 900, one tier up.
     assert offer["kind"] == "upsell" and offer["items"][0]["product_id"] == "phone-2"
     assert offer["items"][0]["reason"].endswith("+29%")
+
+
+def _offers_topic_limit(d, max_bytes: str) -> None:
+    """Sets the offers topic's max.message.bytes: below an offer's size the broker refuses every
+    offer with a non-retriable MessageSizeTooLargeError."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+    from nextoffer.streams.io.security import kafka_python_client
+    admin = KafkaAdminClient(**kafka_python_client(Settings.from_env(d.env)))
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, f"{d.prefix}offers",
+                                            configs={"max.message.bytes": max_bytes})])
+    finally:
+        admin.close()
+
+
+def test_offers_kafka_refuses_for_a_while_are_sent_again_and_nothing_is_lost(deployment):
+    d = seeded(deployment())
+    # every shopper views the phone (an upsell offer each) and then buys it (an order each)
+    log = []
+    for u in range(400):
+        user = f"shopper-{u:05d}"
+        log.append(("clickstream", {"event_id": f"{user}-v", "type": "view", "user_id": user,
+                                    "product_id": "phone-1", "price": 700.0, "ts": T0 + u}))
+        log.append(("cart", {"event_id": f"{user}-p", "type": "purchase", "user_id": user,
+                             "product_id": "phone-1", "price": 700.0, "ts": T0 + u + 0.5}))
+    worker = d.start_worker().wait_ready()
+    producer = SteadyProducer(d, log, 80.0)
+    producer.start()
+    producer.wait_sent(len(log) // 4)
+    _offers_topic_limit(d, "64")
+    refused_from = producer.sent
+    time.sleep(10)
+    refused_until = producer.sent
+    _offers_topic_limit(d, "1048588")
+    producer.finish()
+    drained(d, log)
+    views = {e["event_id"] for _, e in log if e["type"] == "view"}
+    offers = d.read("offers", until=lambda got: views <= {o["event_id"] for o in got}, timeout=60)
+    missing = views - {o["event_id"] for o in offers}
+    purchases = {e["event_id"] for _, e in log if e["type"] == "purchase"}
+    orders = d.read("nextoffer-baskets", until=lambda got: purchases <= {o["event_id"] for o in got}, timeout=30)
+    text = worker.text()
+    report = check_exactly_once(d, log, "offers refused by the broker", workers=d.workers,
+                                events_sent_while_refused=refused_until - refused_from,
+                                views_without_offer=len(missing),
+                                orders_on_topic=len({o["event_id"] for o in orders} & purchases),
+                                refusals_logged=text.count("Kafka refused"))
+    assert refused_until - refused_from > 100
+    assert not missing, f"{len(missing)} views never had their offer on the topic: {sorted(missing)[:5]}"
+    assert {o["event_id"] for o in orders} >= purchases, "every order is on the baskets topic"
+    assert "Kafka refused" in text and "MessageSizeTooLarge" in text and "sending them again" in text
+    assert worker.proc.poll() is None, "a refusal shorter than NEXTOFFER_DELIVERY_TIMEOUT needs no restart"
