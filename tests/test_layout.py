@@ -2,9 +2,9 @@
 the operator surfaces and tools, and one top-level name once installed."""
 import ast
 import os
+import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -55,7 +55,7 @@ def test_only_the_worker_package_imports_faust(path):
 def test_only_the_worker_command_reaches_into_the_worker(path):
     """``nextoffer worker`` (ops/cli.py) starts the runtime; nothing else outside it imports it."""
     worker = {n for n in imports(path) if n.startswith("nextoffer.streams.worker")}
-    allowed = {"nextoffer.streams.worker.app", "nextoffer.streams.worker.agents",
+    allowed = {"nextoffer.streams.worker.app", "nextoffer.streams.worker.agents", "nextoffer.streams.worker.faust_internals",
                "nextoffer.streams.worker.supervisor"} if path == ROOT / "streams/ops/cli.py" else set()
     assert worker <= allowed, f"{path.relative_to(ROOT)} imports {sorted(worker - allowed)}"
 
@@ -112,7 +112,13 @@ def test_the_installed_package_imports_from_outside_the_tree_and_adds_one_top_le
 
 def test_the_wheel_holds_only_the_nextoffer_package(tmp_path):
     """A plain ``pip install nextoffer`` adds ``nextoffer`` alone (and its dist-info)."""
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+    source = tmp_path / "source"     # a copy: building writes build/ beside pyproject.toml
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("models", "streams", "benchmarks"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
                            capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stderr[-2000:]
     wheel = next(tmp_path.glob("nextoffer-*.whl"))
@@ -121,3 +127,16 @@ def test_the_wheel_holds_only_the_nextoffer_package(tmp_path):
     assert "nextoffer/streams/ops/dashboard.html" in names
     assert "nextoffer/streams/io/schema/contract.schema.json" in names
     assert "nextoffer/streams/worker/agents.py" in names and "nextoffer/models/policy.py" in names
+
+
+FAUST_INTERNALS = ("_committed_offset", "_thread", "_paused_partitions", "_buffered_partitions",
+                   "_active_partitions", "_ensure_consumer", "_to_value", "_changelog_name")
+
+
+@pytest.mark.parametrize("path", [p for p in files("streams") if p.name != "faust_internals.py"],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_faust_internals_are_used_in_one_module_only(path):
+    used = {node.attr for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Attribute)
+            and node.attr in FAUST_INTERNALS}
+    assert not used, f"{path.relative_to(ROOT)} uses Faust internals {sorted(used)}: keep them in " \
+                     "streams/worker/faust_internals.py"

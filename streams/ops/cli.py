@@ -246,6 +246,8 @@ def cmd_worker(args, rest: list[str]) -> int:
     if not args.no_restart:
         from nextoffer.streams.worker.supervisor import supervise
         return supervise([sys.executable, "-m", "nextoffer.streams.ops.cli", "worker", "--no-restart", *rest])
+    from nextoffer.streams.worker.faust_internals import check_version
+    check_version()   # before the app: its internals are only known for the tested range
     from nextoffer.streams.io.admin import ensure_topics
     from nextoffer.streams.worker.app import app, prepare_datadir, settings
     import nextoffer.streams.worker.agents  # noqa: F401 - registers the agents

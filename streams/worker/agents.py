@@ -25,7 +25,8 @@ from nextoffer.streams.io.store import RedisOfferStore
 from nextoffer.streams.io.topics import SHOPPER_INPUTS
 from nextoffer.streams.worker.tables import shoppers
 from nextoffer.streams.worker.topics import baskets_topic, catalog_topic, dead_letter_topic, offers_topic, shopper_inputs
-from nextoffer.streams.worker.watchdog import EXIT_RESTART, FaustPartitions, OffsetGuard
+from nextoffer.streams.worker.faust_internals import FaustPartitions, consumer_lag
+from nextoffer.streams.worker.watchdog import EXIT_RESTART, OffsetGuard
 
 log = logging.getLogger("nextoffer")
 
@@ -58,14 +59,8 @@ worker_id = f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _lag() -> dict:
-    """Input records not processed yet per partition, from the consumer's last fetched highwaters."""
-    consumer, lag = app.consumer, {}
-    for tp in guard.consumer.inputs():
-        highwater = consumer.highwater(tp)
-        position = guard.expected.get(tp, consumer._committed_offset.get(tp))
-        if highwater is not None and position is not None:
-            lag[(tp.topic, tp.partition)] = max(highwater - position, 0)
-    return lag
+    """Input records not processed yet per partition (:func:`consumer_lag`)."""
+    return consumer_lag(app, guard.consumer.inputs(), guard.expected)
 
 
 metrics = WorkerMetrics(Figures(pipeline.stats, engine.tally, pipeline.dead_letters),

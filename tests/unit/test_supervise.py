@@ -29,3 +29,15 @@ def test_restarts_are_bounded(tmp_path):
     command, starts = script(tmp_path, [75] * 10)
     assert supervise(command, max_restarts=3) == 75
     assert starts.read_text() == "4"
+
+
+def test_the_worker_refuses_a_faust_outside_the_tested_range_and_says_what_to_install():
+    import pytest
+    from nextoffer.streams.worker.faust_internals import UnsupportedFaust, check_version
+    assert check_version() == check_version(None)          # the installed one is in range
+    with pytest.raises(UnsupportedFaust, match=r"pip install 'faust-streaming>=0.15.3,<0.16.0'"):
+        check_version("0.16.1")
+    import tomllib
+    from pathlib import Path
+    pinned = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert "faust-streaming>=0.15.3,<0.16" in pinned["project"]["dependencies"], "pyproject pins the same range"

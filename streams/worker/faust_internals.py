@@ -1,0 +1,173 @@
+"""Every use of faust-streaming's internals, in one place, and the version range they were tested on.
+
+The offset guard needs what Faust's consumer believes (committed offsets, paused and buffered
+partitions, its consumer thread), the shopper table writes its changelog records without a
+per-record future, and the worker reads lag from the consumer's highwaters. These touch private
+attributes of faust-streaming 0.15, so the worker refuses to start on a version outside
+:data:`SUPPORTED` (pyproject.toml pins the same range).
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from importlib import metadata
+from typing import Callable, Iterable, Optional
+
+import faust
+
+from nextoffer.streams.io.codecs import compact_state
+
+log = logging.getLogger("nextoffer")
+
+#: The faust-streaming versions these internals are tested with: [lowest, first not supported).
+SUPPORTED = ((0, 15, 3), (0, 16, 0))
+
+
+class UnsupportedFaust(ValueError):
+    """The installed faust-streaming is outside :data:`SUPPORTED`."""
+
+
+def check_version(installed: Optional[str] = None) -> str:
+    """The installed faust-streaming version, or :class:`UnsupportedFaust` saying what to install.
+
+    >>> check_version("0.15.3")
+    '0.15.3'
+    >>> check_version("0.11.0")
+    Traceback (most recent call last):
+    ...
+    nextoffer.streams.worker.faust_internals.UnsupportedFaust: the worker needs faust-streaming >=0.15.3,<0.16.0 (its offset guard and table use Faust internals tested there), found 0.11.0: pip install 'faust-streaming>=0.15.3,<0.16.0'
+    """
+    installed = installed or metadata.version("faust-streaming")
+    parts = tuple(int(p) for p in installed.split(".")[:3] if p.isdigit())
+    low, high = SUPPORTED
+    if not low <= parts < high:
+        wanted = f">={'.'.join(map(str, low))},<{'.'.join(map(str, high))}"
+        raise UnsupportedFaust(f"the worker needs faust-streaming {wanted} (its offset guard and table use "
+                               f"Faust internals tested there), found {installed}: "
+                               f"pip install 'faust-streaming{wanted}'")
+    return installed
+
+
+def consumer_lag(app, inputs: Iterable, expected: dict) -> dict:
+    """Input records not processed yet per partition: the consumer's last fetched highwater less
+    the next offset the agent expects (else the offset Faust believes committed)."""
+    consumer, lag = app.consumer, {}
+    for tp in inputs:
+        highwater = consumer.highwater(tp)
+        position = expected.get(tp, consumer._committed_offset.get(tp))
+        if highwater is not None and position is not None:
+            lag[(tp.topic, tp.partition)] = max(highwater - position, 0)
+    return lag
+
+
+class ShopperTable(faust.Table):
+    """Keeps recovered values compact too (Faust's recovery hands them over decoded)."""
+
+    def _to_value(self, v):
+        return compact_state(v)
+
+    async def save(self, partition: int, user_id: str, state: bytes) -> None:
+        """``table[user_id] = state`` from outside the event's context: the value is kept and its
+        changelog record goes to ``partition`` (the input partition of the shopper's event) through
+        the app's producer, the same record ``__setitem__`` writes, without Faust's per-write
+        future and callbacks. The producer is flushed before every offset commit, so the record
+        is in Kafka before the events that made it are committed."""
+        self.data[user_id] = state
+        key = self.app.serializers.dumps_key(self.key_type, user_id, serializer=self.key_serializer)
+        await self.app.producer.send(self._changelog_name, key, state, partition, None, None)
+
+    @functools.cached_property
+    def _changelog_name(self) -> str:
+        return self.changelog_topic.get_topic_name()
+
+
+class FaustPartitions:
+    """:class:`PartitionView` over a Faust app's consumer, for the input ``topics``."""
+
+    def __init__(self, app, topics: Iterable[str], stage: Callable[[], str] = lambda: "",
+                 read_group: Optional[Callable[[], dict]] = None) -> None:
+        self.app = app
+        self.topics = set(topics)
+        self.stage = stage
+        self.read_group = read_group
+
+    def inputs(self):
+        return [tp for tp in self.app.consumer.assignment() if tp.topic in self.topics]
+
+    async def group_committed(self) -> dict:
+        """The group's committed offsets, from a separate admin client (this runs during a
+        rebalance, while the consumer's own thread waits for it)."""
+        if self.read_group is None:
+            return {}
+        loop = asyncio.get_running_loop()
+        offsets = await loop.run_in_executor(None, self.read_group)
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()
+                if meta is not None and meta.offset is not None and meta.offset >= 0}
+
+    async def broker_committed(self, tps: list) -> dict:
+        """The group's committed offsets on the broker (asked from the consumer's own thread)."""
+        thread = self.app.consumer._thread
+        consumer = thread._ensure_consumer()
+
+        async def ask() -> dict:
+            return {tp: await consumer.committed(tp) for tp in tps}
+        return await thread.call_thread(ask)
+
+    async def end_offsets(self, tps: list) -> dict:
+        return dict(await self.app.consumer.highwaters(*tps))
+
+    def flowing(self) -> bool:
+        return bool(self.app.consumer.flow_active) and not self.app.rebalancing
+
+    def recovery_remaining(self) -> Optional[int]:
+        """Changelog records still to recover (None when not recovering)."""
+        recovery = self.app.tables.recovery
+        return recovery.active_remaining_total() if recovery.in_recovery else None
+
+    def busy(self) -> bool:
+        return not self.stage().startswith("idle") and self.stage() != ""
+
+    def describe(self) -> str:
+        return (f"flow_active={self.app.consumer.flow_active}, rebalancing={self.app.rebalancing}, "
+                f"unacked={len(self.app.consumer.unacked)}, agent: {self.stage()}")
+
+    async def commit(self, offsets: dict) -> None:
+        """Commit ``offsets`` for the group, and make Faust's own mark agree (it never commits
+        below it afterwards)."""
+        consumer = self.app.consumer
+        await consumer._thread.commit(offsets)
+        for tp, offset in offsets.items():
+            believed = consumer._committed_offset.get(tp)
+            if believed is None or believed < offset:
+                consumer._committed_offset[tp] = offset
+
+    def state_of(self, tp) -> str:
+        """How Faust's consumer treats ``tp``: fetched, or left out and why."""
+        consumer = self.app.consumer
+        active = consumer._active_partitions
+        return ", ".join(name for name, held in (
+            ("not fetched", active is not None and tp not in active),
+            ("paused", tp in consumer._paused_partitions),
+            ("buffer full", tp in consumer._buffered_partitions)) if held) or "fetched"
+
+    async def seek(self, tp, offset: int, at_commit: bool = False) -> None:
+        consumer = self.app.consumer
+        # The agent is idle, so no stream buffer is full: a partition still left out of the
+        # fetch (paused, or marked full) has lost its resume, e.g. to a rebalance in between.
+        if not self.app.in_recovery and self.state_of(tp) != "fetched":
+            log.warning("%s was left out of the consumer's fetches (%s); fetching it again", tp,
+                        self.state_of(tp))
+            consumer._buffered_partitions.discard(tp)
+            consumer.resume_partitions({tp})
+        # ``offset`` is the group's committed offset on the broker: Faust acknowledges (and so
+        # commits) only records at or past the offset it believes committed, and its belief counts
+        # commits that failed. (Below a commit that did succeed, it must stay: Faust would wait
+        # for those offsets forever.)
+        believed = consumer._committed_offset.get(tp)
+        if at_commit and believed is not None and believed > offset:
+            consumer._committed_offset[tp] = offset
+        # In the consumer's own thread, between two fetches: a seek from another thread races
+        # with aiokafka's fetcher (and can crash it). Faust's seek_wait also resets the offset
+        # it reads from, so the records come through again.
+        await consumer._thread.seek_wait({tp: offset})
