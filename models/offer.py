@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Optional
 
 
 class Placement(str, Enum):
@@ -62,10 +62,11 @@ class Offer:
     expires_at: float
     policy: str = "greedy"
     propensity: float = 1.0
+    event_ts: Optional[float] = None   # the triggering event's time: the lookup keeps the newest
 
     def to_dict(self) -> dict[str, Any]:
         """The contract's JSON object, as a plain dict."""
-        return {
+        out = {
             "offer_id": self.offer_id,
             "user_id": self.user_id,
             "placement": self.placement.value,
@@ -78,6 +79,9 @@ class Offer:
             "policy": self.policy,
             "propensity": self.propensity,
         }
+        if self.event_ts is not None:
+            out["event_ts"] = self.event_ts
+        return out
 
     @property
     def product_ids(self) -> list[str]:

@@ -248,9 +248,34 @@ class OfferPolicy:
             eligible = [_nudge(c, gap) for c in eligible] if gap is not None else eligible
         value = self._value_function(kind, placement, anchor, s)
         ranked = sorted(eligible, key=value, reverse=True)
+        if kind is Kind.CROSS_SELL and self.rules.new_item_slots:
+            ranked = self._with_new_items(ranked, s.shopper)
         if trace is not None:
             trace.extend((c, "eligible", round(value(c), 4)) for c in ranked)
         return ranked
+
+    def _with_new_items(self, ranked: list[Candidate], shopper: ShopperState) -> list[Candidate]:
+        """``ranked`` with its best products new to the shopper moved up into the offer's last
+        slots, so that at least ``new_item_slots`` of the items offered are new where possible.
+
+        >>> policy = OfferPolicy(OfferRules(new_item_slots=1, max_items=2), Catalog(), BoughtTogether())
+        >>> shopper = ShopperState("u1", purchases={"tea": [3, 0.0], "milk": [2, 0.0]})
+        >>> ranked = [Candidate("tea", 0.9, ""), Candidate("milk", 0.8, ""), Candidate("mug", 0.1, "")]
+        >>> [c.product_id for c in policy._with_new_items(ranked, shopper)]
+        ['tea', 'mug', 'milk']
+        """
+        k = self.rules.max_items
+        top = ranked[:k]
+        missing = min(self.rules.new_item_slots, k) - sum(c.product_id not in shopper.purchases for c in top)
+        if missing <= 0:
+            return ranked
+        newcomers = [c for c in ranked[k:] if c.product_id not in shopper.purchases][:missing]
+        if not newcomers:
+            return ranked
+        # the lowest repeat buys of the top make room, the newcomers take the last slots
+        repeats = [c for c in top if c.product_id in shopper.purchases]
+        out = [c for c in top if c not in repeats[len(repeats) - len(newcomers):]] + newcomers
+        return out + [c for c in ranked if c not in out]
 
     def explain(self, situation: Situation) -> "Explanation":
         """What :meth:`decide` looks at for this situation, and why each candidate is in or out.
@@ -421,4 +446,4 @@ class OfferPolicy:
             user_id=s.event.user_id, placement=placement, kind=kind, anchor_product_id=anchor_id,
             items=items, event_id=s.event.event_id, generated_at=s.generated_at,
             expires_at=s.generated_at + self.rules.offer_ttl, policy=self.name,
-            propensity=round(propensity, 6))
+            propensity=round(propensity, 6), event_ts=s.event.ts)

@@ -42,6 +42,10 @@ class OfferRules:
         "Weight of the shopper's own purchase history (items they buy again, by each product's "
         "learned repeat rate) beside 'bought together' in a cross-sell's score; 0 turns it off.",
         default=2.0)
+    new_item_slots: int = _doc(
+        "Of a cross-sell's items, at least this many are products the shopper has not bought before, "
+        "where any such candidate is eligible (their best by value): a loyal customer's repeat buys "
+        "would otherwise fill every slot; 0 turns it off.", default=0)
     history_half_life: float = _doc(
         "Seconds after which a past purchase counts half as a repeat-buy candidate.", default=60 * DAY)
     max_context: int = _doc(

@@ -30,7 +30,8 @@ from nextoffer.streams.io.readers import consumer_at_end
 from nextoffer.streams.io.settings import Settings
 from nextoffer.streams.io.topics import DEAD_LETTER, OFFERS
 
-ROOT = Path(__file__).resolve().parent.parent
+#: Logs go beside the worker's own files (NEXTOFFER_DATA_DIR, .run/faust): under the working directory.
+RUN = Path(".run")
 
 
 class DemoState:
@@ -63,7 +64,7 @@ class DemoState:
 def _start_worker(settings: Settings, log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "wb")
-    return subprocess.Popen([sys.executable, "-m", "nextoffer.streams.ops.cli", "worker"], cwd=ROOT, stdout=out,
+    return subprocess.Popen([sys.executable, "-m", "nextoffer.streams.ops.cli", "worker"], stdout=out,
                             stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
 
 
@@ -135,7 +136,7 @@ def run_demo(settings: Settings, records: Iterable[Record], rate: float, limit: 
         console = Console(width=160)  # logs and CI: wide lines rather than a wrapped table
     state = DemoState()
     stop = threading.Event()
-    worker = _start_worker(settings, ROOT / ".run" / "demo-worker.log")
+    worker = _start_worker(settings, RUN / "demo-worker.log")
     reader = threading.Thread(target=_read_outputs, args=(settings, state, stop), daemon=True)
     reader.start()
     if not state.ready.wait(30):

@@ -27,7 +27,8 @@ from nextoffer.streams.io.readers import consumer_at_end
 from nextoffer.streams.io.settings import Settings
 from nextoffer.streams.io.topics import DEAD_LETTER
 
-ROOT = Path(__file__).resolve().parent.parent
+#: Logs go beside the worker's own files (NEXTOFFER_DATA_DIR, .run/faust): under the working directory.
+RUN = Path(".run")
 #: How long to wait for an offer before counting "no offer" (the engine makes none for ~0.2%).
 NO_OFFER_AFTER = 2.0
 
@@ -52,9 +53,9 @@ def run_live(settings: Settings, orders: list[Order], warm_up: float = 0.8, k: i
     prefix = f"eval-{uuid.uuid4().hex[:6]}."
     s = dataclasses.replace(settings, topic_prefix=prefix)
     ensure_topics(s)
-    log = ROOT / ".run" / f"{prefix}worker.log"
+    log = RUN / f"{prefix}worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    worker = subprocess.Popen([sys.executable, "-m", "nextoffer.streams.ops.cli", "worker"], cwd=ROOT,
+    worker = subprocess.Popen([sys.executable, "-m", "nextoffer.streams.ops.cli", "worker"],
                               env={**os.environ, **(env or {}), "NEXTOFFER_TOPIC_PREFIX": prefix},
                               stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     producer, client = make_producer(s), redis.Redis.from_url(s.redis_url)

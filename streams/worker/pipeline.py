@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
@@ -27,9 +27,12 @@ from nextoffer.models.shopper import ShopperState
 from nextoffer.streams.io.codecs import (InvalidMessage, Limits, dead_letter, decode_event, decode_product,
                             decode_state, encode_basket, encode_offer, encode_state)
 from nextoffer.streams.io.figures import reason_label
-from nextoffer.streams.io.store import OfferStore, OfferWrite
+from nextoffer.streams.io.store import OfferStore, OfferWrite, event_ts
 
 log = logging.getLogger("nextoffer")
+
+#: Dead-lettered records remembered, to send each once when the consumer reads it again.
+REMEMBERED_REJECTIONS = 100_000
 
 Send = Callable[[Optional[bytes], bytes], Awaitable[Any]]
 #: ``save(partition, user_id, state)``: writes a shopper's state to the table and its changelog.
@@ -80,7 +83,9 @@ class OfferWriter:
 
     async def write(self, writes: list[OfferWrite]) -> bool:
         for w in writes:
-            self.pending[(w[0], w[1])] = w
+            waiting = self.pending.get((w[0], w[1]))
+            if waiting is None or not _older(w, waiting):
+                self.pending[(w[0], w[1])] = w
         if self.failing and self.clock() - self._last_attempt < self.retry_every:
             return False
         return await self.flush()
@@ -136,6 +141,7 @@ class ShopperPipeline:
         self.record: tuple = ()
         self._batch = _Batch()
         self._publishing = _Batch()
+        self._rejected: OrderedDict[tuple, None] = OrderedDict()   # records dead-lettered lately
 
     def apply(self, topic: str, partition: int, offset: int, key: Optional[bytes],
               value: Optional[bytes], context: Any = None) -> None:
@@ -183,7 +189,7 @@ class ShopperPipeline:
         records += [(self.outputs.baskets, key, record) for key, record in batch.baskets]
         if batch.offers:
             self.stage = "writing offers to Redis"
-            await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload)
+            await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload, o.event_ts)
                                      for o, payload, _ in batch.offers])
             records += [(self.outputs.offers, offer.user_id.encode(), payload) for offer, payload, _ in batch.offers]
         records += [(self.outputs.dead_letters, key, record) for key, record in batch.dead_letters]
@@ -265,19 +271,39 @@ class ShopperPipeline:
 
     async def reject(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes], reason: str) -> None:
-        """Send an unusable message to the dead-letter topic now."""
-        await self.outputs.dead_letters(key, self._dead_letter(topic, partition, offset, value, reason))
+        """Send an unusable message to the dead-letter topic now (once per record)."""
+        if self._first_rejection(topic, partition, offset):
+            await self.outputs.dead_letters(key, self._dead_letter(topic, partition, offset, value, reason))
 
     def reject_later(self, topic: str, partition: int, offset: int, key: Optional[bytes],
                      value: Optional[bytes], reason: str) -> None:
-        """Queue an unusable message for the dead-letter topic with the batch."""
-        self._batch.dead_letters.append((key, self._dead_letter(topic, partition, offset, value, reason)))
+        """Queue an unusable message for the dead-letter topic with the batch (once per record)."""
+        if self._first_rejection(topic, partition, offset):
+            self._batch.dead_letters.append((key, self._dead_letter(topic, partition, offset, value, reason)))
+
+    def _first_rejection(self, topic: str, partition: int, offset: int) -> bool:
+        """False for a record already dead-lettered: one the offset guard or a rebalance made the
+        consumer read again (a shopper event is skipped by its event_id; a bad message has none)."""
+        record = (topic, partition, offset)
+        if record in self._rejected:
+            self.stats["dead_letter.repeat"] += 1
+            return False
+        self._rejected[record] = None
+        if len(self._rejected) > REMEMBERED_REJECTIONS:
+            self._rejected.popitem(last=False)
+        return True
 
     def _dead_letter(self, topic: str, partition: int, offset: int, value: Optional[bytes], reason: str) -> bytes:
         self.stats["dead_letter"] += 1
         self.dead_letters[reason_label(reason)] += 1
         log.debug("dead-letter %s[%d]@%d: %s", topic, partition, offset, reason)
         return dead_letter(topic, partition, offset, reason, value, self.limits.dead_letter_raw_bytes)
+
+
+def _older(write: OfferWrite, than: OfferWrite) -> bool:
+    """Whether ``write`` is of an older event than ``than`` (both with event times)."""
+    a, b = event_ts(write), event_ts(than)
+    return a is not None and b is not None and a < b
 
 
 def _check_key(key: Optional[bytes], expected: str, field: str) -> None:

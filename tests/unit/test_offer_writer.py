@@ -47,3 +47,26 @@ def test_a_healthy_store_is_written_at_once():
     writer = OfferWriter(store)
     assert run(writer.write([("nbo:u1", "cart", b"a")])) is True
     assert run(store.get("nbo:u1", "cart")) == b"a" and writer.pending == {}
+
+
+def test_the_lookup_never_goes_back_in_time():
+    store = MemoryOfferStore(ttl=60)
+    newer = ("nbo:u1", "cart", b'{"offer_id":"b","event_ts":200.0}', 200.0)
+    older = ("nbo:u1", "cart", b'{"offer_id":"a","event_ts":100.0}', 100.0)
+    run(store.put_many([newer]))
+    run(store.put_many([older]))                    # an event read again after a later one
+    assert run(store.get("nbo:u1", "cart")) == newer[2]
+    run(store.put_many([("nbo:u1", "cart", b'{"offer_id":"c","event_ts":300.0}', 300.0)]))
+    assert b'"c"' in run(store.get("nbo:u1", "cart"))
+    run(store.put_many([("nbo:u1", "cart", b'{"offer_id":"d"}')]))      # no event time: it replaces
+    assert run(store.get("nbo:u1", "cart")) == b'{"offer_id":"d"}'
+
+
+def test_a_pending_offer_is_not_replaced_by_an_older_one_while_the_lookup_is_away():
+    store = FlakyStore()
+    store.down = True
+    writer = OfferWriter(store)
+    run(writer.write([("nbo:u1", "cart", b"new", 200.0)]))
+    run(writer.write([("nbo:u1", "cart", b"old", 100.0)]))
+    store.down = False
+    assert run(writer.flush()) is True and run(store.get("nbo:u1", "cart")) == b"new"

@@ -139,3 +139,15 @@ def test_a_delivery_refused_for_the_whole_timeout_saves_no_state():
         asyncio.run(pipeline.flush())
     assert "u1" not in pipeline.shoppers, "no state is saved ahead of its outputs"
     assert 30.0 <= now[0] < 40.0
+
+
+def test_a_bad_record_read_again_is_dead_lettered_once():
+    pipeline, log = make()
+    for _ in range(3):   # the consumer reads the partition again (offset guard, rebalance)
+        pipeline.apply("clickstream", 2, 41, b"u1", b"{broken")
+        asyncio.run(pipeline.flush())
+    assert [kind for kind, _ in log] == ["dead_letters"] and log[0][1]["offset"] == 41
+    assert pipeline.stats["dead_letter.repeat"] == 2
+    pipeline.apply("clickstream", 2, 42, b"u1", b"{broken")      # another record: its own letter
+    asyncio.run(pipeline.flush())
+    assert [kind for kind, _ in log] == ["dead_letters", "dead_letters"]
