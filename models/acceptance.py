@@ -30,6 +30,10 @@ class OfferedItem(NamedTuple):
     position: int                  # 0 for the offer's first item
 
 
+#: The checkpoint format (:meth:`AcceptanceModel.snapshot`).
+SNAPSHOT_VERSION = 1
+
+
 def item_record(pid: str, kind: str, placement: str, source: str, score: float,
                 price: Optional[float], anchor_price: Optional[float], position: int) -> OfferedItem:
     """The record of one offered item.
@@ -107,3 +111,42 @@ class AcceptanceModel:
         self._model.learn_one(self.features(item, personal), accepted)
         self.updates += 1
         self.positives += accepted
+
+    # -- checkpoints ----------------------------------------------------------
+    def snapshot(self) -> dict:
+        """What the model has learned, as JSON-able data: the worker's checkpoint of it.
+
+        >>> m = AcceptanceModel()
+        >>> for _ in range(50):
+        ...     m.learn(PROBE, True, {"category_affinity": 1.0})
+        >>> again = AcceptanceModel()
+        >>> again.restore(m.snapshot())
+        >>> again.predict(PROBE) == m.predict(PROBE) > 0.5, again.updates
+        (True, 50)
+        """
+        return {"version": SNAPSHOT_VERSION, "weights": dict(self._model._weights),
+                "intercept": self._model.intercept, "iterations": self._model.optimizer.n_iterations,
+                "updates": self.updates, "positives": self.positives}
+
+    def restore(self, snapshot: dict) -> None:
+        """Continue from a :meth:`snapshot` (replacing what this model has learned)."""
+        version = snapshot.get("version", 1)
+        if version > SNAPSHOT_VERSION:
+            raise ValueError(f"acceptance model checkpoint of version {version}, newer than this "
+                             f"nextoffer's {SNAPSHOT_VERSION}: upgrade nextoffer on every worker")
+        fresh = linear_model.LogisticRegression(optimizer=optim.SGD(self._model.optimizer.learning_rate))
+        for feature, weight in snapshot["weights"].items():
+            fresh._weights[feature] = weight
+        fresh.intercept = snapshot["intercept"]
+        fresh.optimizer.n_iterations = snapshot.get("iterations", 0)
+        self._model = fresh
+        self.updates, self.positives = snapshot.get("updates", 0), snapshot.get("positives", 0)
+
+    def probe(self) -> float:
+        """P(accept) of a fixed item for a shopper with no profile: a fingerprint of the model
+        that logs and tests compare across a restart."""
+        return self.predict(PROBE)
+
+
+#: The item :meth:`AcceptanceModel.probe` predicts.
+PROBE = OfferedItem("probe", "cross_sell", "cart", "bought_together", 0.5, 0.5, 0)
