@@ -98,6 +98,10 @@ class Settings:
                           "round trip and published.", default=500)
     batch_wait: float = _doc("Seconds the worker waits for more events before it publishes a smaller "
                              "batch (adds at most this to an offer's latency).", default=0.005)
+    model_checkpoint_interval: float = _doc("Seconds between two checkpoints of the acceptance model (what is "
+                                            "learned only from events) to the internal compacted "
+                                            "nextoffer-models topic; a starting worker resumes from the "
+                                            "latest; 0: never.", default=60.0)
     delivery_timeout: float = _doc("Seconds the worker sends again the records of a batch that Kafka "
                                    "refuses (a size limit, a denied write), with a growing pause, before it "
                                    "stops without acknowledging the batch's events (its supervisor starts "

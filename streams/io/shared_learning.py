@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from typing import Optional
+
+import orjson
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -19,10 +22,13 @@ from nextoffer.models.engine import OfferEngine
 from nextoffer.streams.io.codecs import InvalidMessage, decode_basket, decode_product
 from nextoffer.streams.io.security import aiokafka_client
 from nextoffer.streams.io.settings import Settings
-from nextoffer.streams.io.topics import BASKETS, CATALOG
+from nextoffer.streams.io.topics import BASKETS, CATALOG, MODELS
 
 log = logging.getLogger("nextoffer")
 
+
+#: The key of the acceptance model's checkpoint on the models topic.
+ACCEPTANCE_KEY = b"acceptance"
 
 #: Order ids remembered to learn a replayed order once (a worker that crashed after publishing an
 #: order but before saving the shopper's state publishes it again when the event is redelivered).
@@ -40,7 +46,8 @@ class SharedLearning:
         self.settings = settings
         self.engine = engine
         self.ready = asyncio.Event()
-        self.applied = {"catalog": 0, "baskets": 0, "skipped": 0, "replayed": 0, "reconnects": 0}
+        self.applied = {"catalog": 0, "baskets": 0, "skipped": 0, "replayed": 0, "reconnects": 0,
+                        "models": 0}
         self.limits = settings.limits()
         self.positions: dict[TopicPartition, int] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -66,8 +73,8 @@ class SharedLearning:
                                     client_id=f"{s.topic(s.app_id)}-shared", max_poll_records=5000)
         await consumer.start()
         try:
-            catalog, baskets = s.topic(CATALOG), s.topic(BASKETS)
-            parts = [TopicPartition(t, p) for t in (catalog, baskets) for p in range(s.partitions)]
+            catalog, baskets, models = s.topic(CATALOG), s.topic(BASKETS), s.topic(MODELS)
+            parts = [TopicPartition(t, p) for t in (catalog, baskets, models) for p in range(s.partitions)]
             consumer.assign(parts)
             for tp in parts:
                 if tp in self.positions:
@@ -82,11 +89,18 @@ class SharedLearning:
                 batches = await consumer.getmany(timeout_ms=200)
                 for tp, records in batches.items():
                     for record in records:
-                        self.apply(tp.topic == catalog, record.value)
+                        if tp.topic == models:
+                            self.resume(record.key, record.value)
+                        else:
+                            self.apply(tp.topic == catalog, record.value)
                         self.positions[tp] = record.offset + 1
                 if not self.ready.is_set() and await _caught_up(consumer, ends):
                     log.info("shared learners ready: %(catalog)d products, %(baskets)d orders",
                              self.applied)
+                    if self.applied["models"]:
+                        log.info("restored the acceptance model from its checkpoint: %d updates, "
+                                 "P(accept) of the probe %.6f", self.engine.acceptance.updates,
+                                 self.engine.acceptance.probe())
                     self.ready.set()
         finally:
             await consumer.stop()
@@ -107,6 +121,17 @@ class SharedLearning:
         except (InvalidMessage, ValueError, KeyError, TypeError):
             # Invalid catalog messages are dead-lettered by the catalog agent, once.
             self.applied["skipped"] += 1
+
+    def resume(self, key: Optional[bytes], value: Optional[bytes]) -> None:
+        """A checkpoint of the acceptance model: a starting worker resumes from the latest one (a
+        running worker keeps its own model and writes its own checkpoints)."""
+        if self.ready.is_set() or key != ACCEPTANCE_KEY or not value:
+            return
+        try:
+            self.engine.acceptance.restore(orjson.loads(value))
+            self.applied["models"] += 1
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+            log.warning("could not restore the acceptance model from its checkpoint: %s", exc)
 
     def _seen(self, order_id: str) -> bool:
         if not order_id:

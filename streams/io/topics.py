@@ -16,6 +16,8 @@ OFFERS = "offers"
 DEAD_LETTER = "dead-letter"
 #: Internal: every order, so that every worker learns "bought together" from all shoppers.
 BASKETS = "nextoffer-baskets"
+#: Internal, compacted: checkpoints of what is learned only from events (the acceptance model).
+MODELS = "nextoffer-models"
 
 SHOPPER_INPUTS = (CLICKSTREAM, CART, FEEDBACK)
 
@@ -37,4 +39,5 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
             TopicSpec(s.topic(FEEDBACK), {}), TopicSpec(s.topic(OFFERS), {}),
             TopicSpec(s.topic(DEAD_LETTER), {}),
             TopicSpec(s.topic(CATALOG), {"cleanup.policy": "compact"}),
-            TopicSpec(s.topic(BASKETS), {"retention.ms": retention})]
+            TopicSpec(s.topic(BASKETS), {"retention.ms": retention}),
+            TopicSpec(s.topic(MODELS), {"cleanup.policy": "compact"})]

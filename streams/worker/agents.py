@@ -20,11 +20,12 @@ from nextoffer.streams.worker.pipeline import DeliveryFailed, OfferWriter, Outpu
 from nextoffer.streams.io.admin import group_offsets
 from nextoffer.streams.io.figures import Figures
 from nextoffer.streams.worker.metrics import WorkerMetrics
-from nextoffer.streams.io.shared_learning import SharedLearning
+from nextoffer.streams.io.shared_learning import ACCEPTANCE_KEY, SharedLearning
 from nextoffer.streams.io.store import RedisOfferStore
 from nextoffer.streams.io.topics import SHOPPER_INPUTS
 from nextoffer.streams.worker.tables import shoppers
-from nextoffer.streams.worker.topics import baskets_topic, catalog_topic, dead_letter_topic, offers_topic, shopper_inputs
+from nextoffer.streams.worker.topics import (baskets_topic, catalog_topic, dead_letter_topic, models_topic,
+                                             offers_topic, shopper_inputs)
 from nextoffer.streams.worker.faust_internals import FaustPartitions, consumer_lag
 from nextoffer.streams.worker.watchdog import EXIT_RESTART, OffsetGuard
 
@@ -199,6 +200,25 @@ async def keep_collector_pauses_short() -> None:
         if settings.gc_freeze_interval <= 0:
             return
         await asyncio.sleep(settings.gc_freeze_interval)
+
+
+@app.task
+async def checkpoint_models() -> None:
+    """Every ``model_checkpoint_interval`` seconds, the acceptance model (learned only from this
+    worker's shoppers' outcomes) to the compacted models topic, when it has learned something."""
+    await shared.ready.wait()
+    written = engine.acceptance.updates
+    while settings.model_checkpoint_interval > 0:
+        await asyncio.sleep(settings.model_checkpoint_interval)
+        if engine.acceptance.updates != written:
+            written = engine.acceptance.updates
+            snapshot = orjson.dumps(engine.acceptance.snapshot())
+            try:
+                await (await app.producer.send(models_topic.get_topic_name(), ACCEPTANCE_KEY, snapshot,
+                                               None, None, None))
+            except Exception as exc:  # noqa: BLE001 - the next checkpoint tries again
+                written = -1
+                log.warning("could not checkpoint the acceptance model: %s: %s", type(exc).__name__, exc)
 
 
 @app.timer(1.0)

@@ -1,7 +1,7 @@
 """The worker's Faust topics, named as in :mod:`nextoffer.streams.io.topics`, with the prefix."""
 from __future__ import annotations
 
-from nextoffer.streams.io.topics import BASKETS, CATALOG, DEAD_LETTER, OFFERS, SHOPPER_INPUTS
+from nextoffer.streams.io.topics import BASKETS, CATALOG, DEAD_LETTER, MODELS, OFFERS, SHOPPER_INPUTS
 from nextoffer.streams.worker.app import app, settings
 
 
@@ -14,3 +14,4 @@ catalog_topic = _topic(CATALOG, compacting=True)
 offers_topic = _topic(OFFERS)
 dead_letter_topic = _topic(DEAD_LETTER)
 baskets_topic = _topic(BASKETS, retention=float(settings.baskets_retention))
+models_topic = _topic(MODELS, compacting=True)

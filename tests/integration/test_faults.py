@@ -260,3 +260,44 @@ def test_offers_kafka_refuses_for_a_while_are_sent_again_and_nothing_is_lost(dep
     assert {o["event_id"] for o in orders} >= purchases, "every order is on the baskets topic"
     assert "Kafka refused" in text and "MessageSizeTooLarge" in text and "sending them again" in text
     assert worker.proc.poll() is None, "a refusal shorter than NEXTOFFER_DELIVERY_TIMEOUT needs no restart"
+
+
+def test_the_learned_acceptance_model_survives_a_kill_9(deployment):
+    """Shoppers accept or decline their offers; the worker checkpoints what its acceptance model
+    learned; after a kill -9 the restarted worker predicts what the model did before it."""
+    import re
+    from nextoffer.models.acceptance import AcceptanceModel
+    d = seeded(deployment())
+    fast = {**FAST_FAILOVER, "NEXTOFFER_MODEL_CHECKPOINT_INTERVAL": "1"}
+    worker = d.start_worker(**fast).wait_ready()
+    users = [f"shopper-{u:05d}" for u in range(120)]
+    for n, user in enumerate(users):
+        d.send("clickstream", {"event_id": f"{user}-v", "type": "view", "user_id": user, "product_id": "phone-1",
+                               "price": 700.0, "ts": T0 + n}, key=user)
+    d.flush()
+    offers = d.read("offers", until=lambda got: len(got) >= len(users), timeout=60)
+    for n, offer in enumerate(offers):
+        d.send("offer-feedback", {"event_id": f"{offer['user_id']}-f", "type": "accept" if n % 3 else "decline",
+                                  "user_id": offer["user_id"], "offer_id": offer["offer_id"],
+                                  "ts": T0 + 1000 + n}, key=offer["user_id"])
+    d.flush()
+
+    def checkpoint():
+        got = d.read("nextoffer-models", until=lambda got: bool(got) and got[-1]["updates"] >= len(users), timeout=5)
+        return got[-1] if got else None
+    wait_until(lambda: (checkpoint() or {}).get("updates", 0) >= len(users), 60,
+               "a checkpoint of the model after every outcome")
+    before = AcceptanceModel()
+    before.restore(checkpoint())
+    worker.stop(signal.SIGKILL)
+    second = d.start_worker(**fast).wait_ready()
+    restored = re.findall(r"restored the acceptance model from its checkpoint: (\d+) updates, "
+                          r"P\(accept\) of the probe ([0-9.]+)", second.text())
+    report = {"outcomes": len(offers), "checkpointed_updates": before.updates,
+              "restored": restored[-1] if restored else None, "probe_before": round(before.probe(), 6)}
+    print(f"\n[fault] acceptance model across kill -9: {orjson.dumps(report).decode()}")
+    assert restored, "the restarted worker says it restored the model"
+    updates, probe = restored[-1]
+    assert int(updates) == before.updates >= len(users)
+    assert abs(float(probe) - before.probe()) < 1e-6, "the restored model predicts what it did before"
+    assert abs(before.probe() - AcceptanceModel().probe()) > 1e-3, "the model had learned something"
