@@ -3,7 +3,8 @@
 A fixed share of the anchor's price removes every good complement in a shop whose items cost
 about the same as one another, and lets a 500,000 blazer through with a 50,000 tie nowhere:
 what is proportionate depends on the store. So the store's orders say it. For every order,
-each line against each line entered before it (its anchor) gives the ratio of their prices;
+each line against the lines entered before it (its anchors: the first four) gives the ratio
+of their prices;
 the ratios are counted in log-spaced bins per pair of categories and for the store as a whole.
 The cross-sell bound is a high quantile of those ratios: the category pair's where it has the
 evidence, else the store's, else the configured share. First orders (first-time buyers) are
@@ -20,8 +21,10 @@ from typing import Iterable, Optional, Sequence
 BIN_WIDTH = 0.125
 LOW_EXP = -8.0
 BINS = int(2 * -LOW_EXP / BIN_WIDTH)
-#: Lines of one order paired (larger orders are wholesale and cost O(n^2)).
+#: Lines of one order paired (larger orders are wholesale), and the earliest lines taken as
+#: anchors: each later line is paired with each of them (what was added to what came first).
 MAX_LINES = 30
+ANCHORS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,11 @@ class RatioHistogram:
         self._memo: dict[float, tuple[int, float]] = {}   # quantile -> (count when read, value)
 
     def add(self, ratio: float) -> None:
-        index = int((math.log2(ratio) - LOW_EXP) / BIN_WIDTH)
+        self.add_log(math.log2(ratio))
+
+    def add_log(self, log_ratio: float) -> None:
+        """Count a ratio given as its log2 (an order's lines are logged once, not per pair)."""
+        index = int((log_ratio - LOW_EXP) / BIN_WIDTH)
         self.bins[min(max(index, 0), BINS - 1)] += 1
         self.count += 1
 
@@ -121,21 +128,22 @@ class PriceProportions:
     def observe_order(self, lines: Sequence[tuple[str, Optional[float], Optional[str]]],
                       first_order: bool) -> None:
         """One order's lines as (product, unit price, category), in the order they were entered."""
-        priced = [(pid, price, category) for pid, price, category in dict(
+        priced = [(math.log2(price), category) for _, price, category in dict(
             (line[0], line) for line in lines[:MAX_LINES]).values() if price and price > 0]
         self.orders += 1
-        for later, (_, price, category) in enumerate(priced):
-            for _, anchor_price, anchor_category in priced[:later]:
-                ratio = price / anchor_price
-                self._store.add(ratio)
-                if first_order:
-                    self._first_orders.add(ratio)
+        store, first, pairs = self._store, self._first_orders if first_order else None, self._pairs
+        for later in range(1, len(priced)):
+            log_price, category = priced[later]
+            for log_anchor, anchor_category in priced[:min(later, ANCHORS)]:
+                log_ratio = log_price - log_anchor
+                store.add_log(log_ratio)
+                if first is not None:
+                    first.add_log(log_ratio)
                 if category and anchor_category:
-                    key = (anchor_category, category)
-                    histogram = self._pairs.get(key)
+                    histogram = pairs.get((anchor_category, category))
                     if histogram is None:
-                        histogram = self._pairs[key] = RatioHistogram()
-                    histogram.add(ratio)
+                        histogram = pairs[(anchor_category, category)] = RatioHistogram()
+                    histogram.add_log(log_ratio)
 
     def observe_upgrades(self, steps: Iterable[tuple[float, float]]) -> None:
         """Learned upgrades as (price viewed, price bought), the bought one the pricier."""
