@@ -1,6 +1,7 @@
 """Creating and checking nextoffer's topics (kafka-python's admin client)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from kafka import KafkaConsumer, TopicPartition
@@ -11,6 +12,8 @@ from nextoffer.streams.io.topics import SHOPPER_INPUTS
 from nextoffer.streams.io.security import kafka_python_client
 from nextoffer.streams.io.settings import Settings
 from nextoffer.streams.io.topics import topic_specs
+
+log = logging.getLogger("nextoffer")
 
 
 class TopicError(RuntimeError):
@@ -72,6 +75,39 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str
         raise TopicError(f"could not create topics: {exc}") from None
     finally:
         admin.close()
+
+
+def agreed_partitions(counts: dict[str, int], configured: int, explicit: bool) -> int:
+    """The partition count to use with the deployment's existing topics (``counts``): theirs, when
+    the setting was left at its default; the configured one when no topic exists yet.
+
+    >>> agreed_partitions({}, 8, False), agreed_partitions({"cart": 4, "clickstream": 4}, 8, False)
+    (8, 4)
+    >>> agreed_partitions({"cart": 4, "clickstream": 6}, 8, False)
+    Traceback (most recent call last):
+    ...
+    nextoffer.streams.io.admin.TopicError: the deployment's topics disagree on their partition count (cart has 4, clickstream has 6); a shopper's events and state must share a partition number: recreate the odd ones with one count
+    """
+    found = set(counts.values())
+    if len(found) > 1:
+        listed = ", ".join(f"{name} has {n}" for name, n in sorted(counts.items()))
+        raise TopicError(f"the deployment's topics disagree on their partition count ({listed}); a shopper's "
+                         "events and state must share a partition number: recreate the odd ones with one count")
+    if not found or explicit:
+        return configured     # an explicit NEXTOFFER_PARTITIONS that differs is refused by ensure_topics
+    return found.pop()
+
+
+def adopt_partitions(settings: Settings, explicit: bool) -> Settings:
+    """``settings`` with the partition count of the deployment's existing topics, so a worker
+    joins topics created elsewhere (by a producer, with another count) instead of refusing them;
+    ``explicit``: NEXTOFFER_PARTITIONS was set, and then it must match."""
+    count = agreed_partitions(partition_counts(settings), settings.partitions, explicit)
+    if count != settings.partitions:
+        log.warning("the deployment's topics have %d partitions: using %d (NEXTOFFER_PARTITIONS "
+                    "is not set; its default is %d)", count, count, settings.partitions)
+        return dataclasses.replace(settings, partitions=count)
+    return settings
 
 
 def partition_counts(settings: Settings) -> dict[str, int]:

@@ -53,8 +53,9 @@ class Settings:
                              "and to the Redis keys.", default="")
     app_id: str = _doc("Faust application id: consumer group and table changelog names "
                        "(after the prefix).", default="nextoffer")
-    partitions: int = _doc("Partitions of the topics nextoffer creates; input topics must match "
-                           "(workers share the partitions).", default=8)
+    partitions: int = _doc("Partitions of the topics nextoffer creates (workers share the partitions). "
+                           "Not set, the partition count of the deployment's existing topics is used.",
+                           default=8)
     replication_factor: int = _doc("Replication factor of the topics nextoffer creates.", default=1)
     redis_ttl: int = _doc("Seconds before a quiet shopper's nbo:{user_id} key expires.", default=86_400)
     baskets_retention: int = _doc("Seconds the internal baskets topic keeps orders; workers relearn "

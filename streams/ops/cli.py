@@ -209,13 +209,22 @@ def cmd_serve(args, rest) -> int:
 def cmd_status(args, rest) -> int:
     from nextoffer.streams.io.settings import Settings
     from nextoffer.streams.ops.status import gather, render
-    return _show(gather(Settings.from_env()), render, args.json)
+    return _show(gather(_settings()), render, args.json)
 
 
 def cmd_explain(args, rest) -> int:
     from nextoffer.streams.ops.explain import explain, render
     from nextoffer.streams.io.settings import Settings
-    return _show(explain(Settings.from_env(), args.user_id, args.placement, args.product), render, args.json)
+    return _show(explain(_settings(), args.user_id, args.placement, args.product), render, args.json)
+
+
+def _settings():
+    """The settings from the environment, with the partition count of the deployment's existing
+    topics when NEXTOFFER_PARTITIONS is not set (commands that talk to Kafka use this)."""
+    import os
+    from nextoffer.streams.io.admin import adopt_partitions
+    from nextoffer.streams.io.settings import Settings
+    return adopt_partitions(Settings.from_env(), explicit="NEXTOFFER_PARTITIONS" in os.environ)
 
 
 def _show(report: dict, render, as_json: bool) -> int:
@@ -248,6 +257,9 @@ def cmd_worker(args, rest: list[str]) -> int:
         return supervise([sys.executable, "-m", "nextoffer.streams.ops.cli", "worker", "--no-restart", *rest])
     from nextoffer.streams.worker.faust_internals import check_version
     check_version()   # before the app: its internals are only known for the tested range
+    import os
+    adopted = _settings().partitions
+    os.environ["NEXTOFFER_PARTITIONS"] = str(adopted)   # the worker's app reads it when imported
     from nextoffer.streams.io.admin import ensure_topics
     from nextoffer.streams.worker.app import app, prepare_datadir, settings
     import nextoffer.streams.worker.agents  # noqa: F401 - registers the agents
@@ -272,7 +284,7 @@ def cmd_worker(args, rest: list[str]) -> int:
 def cmd_topics(args, rest) -> int:
     from nextoffer.streams.io.admin import ensure_topics, partition_counts
     from nextoffer.streams.io.settings import Settings
-    settings = Settings.from_env()
+    settings = _settings() if args.partitions is None else Settings.from_env()
     if args.action == "create":
         created = ensure_topics(settings, args.partitions)
         print(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
@@ -346,7 +358,7 @@ def cmd_replay(args, rest) -> int:
     from nextoffer.streams.io.admin import ensure_topics
     from nextoffer.streams.io.producer import produce
     from nextoffer.streams.io.settings import Settings
-    settings = Settings.from_env()
+    settings = _settings()
     args.run_id = args.run_id if args.run_id is not None else uuid.uuid4().hex[:8] + "-"
     if args.file is None and args.command == "replay":
         raise ValueError("replay needs a data file ('nextoffer simulate' runs the simulator)")
@@ -379,7 +391,9 @@ def cmd_demo(args, rest) -> int:
     args.run_id = args.run_id if args.run_id is not None else run + "-"
     prefix = args.prefix if args.prefix is not None else os.environ.get("NEXTOFFER_TOPIC_PREFIX",
                                                                          f"demo-{run}.")
-    settings = dataclasses.replace(Settings.from_env(), topic_prefix=prefix)
+    from nextoffer.streams.io.admin import adopt_partitions
+    settings = adopt_partitions(dataclasses.replace(Settings.from_env(), topic_prefix=prefix),
+                                explicit="NEXTOFFER_PARTITIONS" in os.environ)
     os.environ["NEXTOFFER_TOPIC_PREFIX"] = prefix  # the demo's worker process reads it
     ensure_topics(settings)
     stats: Counter = Counter()

@@ -234,3 +234,40 @@ def test_a_restarted_worker_recovers_its_shoppers(deployment):
     checkout = next(o for o in offers if o["event_id"] == "b2")
     # The checkout offer is anchored on the cart the first worker built: the state survived.
     assert checkout["placement"] == "checkout" and checkout["anchor_product_id"] == "s-128"
+
+
+def _create(d, counts: dict) -> None:
+    from kafka.admin import NewTopic
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    try:
+        admin.create_topics([NewTopic(d.prefix + name, n, 1) for name, n in counts.items()])
+    finally:
+        admin.close()
+
+
+def test_a_worker_adopts_the_partition_count_of_existing_topics_and_refuses_topics_that_disagree(deployment):
+    # The input topics exist already, made by the store's producers with 4 partitions; the worker
+    # is started without NEXTOFFER_PARTITIONS (default 8).
+    d = deployment()
+    _create(d, {"clickstream": 4, "cart": 4, "offer-feedback": 4})
+    env = {k: v for k, v in d.env.items() if k != "NEXTOFFER_PARTITIONS"}
+    d.env = env
+    worker = d.start_worker().wait_ready()
+    d.send("catalog", {"product_id": "s-128", "price": 700.0, "family": "s", "tier": 1}, key="s-128")
+    d.send("catalog", {"product_id": "s-256", "price": 800.0, "family": "s", "tier": 2}, key="s-256")
+    d.flush()
+    time.sleep(1.0)
+    d.send("clickstream", {"event_id": "v1", "type": "view", "user_id": "u1", "product_id": "s-128",
+                           "ts": 1_700_000_000}, key="u1")
+    d.flush()
+    offer = d.read("offers", until=lambda got: len(got) >= 1)[0]
+    assert offer["event_id"] == "v1" and offer["items"][0]["product_id"] == "s-256"
+    assert "topics have 4 partitions: using 4" in worker.text()
+    # Topics that disagree with each other: refused, with their counts.
+    odd = deployment()
+    _create(odd, {"clickstream": 4, "cart": 2})
+    odd.env = {k: v for k, v in odd.env.items() if k != "NEXTOFFER_PARTITIONS"}
+    refused = odd.start_worker()
+    refused.proc.wait(60)
+    assert refused.proc.returncode == 1
+    assert "disagree on their partition count" in refused.text() and "cart has 2" in refused.text()
