@@ -207,14 +207,12 @@ def cmd_serve(args, rest) -> int:
 
 
 def cmd_status(args, rest) -> int:
-    from nextoffer.streams.io.settings import Settings
     from nextoffer.streams.ops.status import gather, render
     return _show(gather(_settings()), render, args.json)
 
 
 def cmd_explain(args, rest) -> int:
     from nextoffer.streams.ops.explain import explain, render
-    from nextoffer.streams.io.settings import Settings
     return _show(explain(_settings(), args.user_id, args.placement, args.product), render, args.json)
 
 
@@ -357,7 +355,6 @@ def cmd_replay(args, rest) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from nextoffer.streams.io.admin import ensure_topics
     from nextoffer.streams.io.producer import produce
-    from nextoffer.streams.io.settings import Settings
     settings = _settings()
     args.run_id = args.run_id if args.run_id is not None else uuid.uuid4().hex[:8] + "-"
     if args.file is None and args.command == "replay":

@@ -250,7 +250,7 @@ def test_offers_kafka_refuses_for_a_while_are_sent_again_and_nothing_is_lost(dep
     purchases = {e["event_id"] for _, e in log if e["type"] == "purchase"}
     orders = d.read("nextoffer-baskets", until=lambda got: purchases <= {o["event_id"] for o in got}, timeout=30)
     text = worker.text()
-    report = check_exactly_once(d, log, "offers refused by the broker", workers=d.workers,
+    check_exactly_once(d, log, "offers refused by the broker", workers=d.workers,
                                 events_sent_while_refused=refused_until - refused_from,
                                 views_without_offer=len(missing),
                                 orders_on_topic=len({o["event_id"] for o in orders} & purchases),
