@@ -380,13 +380,13 @@ class OfferPolicy:
             bound = first if first.value < bound.value else bound
         return bound
 
-    def price_bounds(self, anchor_id: Optional[str], s: Situation) -> dict[str, Bound]:
-        """The price rules' bounds in force for this anchor and shopper, with their evidence
-        (what ``explain`` shows): the cross-sell share (store-wide; a category pair with enough
+    def price_bounds(self, anchor_id: Optional[str]) -> dict[str, Bound]:
+        """The price rules' bounds in force for this anchor, with their evidence (what
+        ``explain`` shows): the cross-sell share (store-wide; a category pair with enough
         evidence has its own), the first-time buyers' share and the upsell band."""
         anchor = self.catalog.get(anchor_id) if anchor_id else None
         learned, rules = self.proportions, self.rules
-        low, high = learned.upsell_band((rules.upsell_min_step, rules.upsell_max_step))
+        low, high = self._upsell_bounds()
         return {"cross_sell_max_share": learned.cross_sell_bound(anchor.category if anchor else None, None,
                                                                  rules.cross_sell_max_share),
                 "first_time_max_share": learned.first_time_bound(rules.first_time_max_share),
@@ -395,8 +395,11 @@ class OfferPolicy:
     def upsell_band(self) -> tuple[float, float]:
         """The upsell's price step above the anchor: learned from the steps of the upgrades this
         store's shoppers chose, the configured steps until there is evidence."""
-        low, high = self.proportions.upsell_band((self.rules.upsell_min_step, self.rules.upsell_max_step))
+        low, high = self._upsell_bounds()
         return low.value, high.value
+
+    def _upsell_bounds(self) -> tuple[Bound, Bound]:
+        return self.proportions.upsell_band((self.rules.upsell_min_step, self.rules.upsell_max_step))
 
     def free_shipping_gap(self, placement: Placement, s: Situation) -> Optional[float]:
         """What the cart lacks for free shipping, when it is close enough for a nudge (else None)."""

@@ -139,8 +139,7 @@ def explain(settings: Settings, user_id: str, placement: Optional[str] = None,
                      "items": d.offer.product_ids if d.offer else []},
         "candidates": [asdict(row) for row in result.rows],
         "price_bounds": {name: {**asdict(bound), "describe": bound.describe()} for name, bound in
-                         engine.policy.price_bounds(result.anchor, Situation(event, shopper, order, event.ts,
-                                                                             event.ts)).items()},
+                         engine.policy.price_bounds(result.anchor).items()},
     }
 
 

@@ -207,15 +207,14 @@ async def checkpoint_models() -> None:
     """Every ``model_checkpoint_interval`` seconds, the acceptance model (learned only from this
     worker's shoppers' outcomes) to the compacted models topic, when it has learned something."""
     await shared.ready.wait()
-    written = engine.acceptance.updates
+    written, send_checkpoint = engine.acceptance.updates, _sender(models_topic)
     while settings.model_checkpoint_interval > 0:
         await asyncio.sleep(settings.model_checkpoint_interval)
         if engine.acceptance.updates != written:
             written = engine.acceptance.updates
             snapshot = orjson.dumps(engine.acceptance.snapshot())
             try:
-                await (await app.producer.send(models_topic.get_topic_name(), ACCEPTANCE_KEY, snapshot,
-                                               None, None, None))
+                await (await send_checkpoint(ACCEPTANCE_KEY, snapshot))
             except Exception as exc:  # noqa: BLE001 - the next checkpoint tries again
                 written = -1
                 log.warning("could not checkpoint the acceptance model: %s: %s", type(exc).__name__, exc)

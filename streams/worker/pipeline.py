@@ -184,9 +184,7 @@ class ShopperPipeline:
         (context, offer) of the offers published."""
         batch, self._batch = self._batch, _Batch()
         self._publishing = batch          # still read by apply() until its states are saved
-        records: list = []
-        self.stage = "publishing orders"
-        records += [(self.outputs.baskets, key, record) for key, record in batch.baskets]
+        records = [(self.outputs.baskets, key, record) for key, record in batch.baskets]
         if batch.offers:
             self.stage = "writing offers to Redis"
             await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload, o.event_ts)

@@ -33,7 +33,7 @@ def test_in_a_shop_where_items_cost_the_same_complements_are_offered_once_it_has
     offer = cart_offer(learned, "g0")
     assert offer is not None and offer.kind.value == "cross_sell"
     assert {"g1", "g2"} <= set(offer.product_ids)
-    bound = learned.policy.price_bounds("g0", None)["cross_sell_max_share"]
+    bound = learned.policy.price_bounds("g0")["cross_sell_max_share"]
     assert bound.scope == "store" and bound.value > 1.5 and bound.evidence >= 50
 
 
@@ -41,7 +41,7 @@ def test_without_evidence_the_configured_share_holds():
     few = engine_with(GIFT_ORDERS[:6], GIFTS)      # 18 priced pairs: fewer than the 50 needed
     offer = cart_offer(few, "g0")
     assert offer is None or not {"g1", "g2"} & set(offer.product_ids)
-    assert few.policy.price_bounds("g0", None)["cross_sell_max_share"].scope == "configured"
+    assert few.policy.price_bounds("g0")["cross_sell_max_share"].scope == "configured"
 
 
 MENSWEAR = [Product("blazer", 500_000.0, category="menswear.blazers"),
@@ -61,7 +61,7 @@ def test_no_blazer_is_offered_with_a_tie():
     assert with_blazer is not None and with_blazer.kind.value == "cross_sell"
     assert set(with_blazer.product_ids) <= {"tie", "tie-2"}
     # with no evidence at all, the configured share (25%) refuses it too
-    assert not engine_with([], MENSWEAR).policy.price_bounds("tie", None)["cross_sell_max_share"].value >= 10
+    assert not engine_with([], MENSWEAR).policy.price_bounds("tie")["cross_sell_max_share"].value >= 10
 
 
 def test_a_category_pair_with_evidence_has_its_own_bound():
