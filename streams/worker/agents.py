@@ -23,7 +23,8 @@ from nextoffer.streams.worker.metrics import WorkerMetrics
 from nextoffer.streams.io.shared_learning import ACCEPTANCE_KEY, SharedLearning
 from nextoffer.streams.io.store import RedisOfferStore
 from nextoffer.streams.io.topics import SHOPPER_INPUTS
-from nextoffer.streams.worker.tables import shoppers
+from nextoffer.streams.worker.rejections import DeadLettered
+from nextoffer.streams.worker.tables import dead_lettered, shoppers
 from nextoffer.streams.worker.topics import (baskets_topic, catalog_topic, dead_letter_topic, models_topic,
                                              offers_topic, shopper_inputs)
 from nextoffer.streams.worker.faust_internals import FaustPartitions, consumer_lag
@@ -53,7 +54,8 @@ pipeline = ShopperPipeline(
             baskets=_sender(baskets_topic)),
     settings.limits(),
     prefix=settings.topic_prefix, redis_key=settings.redis_key, save=shoppers.save,
-    delivery_timeout=settings.delivery_timeout)
+    delivery_timeout=settings.delivery_timeout,
+    dead_lettered=DeadLettered(dead_lettered, save=dead_lettered.save))
 
 
 worker_id = f"{socket.gethostname()}-{os.getpid()}"

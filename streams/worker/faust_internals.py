@@ -67,15 +67,15 @@ class ShopperTable(faust.Table):
     def _to_value(self, v):
         return compact_state(v)
 
-    async def save(self, partition: int, user_id: str, state: bytes) -> None:
-        """``table[user_id] = state`` from outside the event's context: the value is kept and its
-        changelog record goes to ``partition`` (the input partition of the shopper's event) through
-        the app's producer, the same record ``__setitem__`` writes, without Faust's per-write
-        future and callbacks. The producer is flushed before every offset commit, so the record
-        is in Kafka before the events that made it are committed."""
-        self.data[user_id] = state
-        key = self.app.serializers.dumps_key(self.key_type, user_id, serializer=self.key_serializer)
-        await self.app.producer.send(self._changelog_name, key, state, partition, None, None)
+    async def save(self, partition: int, key, value: bytes) -> None:
+        """``table[key] = value`` from outside the event's context: the value is kept and its
+        changelog record goes to ``partition`` (the input partition of the event that made it)
+        through the app's producer, the same record ``__setitem__`` writes, without Faust's
+        per-write future and callbacks. The producer is flushed before every offset commit, so
+        the record is in Kafka before the events that made it are committed."""
+        self.data[key] = value
+        raw_key = self.app.serializers.dumps_key(self.key_type, key, serializer=self.key_serializer)
+        await self.app.producer.send(self._changelog_name, raw_key, value, partition, None, None)
 
     @functools.cached_property
     def _changelog_name(self) -> str:

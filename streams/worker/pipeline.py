@@ -1,8 +1,8 @@
 """What the agents do with one message, with every dependency passed in (so tests can too).
 
 Events are applied a batch at a time. Order of effects for a batch: baskets topic -> Redis
-(one round trip) -> offers topic -> dead-letter topic -> Kafka acknowledges them -> shopper
-states written to the table (its changelog). Redis is written before the offer is published,
+(one round trip) -> offers topic -> dead-letter topic -> Kafka acknowledges them -> the dead-lettered
+offsets and the shopper states written to their tables (changelogs). Redis is written before the offer is published,
 so a storefront that sees an offer on the topic can always read it from the lookup; a state
 is saved only after everything the event produced is safe in Kafka. A record Kafka refuses is
 sent again with a growing pause; if it is still refused after ``delivery_timeout`` seconds the
@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
@@ -28,11 +28,9 @@ from nextoffer.streams.io.codecs import (InvalidMessage, Limits, dead_letter, de
                             decode_state, encode_basket, encode_offer, encode_state)
 from nextoffer.streams.io.figures import reason_label
 from nextoffer.streams.io.store import OfferStore, OfferWrite, event_ts
+from nextoffer.streams.worker.rejections import DeadLettered
 
 log = logging.getLogger("nextoffer")
-
-#: Dead-lettered records remembered, to send each once when the consumer reads it again.
-REMEMBERED_REJECTIONS = 100_000
 
 Send = Callable[[Optional[bytes], bytes], Awaitable[Any]]
 #: ``save(partition, user_id, state)``: writes a shopper's state to the table and its changelog.
@@ -61,6 +59,7 @@ class _Batch:
     offers: list = field(default_factory=list)          # (offer, payload, context)
     baskets: list = field(default_factory=list)         # (key, record)
     dead_letters: list = field(default_factory=list)    # (key, record)
+    rejected: list = field(default_factory=list)        # (topic, partition, offset) of the dead letters
 
 
 class OfferWriter:
@@ -120,7 +119,8 @@ class ShopperPipeline:
                  redis_key: Callable[[str], str] = lambda user: f"nbo:{user}",
                  clock: Callable[[], float] = time.time, save: Optional[SaveState] = None,
                  delivery_timeout: float = 300.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 dead_lettered: Optional[DeadLettered] = None) -> None:
         self.engine = engine
         self.delivery_timeout = delivery_timeout
         self.sleep = sleep
@@ -141,7 +141,7 @@ class ShopperPipeline:
         self.record: tuple = ()
         self._batch = _Batch()
         self._publishing = _Batch()
-        self._rejected: OrderedDict[tuple, None] = OrderedDict()   # records dead-lettered lately
+        self.dead_lettered = dead_lettered or DeadLettered({})
 
     def apply(self, topic: str, partition: int, offset: int, key: Optional[bytes],
               value: Optional[bytes], context: Any = None) -> None:
@@ -192,6 +192,9 @@ class ShopperPipeline:
             records += [(self.outputs.offers, offer.user_id.encode(), payload) for offer, payload, _ in batch.offers]
         records += [(self.outputs.dead_letters, key, record) for key, record in batch.dead_letters]
         await self._deliver(records)
+        if batch.rejected:
+            self.stage = "saving the dead-lettered offsets"
+            await self.dead_lettered.keep(batch.rejected)
         for offer, _, _ in batch.offers:
             self.stats[f"offers.{offer.kind.value}.{offer.placement.value}"] += 1
             if offer.kind is Kind.UPSELL:
@@ -278,18 +281,16 @@ class ShopperPipeline:
         """Queue an unusable message for the dead-letter topic with the batch (once per record)."""
         if self._first_rejection(topic, partition, offset):
             self._batch.dead_letters.append((key, self._dead_letter(topic, partition, offset, value, reason)))
+            self._batch.rejected.append((topic, partition, offset))
 
     def _first_rejection(self, topic: str, partition: int, offset: int) -> bool:
-        """False for a record already dead-lettered: one the offset guard or a rebalance made the
-        consumer read again (a shopper event is skipped by its event_id; a bad message has none)."""
-        record = (topic, partition, offset)
-        if record in self._rejected:
-            self.stats["dead_letter.repeat"] += 1
-            return False
-        self._rejected[record] = None
-        if len(self._rejected) > REMEMBERED_REJECTIONS:
-            self._rejected.popitem(last=False)
-        return True
+        """False for a record already dead-lettered: one the offset guard, a rebalance or a
+        restart made the consumer read again (a shopper event is skipped by its event_id; a bad
+        message has none). :mod:`~nextoffer.streams.worker.rejections` remembers them."""
+        if self.dead_lettered.first(topic, partition, offset):
+            return True
+        self.stats["dead_letter.repeat"] += 1
+        return False
 
     def _dead_letter(self, topic: str, partition: int, offset: int, value: Optional[bytes], reason: str) -> bytes:
         self.stats["dead_letter"] += 1

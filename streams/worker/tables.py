@@ -14,3 +14,9 @@ from nextoffer.streams.worker.faust_internals import ShopperTable
 shoppers = app.tables.add(ShopperTable(
     app, name="shoppers", default=None, partitions=settings.partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="raw")))
+
+#: Per input partition, the offsets of its dead-lettered records
+#: (:mod:`nextoffer.streams.worker.rejections`), recovered with the partition like the shoppers.
+dead_lettered = app.tables.add(ShopperTable(
+    app, name="dead-lettered", default=None, partitions=settings.partitions,
+    schema=faust.Schema(key_serializer="json", value_serializer="raw")))

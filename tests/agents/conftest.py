@@ -7,6 +7,7 @@ import pytest
 from nextoffer.models.engine import OfferEngine
 from nextoffer.streams.worker import agents
 from nextoffer.streams.worker.pipeline import OfferWriter, Outputs
+from nextoffer.streams.worker.rejections import DeadLettered
 from nextoffer.streams.io.store import MemoryOfferStore
 
 
@@ -42,6 +43,7 @@ def harness(monkeypatch):
     monkeypatch.setattr(agents.pipeline, "engine", OfferEngine(agents.settings.rules))
     monkeypatch.setattr(agents.pipeline, "writer", OfferWriter(h.store))
     monkeypatch.setattr(agents.pipeline, "outputs", h.outputs())
+    monkeypatch.setattr(agents.pipeline, "dead_lettered", DeadLettered({}))   # its table's changelog stays out
 
     async def save(partition, user_id, state):
         # the table's value as ShopperTable.save keeps it; its changelog record stays in the process

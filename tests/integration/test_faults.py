@@ -14,7 +14,7 @@ import redis
 
 from nextoffer.streams.io.admin import ensure_topics, input_lag
 from nextoffer.streams.io.settings import Settings
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import BOOTSTRAP, ROOT
 from tests.integration.steady import (CATALOG, T0, SteadyProducer, compare_states, expected_states,
                                       first_difference, group_lag, shopper_log, stored_states,
                                       wait_until)
@@ -301,3 +301,55 @@ def test_the_learned_acceptance_model_survives_a_kill_9(deployment):
     assert int(updates) == before.updates >= len(users)
     assert abs(float(probe) - before.probe()) < 1e-6, "the restored model predicts what it did before"
     assert abs(before.probe() - AcceptanceModel().probe()) > 1e-3, "the model had learned something"
+
+
+def test_partitions_read_again_by_a_fresh_worker_repeat_no_output_and_leave_the_lookup_as_it_was(deployment):
+    """The group's offsets go back to the start of every input partition, as after a rebalance
+    onto a worker that never saw them: the new worker reads every record again. Shopper events
+    are skipped by event_id, bad records by the dead-lettered offsets it recovered with the
+    partitions; the lookup, the offers and the dead letters stay as they were."""
+    from kafka.admin import KafkaAdminClient
+    from kafka import TopicPartition
+    from kafka.errors import NoError
+    from nextoffer.streams.io.topics import SHOPPER_INPUTS
+    d = seeded(deployment())
+    users = [f"shopper-{u:05d}" for u in range(40)]
+    for n, user in enumerate(users):
+        d.send("clickstream", {"event_id": f"{user}-v1", "type": "view", "user_id": user, "product_id": "phone-1",
+                               "price": 700.0, "ts": T0 + n}, key=user)
+        d.send("clickstream", b"{not json", key=user)                    # a bad record on its partition
+        d.send("cart", {"event_id": f"{user}-a", "type": "add", "user_id": user, "product_id": "phone-1",
+                        "price": 700.0, "ts": T0 + 100 + n}, key=user)
+    d.flush()
+    first = d.start_worker().wait_ready()
+    wait_until(lambda: group_lag(d) == 0, 90, "the first worker to commit every input event")
+    offers = d.read("offers", until=lambda got: len(got) >= 2 * len(users), timeout=30)
+    letters = d.read("dead-letter", until=lambda got: len(got) >= len(users), timeout=30)
+    lookup = {u: d.redis.hgetall(f"{d.prefix}nbo:{u}") for u in users}
+    first.stop()
+
+    settings = Settings.from_env(d.env)
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    try:
+        errors = admin.reset_group_offsets(settings.topic(settings.app_id), {
+            TopicPartition(settings.topic(t), p): 0 for t in SHOPPER_INPUTS for p in range(settings.partitions)})
+    finally:
+        admin.close()
+    assert all(e["error"] is NoError for e in errors.values()), errors
+    assert group_lag(d) == 3 * len(users), "every input record is to be read again"
+
+    second = d.start_worker().wait_ready()
+    wait_until(lambda: group_lag(d) == 0, 90, "the second worker to commit every record it read again")
+    progress = second.progress(final=True)
+    offers_after = d.read("offers", until=lambda got: len(got) > len(offers), timeout=5)
+    letters_after = d.read("dead-letter", until=lambda got: len(got) > len(letters), timeout=5)
+    changed = [u for u in users if d.redis.hgetall(f"{d.prefix}nbo:{u}") != lookup[u]]
+    report = {"records_read_again": 3 * len(users), "duplicates_skipped": progress.get("duplicates"),
+              "offers": [len(offers), len(offers_after)], "dead_letters": [len(letters), len(letters_after)],
+              "lookups_changed": len(changed)}
+    print(f"\n[fault] partitions read again by a fresh worker: {orjson.dumps(report).decode()}")
+    assert len(letters) == len(users), "one dead letter per bad record"
+    assert len(letters_after) == len(letters), "no bad record is dead-lettered twice"
+    assert len(offers_after) == len(offers), "no event read again publishes an offer again"
+    assert progress.get("duplicates") == 2 * len(users), "every shopper event read again is skipped"
+    assert not changed, f"the lookup changed for {changed[:5]}"

@@ -13,6 +13,7 @@ from nextoffer.models.rules import OfferRules
 from nextoffer.streams.io.codecs import Limits, decode_state
 from nextoffer.streams.worker.pipeline import DeliveryFailed, OfferWriter, Outputs, ShopperPipeline
 from nextoffer.streams.io.store import MemoryOfferStore
+from nextoffer.streams.worker.rejections import DeadLettered
 
 T0 = 1_700_000_000.0
 
@@ -151,3 +152,47 @@ def test_a_bad_record_read_again_is_dead_lettered_once():
     pipeline.apply("clickstream", 2, 42, b"u1", b"{broken")      # another record: its own letter
     asyncio.run(pipeline.flush())
     assert [kind for kind, _ in log] == ["dead_letters", "dead_letters"]
+
+
+def test_the_dead_lettered_offsets_are_saved_with_their_partition_after_the_letters_are_confirmed():
+    pipeline, log = make()
+    saved: dict = {}
+
+    async def save(partition, key, value):
+        log.append(("marks", partition))
+        saved[key] = value
+    pipeline.dead_lettered = DeadLettered(saved, save)
+    pipeline.apply("clickstream", 2, 41, b"u1", b"{broken")
+    pipeline.apply("clickstream", 2, 42, b"u2", view("u2", 0))
+    asyncio.run(pipeline.flush())
+    assert [kind for kind, _ in log] == ["redis", "offers", "dead_letters", "marks"]
+    assert orjson.loads(saved[2]) == {"clickstream": [[41, 41]]}
+    # the worker that takes partition 2 over (or this one, restarted) recovers the table
+    again, log_again = make()
+    again.dead_lettered = DeadLettered(dict(saved), save)
+    again.apply("clickstream", 2, 41, b"u1", b"{broken")
+    again.apply("clickstream", 2, 43, b"u1", b"{broken")
+    asyncio.run(again.flush())
+    assert [dl["offset"] for kind, dl in log_again if kind == "dead_letters"] == [43], \
+        "the record dead-lettered before is not dead-lettered again"
+    assert again.stats["dead_letter.repeat"] == 1
+
+
+def test_a_dead_letter_kafka_did_not_confirm_leaves_no_mark():
+    pipeline, _ = make()
+    saved: dict = {}
+    now = [0.0]
+
+    async def sleep(seconds):
+        now[0] += seconds
+
+    async def broken(key, value):
+        raise RuntimeError("broker refuses")
+    pipeline.dead_lettered = DeadLettered(saved)
+    pipeline.outputs = Outputs(pipeline.outputs.offers, broken, pipeline.outputs.baskets)
+    pipeline.sleep, pipeline.monotonic, pipeline.delivery_timeout = sleep, lambda: now[0], 5.0
+    pipeline.apply("clickstream", 1, 7, b"u1", b"{broken")
+    with pytest.raises(DeliveryFailed):
+        asyncio.run(pipeline.flush())
+    assert saved == {}, "the record is dead-lettered again when its event comes round"
+    assert DeadLettered(saved).first("clickstream", 1, 7)
