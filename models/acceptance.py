@@ -142,6 +142,32 @@ class AcceptanceModel:
         self._model = fresh
         self.updates, self.positives = snapshot.get("updates", 0), snapshot.get("positives", 0)
 
+    def merge(self, snapshot: dict) -> None:
+        """Take in what another worker's model learned (its :meth:`snapshot`): each weight becomes
+        the average of the two, weighted by the outcomes each model learned from, as federated
+        averaging does. A worker does this when it takes over partitions, whose shoppers'
+        outcomes the other worker learned from.
+
+        >>> fan, other = AcceptanceModel(), AcceptanceModel()
+        >>> for _ in range(300):
+        ...     other.learn(PROBE, True)
+        >>> fan.learn(PROBE, False)
+        >>> fan.merge(other.snapshot())
+        >>> fan.predict(PROBE) > 0.8, fan.updates
+        (True, 300)
+        """
+        theirs, mine = snapshot.get("updates", 0), self.updates
+        if theirs <= 0:
+            return
+        share = theirs / (theirs + mine)
+        weights = self._model._weights
+        for feature in set(weights) | set(snapshot["weights"]):
+            weights[feature] = (1 - share) * weights.get(feature, 0.0) + share * snapshot["weights"].get(feature, 0.0)
+        self._model.intercept = (1 - share) * self._model.intercept + share * snapshot["intercept"]
+        # The two may share history (a worker starts from the latest checkpoint): count the larger.
+        self.updates = max(mine, theirs)
+        self.positives = max(self.positives, snapshot.get("positives", 0))
+
     def probe(self) -> float:
         """P(accept) of a fixed item for a shopper with no profile: a fingerprint of the model
         that logs and tests compare across a restart."""

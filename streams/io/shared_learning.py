@@ -34,6 +34,9 @@ ACCEPTANCE_KEY = b"acceptance"
 #: order but before saving the shopper's state publishes it again when the event is redelivered).
 RECENT_ORDERS = 200_000
 
+#: Other workers whose latest acceptance checkpoint is remembered.
+MAX_PEERS = 64
+
 
 class SharedLearning:
     """Feeds one worker's engine from the catalog and baskets topics.
@@ -42,15 +45,19 @@ class SharedLearning:
     the offsets it had reached, so nothing is learned twice or skipped.
     """
 
-    def __init__(self, settings: Settings, engine: OfferEngine) -> None:
+    def __init__(self, settings: Settings, engine: OfferEngine, worker: str = "") -> None:
         self.settings = settings
         self.engine = engine
+        self.worker = worker                # this worker's id, as its checkpoints carry it
         self.ready = asyncio.Event()
         self.applied = {"catalog": 0, "baskets": 0, "skipped": 0, "replayed": 0, "reconnects": 0,
                         "models": 0}
         self.limits = settings.limits()
         self.positions: dict[TopicPartition, int] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
+        # The latest checkpoint of each other worker, and the partitions this worker owns.
+        self.peers: OrderedDict[str, dict] = OrderedDict()
+        self.owned: set = set()
 
     async def run(self) -> None:
         pause = 1.0
@@ -123,15 +130,44 @@ class SharedLearning:
             self.applied["skipped"] += 1
 
     def resume(self, key: Optional[bytes], value: Optional[bytes]) -> None:
-        """A checkpoint of the acceptance model: a starting worker resumes from the latest one (a
-        running worker keeps its own model and writes its own checkpoints)."""
-        if self.ready.is_set() or key != ACCEPTANCE_KEY or not value:
+        """A checkpoint of the acceptance model. A starting worker resumes from the latest one;
+        a running worker keeps its own model and remembers each other worker's latest checkpoint,
+        to take it in when that worker's partitions come to it (:meth:`on_assigned`)."""
+        if key != ACCEPTANCE_KEY or not value:
             return
         try:
-            self.engine.acceptance.restore(orjson.loads(value))
-            self.applied["models"] += 1
+            snapshot = orjson.loads(value)
+            if not self.ready.is_set():
+                self.engine.acceptance.restore(snapshot)
+                self.applied["models"] += 1
+            elif snapshot.get("worker") != self.worker:
+                self.peers.pop(snapshot.get("worker", ""), None)
+                self.peers[snapshot.get("worker", "")] = snapshot
+                if len(self.peers) > MAX_PEERS:
+                    self.peers.popitem(last=False)
         except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
             log.warning("could not restore the acceptance model from its checkpoint: %s", exc)
+
+    def on_assigned(self, partitions: set) -> int:
+        """The consumer group gave this worker ``partitions``. If some are new to it, the outcomes
+        of their shoppers were learned by other workers: their latest checkpoints are merged into
+        this worker's model (:meth:`~nextoffer.models.acceptance.AcceptanceModel.merge`). Returns
+        how many were merged."""
+        gained, self.owned = set(partitions) - self.owned, set(partitions)
+        if not gained or not self.ready.is_set() or not self.peers:
+            return 0
+        merged = 0
+        for worker, snapshot in list(self.peers.items()):
+            try:
+                self.engine.acceptance.merge(snapshot)
+                merged += 1
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("could not merge the acceptance model of %s: %s", worker, exc)
+        self.peers.clear()        # taken in; a later checkpoint of theirs is newer learning
+        log.info("took over %d partitions: merged %d other workers' acceptance models (%d updates, "
+                 "P(accept) of the probe %.6f)", len(gained), merged, self.engine.acceptance.updates,
+                 self.engine.acceptance.probe())
+        return merged
 
     def _seen(self, order_id: str) -> bool:
         if not order_id:

@@ -32,8 +32,9 @@ from nextoffer.streams.worker.watchdog import EXIT_RESTART, OffsetGuard
 
 log = logging.getLogger("nextoffer")
 
+worker_id = f"{socket.gethostname()}-{os.getpid()}"
 engine = OfferEngine(settings.rules, settings.learners)
-shared = SharedLearning(settings, engine)
+shared = SharedLearning(settings, engine, worker=worker_id)
 writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
 
 
@@ -57,8 +58,6 @@ pipeline = ShopperPipeline(
     delivery_timeout=settings.delivery_timeout,
     dead_lettered=DeadLettered(dead_lettered, save=dead_lettered.save))
 
-
-worker_id = f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _lag() -> dict:
@@ -214,7 +213,7 @@ async def checkpoint_models() -> None:
         await asyncio.sleep(settings.model_checkpoint_interval)
         if engine.acceptance.updates != written:
             written = engine.acceptance.updates
-            snapshot = orjson.dumps(engine.acceptance.snapshot())
+            snapshot = orjson.dumps({**engine.acceptance.snapshot(), "worker": worker_id})
             try:
                 await (await send_checkpoint(ACCEPTANCE_KEY, snapshot))
             except Exception as exc:  # noqa: BLE001 - the next checkpoint tries again
@@ -239,6 +238,7 @@ async def reread_dropped_tails() -> None:
 @app.on_partitions_assigned.connect
 async def keep_offsets_of_kept_partitions(sender, assigned, **kwargs) -> None:
     await guard.on_assigned(assigned)
+    shared.on_assigned({tp for tp in assigned if tp.topic in guard.consumer.topics})
 
 
 @app.task

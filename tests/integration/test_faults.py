@@ -303,6 +303,56 @@ def test_the_learned_acceptance_model_survives_a_kill_9(deployment):
     assert abs(before.probe() - AcceptanceModel().probe()) > 1e-3, "the model had learned something"
 
 
+def test_a_worker_that_takes_over_partitions_takes_in_the_acceptance_model_learned_on_them(deployment):
+    """Two workers learn from their own shoppers' outcomes and checkpoint their models; when one
+    stops, the other, taking over its partitions, merges that worker's latest checkpoint."""
+    import re
+    from nextoffer.models.acceptance import AcceptanceModel
+    d = seeded(deployment())
+    fast = {**FAST_FAILOVER, "NEXTOFFER_MODEL_CHECKPOINT_INTERVAL": "1"}
+    leaving, staying = d.start_worker(**fast), d.start_worker(**fast)
+    leaving.wait_ready(), staying.wait_ready()
+    users = [f"shopper-{u:05d}" for u in range(120)]
+    for n, user in enumerate(users):
+        d.send("clickstream", {"event_id": f"{user}-v", "type": "view", "user_id": user, "product_id": "phone-1",
+                               "price": 700.0, "ts": T0 + n}, key=user)
+    d.flush()
+    offers = d.read("offers", until=lambda got: len(got) >= len(users), timeout=60)
+    for n, offer in enumerate(offers):
+        d.send("offer-feedback", {"event_id": f"{offer['user_id']}-f", "type": "accept" if n % 3 else "decline",
+                                  "user_id": offer["user_id"], "offer_id": offer["offer_id"],
+                                  "ts": T0 + 1000 + n}, key=offer["user_id"])
+    d.flush()
+
+    def latest() -> dict:
+        got = {}
+        for c in d.read("nextoffer-models", until=lambda _: False, timeout=3):
+            got[c["worker"]] = c
+        return got
+    wait_until(lambda: len(latest()) == 2 and sum(c["updates"] for c in latest().values()) == len(offers), 60,
+               "a checkpoint of each worker's model after every outcome")
+    checkpoints = latest()
+    pid = re.findall(r"\[(\d+)\] \[INFO\] shared learners ready", leaving.text())[-1]   # the worker process's
+    theirs = next(c for w, c in checkpoints.items() if w.endswith(f"-{pid}"))
+    mine = next(c for w, c in checkpoints.items() if not w.endswith(f"-{pid}"))
+    leaving.stop()
+    pattern = (r"took over (\d+) partitions: merged (\d+) other workers' acceptance models \((\d+) updates, "
+               r"P\(accept\) of the probe ([0-9.]+)\)")
+    wait_until(lambda: re.search(pattern, staying.text()), 60, "the staying worker to take the partitions over")
+    gained, merged, updates, probe = re.search(pattern, staying.text()).groups()
+    own, expected = AcceptanceModel(), AcceptanceModel()
+    own.restore(mine)
+    expected.restore(mine)
+    expected.merge(theirs)
+    report = {"outcomes": len(offers), "updates": [mine["updates"], theirs["updates"]], "partitions_taken": gained,
+              "merged_probe": probe, "own_probe": round(own.probe(), 6)}
+    print(f"\n[fault] acceptance model across a partition move: {orjson.dumps(report).decode()}")
+    assert int(merged) == 1 and int(gained) >= 1
+    assert mine["updates"] > 0 and theirs["updates"] > 0, "both workers learned from their shoppers"
+    assert int(updates) == max(mine["updates"], theirs["updates"])
+    assert abs(float(probe) - expected.probe()) < 1e-6, "the merge of the two checkpoints"
+
+
 def test_partitions_read_again_by_a_fresh_worker_repeat_no_output_and_leave_the_lookup_as_it_was(deployment):
     """The group's offsets go back to the start of every input partition, as after a rebalance
     onto a worker that never saw them: the new worker reads every record again. Shopper events
