@@ -72,7 +72,8 @@ guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INP
                                    stage=lambda: f"{pipeline.stage} {pipeline.record}",
                                    read_group=lambda: group_offsets(settings, settings.topic(settings.app_id))),
                     stall_after=settings.stall_timeout, restart_after=settings.stall_restart,
-                    on_stuck=lambda why: exit_for_restart(why), unconfirmed=lambda: batches.unconfirmed())
+                    on_stuck=lambda why: exit_for_restart(why), unconfirmed=lambda: batches.unconfirmed(),
+                    delivering=lambda: pipeline.refused)
 
 
 async def exit_for_restart(why: str) -> None:

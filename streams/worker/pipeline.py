@@ -141,6 +141,7 @@ class ShopperPipeline:
         self.record: tuple = ()
         self._batch = _Batch()
         self._publishing = _Batch()
+        self.refused: Optional[str] = None    # why Kafka refuses records being sent again, if it does
         self.dead_lettered = dead_lettered or DeadLettered({})
 
     def apply(self, topic: str, partition: int, offset: int, key: Optional[bytes],
@@ -217,7 +218,9 @@ class ShopperPipeline:
             if not failed:
                 if pause > 0.1:
                     log.warning("Kafka accepted the refused records; the worker goes on")
+                self.refused = None
                 return
+            self.refused = f"{len(failed)} records refused: {error}"
             self.stats["delivery.refused"] += len(failed)
             if self.monotonic() >= deadline:
                 self.stage = "stopping: records refused"

@@ -68,8 +68,12 @@ class OffsetGuard:
                  clock: Callable[[], float] = time.monotonic, attempts: int = 3,
                  restart_after: float = 0.0, on_stuck: Optional[Callable[[str], Awaitable[None]]] = None,
                  answer_within: Optional[float] = None,
-                 unconfirmed: Callable[[], dict] = dict) -> None:
+                 unconfirmed: Callable[[], dict] = dict,
+                 delivering: Callable[[], Optional[str]] = lambda: None) -> None:
         self.consumer = consumer
+        # Why the outputs are waiting for Kafka (refused records sent again), else None: the
+        # agent is held back on purpose then, which is neither a stall nor a reason to re-read.
+        self.delivering = delivering
         # Per partition, the first offset whose outputs Kafka has not confirmed: the guard's
         # commits never go past it (those events are not safe yet).
         self.unconfirmed = unconfirmed
@@ -160,6 +164,14 @@ class OffsetGuard:
         holes not filled yet or records past the next expected offset; returns how many."""
         now = self.clock()
         if now - self.last_handled < self.stall_after:
+            return 0
+        waiting = self.delivering()
+        if waiting:
+            if now - self._warned > 4 * self.stall_after:
+                self._warned = now
+                log.warning("the agent waits for Kafka to accept its outputs (%s); no re-read meanwhile",
+                            waiting)
+            self.last_handled, self.lagging_since = now, None
             return 0
         quiet = now - self.last_record
         busy = getattr(self.consumer, "busy", lambda: False)()

@@ -233,7 +233,9 @@ def test_offers_kafka_refuses_for_a_while_are_sent_again_and_nothing_is_lost(dep
                                     "product_id": "phone-1", "price": 700.0, "ts": T0 + u}))
         log.append(("cart", {"event_id": f"{user}-p", "type": "purchase", "user_id": user,
                              "product_id": "phone-1", "price": 700.0, "ts": T0 + u + 0.5}))
-    worker = d.start_worker().wait_ready()
+    # The refusal outlasts the stall timeout and the stuck restart: the worker must know that
+    # an agent held back by refused outputs is neither idle nor stuck.
+    worker = d.start_worker(NEXTOFFER_STALL_TIMEOUT="2", NEXTOFFER_STALL_RESTART="6").wait_ready()
     producer = SteadyProducer(d, log, 80.0)
     producer.start()
     producer.wait_sent(len(log) // 4)
@@ -250,16 +252,19 @@ def test_offers_kafka_refuses_for_a_while_are_sent_again_and_nothing_is_lost(dep
     purchases = {e["event_id"] for _, e in log if e["type"] == "purchase"}
     orders = d.read("nextoffer-baskets", until=lambda got: purchases <= {o["event_id"] for o in got}, timeout=30)
     text = worker.text()
-    check_exactly_once(d, log, "offers refused by the broker", workers=d.workers,
-                                events_sent_while_refused=refused_until - refused_from,
-                                views_without_offer=len(missing),
-                                orders_on_topic=len({o["event_id"] for o in orders} & purchases),
-                                refusals_logged=text.count("Kafka refused"))
+    report = check_exactly_once(d, log, "offers refused by the broker", workers=d.workers,
+                                         events_sent_while_refused=refused_until - refused_from,
+                                         views_without_offer=len(missing),
+                                         orders_on_topic=len({o["event_id"] for o in orders} & purchases),
+                                         refusals_logged=text.count("Kafka refused"))
     assert refused_until - refused_from > 100
     assert not missing, f"{len(missing)} views never had their offer on the topic: {sorted(missing)[:5]}"
     assert {o["event_id"] for o in orders} >= purchases, "every order is on the baskets topic"
     assert "Kafka refused" in text and "MessageSizeTooLarge" in text and "sending them again" in text
-    assert worker.proc.poll() is None, "a refusal shorter than NEXTOFFER_DELIVERY_TIMEOUT needs no restart"
+    assert "worker stuck" not in text and worker.proc.poll() is None, \
+        "a refusal shorter than NEXTOFFER_DELIVERY_TIMEOUT needs no restart"
+    assert "waits for Kafka to accept its outputs" in text and report["rereads"] == 0, \
+        "an agent held back by refused outputs is not read again"
 
 
 def test_the_learned_acceptance_model_survives_a_kill_9(deployment):

@@ -230,3 +230,18 @@ def test_no_commit_goes_past_an_event_whose_outputs_kafka_has_not_confirmed():
     now[0] = 20.0
     asyncio.run(guard.check_idle())
     assert consumer.commits[-1] == {"cart-1": 10}
+
+
+def test_an_agent_held_back_while_kafka_refuses_its_outputs_is_neither_re_read_nor_stuck():
+    stuck, now, refused = Stuck(), [0.0], ["12 records refused: MessageSizeTooLargeError"]
+    consumer = Consumer({"cart-0": 50})
+    guard = OffsetGuard(consumer, stall_after=5.0, clock=lambda: now[0], restart_after=60.0, on_stuck=stuck,
+                        delivering=lambda: refused[0])
+    see_all(guard, "cart-0", [0, 1, 2])       # records 3 to 49 wait behind the refused batch
+    for t in range(10, 300, 10):
+        now[0] = float(t)
+        assert asyncio.run(guard.check_idle()) == 0
+    assert consumer.seeks == [] and stuck.reasons == []
+    refused[0] = None                          # Kafka takes them: the guard is back on watch
+    now[0] = 310.0
+    assert asyncio.run(guard.check_idle()) == 1 and consumer.seeks == [("cart-0", 3)]
