@@ -21,6 +21,7 @@ from nextoffer.models.proportion import PriceProportions
 from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
+from nextoffer.models.showcases import Showcases, ShowcaseSettings
 from nextoffer.models.upgrades import LearnedUpgrades, upgrade_votes
 
 
@@ -87,7 +88,7 @@ class OfferEngine:
     """
 
     def __init__(self, rules: OfferRules, learners: LearnerSettings = LearnerSettings(),
-                 catalog: Optional[Catalog] = None) -> None:
+                 catalog: Optional[Catalog] = None, showcases: ShowcaseSettings = ShowcaseSettings()) -> None:
         self.rules = rules
         self.catalog = catalog if catalog is not None else Catalog()
         self.bought = BoughtTogether(learners.half_life, learners.max_neighbours,
@@ -100,6 +101,8 @@ class OfferEngine:
         # categories bought together: the content fallback's related categories
         self.categories = BoughtTogether(learners.half_life, learners.max_neighbours,
                                          learners.max_basket, learners.lift_exponent)
+        #: The store's recommendation windows (best sellers, trending, similar, ...).
+        self.showcases = Showcases(self.catalog, self.bought, showcases)
         self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats, self.acceptance,
                                   random.Random(learners.seed), self.upgrades, self.categories,
                                   self.proportions)
@@ -187,6 +190,7 @@ class OfferEngine:
             self.catalog.observe(line.product_id, line.price)
         products = [line.product_id for line in basket.items]
         self.bought.observe_basket(products, basket.ts)
+        self.showcases.observe_order([(line.product_id, line.quantity) for line in basket.items], basket.ts)
         self.repeats.observe(products, basket.repeats)
         known = [self.catalog.get(pid) for pid in products]
         categories = [p.category for p in known if p is not None and p.category]

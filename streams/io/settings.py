@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 
 from nextoffer.models.engine import LearnerSettings
 from nextoffer.models.rules import OfferRules
+from nextoffer.models.showcases import ShowcaseSettings
 from nextoffer.streams.io.codecs import Limits
 
 
@@ -112,10 +113,17 @@ class Settings:
                                      "keeps Python's garbage-collector pauses short (streams/worker/heap.py); "
                                      "0: only once, when the catalog and learners are loaded.",
                                      default=600.0)
+    showcase_interval: float = _doc("Seconds between two rounds of showcase writes to Redis (the store's "
+                                    "windows, those of the products and shoppers of this worker's events "
+                                    "since the last round) and of view counts to the internal "
+                                    "nextoffer-activity topic; 0: no showcases.", default=5.0)
+    showcase_max_writes: int = _doc("Products and shoppers whose showcases one round writes at most "
+                                    "(the rest wait for their next event).", default=20_000)
     report_interval: float = _doc("Seconds between the worker's progress lines in its log.", default=10.0)
     log_level: str = _doc("Worker log level: crit, error, warn, info or debug.", default="info")
     rules: OfferRules = field(default_factory=OfferRules)
     learners: LearnerSettings = field(default_factory=LearnerSettings)
+    showcases: ShowcaseSettings = field(default_factory=ShowcaseSettings)
 
     def topic(self, name: str) -> str:
         """A topic's full name, with the deployment's prefix."""
@@ -128,6 +136,11 @@ class Settings:
 
     def redis_key(self, user_id: str) -> str:
         return f"{self.topic_prefix}nbo:{user_id}"
+
+    def showcase_key(self, scope: str, name: str = "") -> str:
+        """A showcase hash in Redis: ``store``, ``product`` (``name`` its id) or ``user`` (the
+        shopper's showcase profile)."""
+        return f"{self.topic_prefix}showcase:{scope}" + (f":{name}" if scope != "store" else "")
 
     def status_key(self, worker_id: str = "") -> str:
         """Where a worker keeps its status snapshot for the dashboard (``*`` for all of them)."""
@@ -142,13 +155,14 @@ class Settings:
             raise
         except ValueError as exc:   # a choice outside its list: the message names the variable
             raise SettingsError(str(exc)) from None
-        return cls(**_read(cls, env, exclude=("rules", "learners")), rules=rules,
-                   learners=LearnerSettings(**_read(LearnerSettings, env)))
+        return cls(**_read(cls, env, exclude=("rules", "learners", "showcases")), rules=rules,
+                   learners=LearnerSettings(**_read(LearnerSettings, env)),
+                   showcases=ShowcaseSettings(**_read(ShowcaseSettings, env)))
 
 
 def describe() -> Iterator[tuple[str, str, str]]:
     """(variable, default, meaning) of every setting, for the CLI and the docs."""
-    for klass in (Settings, OfferRules, LearnerSettings):
+    for klass in (Settings, OfferRules, LearnerSettings, ShowcaseSettings):
         for f in dataclasses.fields(klass):
             if "doc" in f.metadata:
                 yield env_name(f), str(_default(f)), f.metadata["doc"]

@@ -1,10 +1,12 @@
-"""The learners every worker shares: the catalog and "bought together" from all shoppers.
+"""The learners every worker shares: the catalog, "bought together" and showcases from all shoppers.
 
 Shopper events are split between workers by user, but complements must be learned
 from everyone's orders and every worker needs the whole catalog. So each worker
 also reads *all* partitions of the compacted ``catalog`` topic and of the internal
 ``nextoffer-baskets`` topic (like a Kafka Streams global table), from the start, with
-a consumer outside the consumer group. Shopper events wait until it has caught up.
+a consumer outside the consumer group; likewise ``nextoffer-activity`` (each worker's view
+counts, for the showcases) and ``nextoffer-models`` (checkpoints). Shopper events wait until it
+has caught up.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from nextoffer.models.engine import OfferEngine
 from nextoffer.streams.io.codecs import InvalidMessage, decode_basket, decode_product
 from nextoffer.streams.io.security import aiokafka_client
 from nextoffer.streams.io.settings import Settings
-from nextoffer.streams.io.topics import BASKETS, CATALOG, MODELS
+from nextoffer.streams.io.topics import ACTIVITY, BASKETS, CATALOG, MODELS
 
 log = logging.getLogger("nextoffer")
 
@@ -33,6 +35,9 @@ ACCEPTANCE_KEY = b"acceptance"
 #: Order ids remembered to learn a replayed order once (a worker that crashed after publishing an
 #: order but before saving the shopper's state publishes it again when the event is redelivered).
 RECENT_ORDERS = 200_000
+
+#: The topics every worker learns from, in full.
+LEARNED_FROM = (CATALOG, BASKETS, MODELS, ACTIVITY)
 
 #: Other workers whose latest acceptance checkpoint is remembered.
 MAX_PEERS = 64
@@ -51,7 +56,7 @@ class SharedLearning:
         self.worker = worker                # this worker's id, as its checkpoints carry it
         self.ready = asyncio.Event()
         self.applied = {"catalog": 0, "baskets": 0, "skipped": 0, "replayed": 0, "reconnects": 0,
-                        "models": 0}
+                        "models": 0, "activity": 0}
         self.limits = settings.limits()
         self.positions: dict[TopicPartition, int] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -80,8 +85,7 @@ class SharedLearning:
                                     client_id=f"{s.topic(s.app_id)}-shared", max_poll_records=5000)
         await consumer.start()
         try:
-            catalog, baskets, models = s.topic(CATALOG), s.topic(BASKETS), s.topic(MODELS)
-            parts = [TopicPartition(t, p) for t in (catalog, baskets, models) for p in range(s.partitions)]
+            parts = [TopicPartition(s.topic(t), p) for t in LEARNED_FROM for p in range(s.partitions)]
             consumer.assign(parts)
             for tp in parts:
                 if tp in self.positions:
@@ -96,10 +100,7 @@ class SharedLearning:
                 batches = await consumer.getmany(timeout_ms=200)
                 for tp, records in batches.items():
                     for record in records:
-                        if tp.topic == models:
-                            self.resume(record.key, record.value)
-                        else:
-                            self.apply(tp.topic == catalog, record.value)
+                        self.dispatch(tp.topic, record.key, record.value)
                         self.positions[tp] = record.offset + 1
                 if not self.ready.is_set() and await _caught_up(consumer, ends):
                     log.info("shared learners ready: %(catalog)d products, %(baskets)d orders",
@@ -111,6 +112,26 @@ class SharedLearning:
                     self.ready.set()
         finally:
             await consumer.stop()
+
+    def dispatch(self, topic: str, key: Optional[bytes], value: Optional[bytes]) -> None:
+        """One record of any of the topics in :data:`LEARNED_FROM` (full names)."""
+        s = self.settings
+        if topic == s.topic(MODELS):
+            self.resume(key, value)
+        elif topic == s.topic(ACTIVITY):
+            self.observe_activity(value)
+        else:
+            self.apply(topic == s.topic(CATALOG), value)
+
+    def observe_activity(self, value: Optional[bytes]) -> None:
+        """A worker's view counts over a few seconds: every worker's showcases count them."""
+        try:
+            record = orjson.loads(value)
+            views = {str(pid): int(n) for pid, n in record["views"].items()}
+            self.engine.showcases.observe_views(views, float(record["ts"]))
+            self.applied["activity"] += 1
+        except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
+            self.applied["skipped"] += 1
 
     def apply(self, is_catalog: bool, value: bytes) -> None:
         """Learn from one catalog or baskets record (an order replayed after a crash once)."""

@@ -60,6 +60,9 @@ class OfferStore(abc.ABC):
     async def put_status(self, key: str, value: bytes, ttl: int) -> None:
         """Keep a worker's status snapshot (expiring) for the dashboard."""
 
+    async def put_hashes(self, writes: Sequence[tuple[str, dict]], ttl: int) -> None:
+        """Replace fields of hashes (the showcases), each key expiring after ``ttl`` seconds."""
+
     async def close(self) -> None:
         """Release connections."""
 
@@ -137,6 +140,13 @@ class RedisOfferStore(OfferStore):
     async def put_status(self, key: str, value: bytes, ttl: int) -> None:
         await self.client.set(key, value, ex=ttl)
 
+    async def put_hashes(self, writes: Sequence[tuple[str, dict]], ttl: int) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, fields in writes:
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, ttl)
+        await pipe.execute()
+
     async def close(self) -> None:
         await self.client.aclose()
 
@@ -171,6 +181,11 @@ class MemoryOfferStore(OfferStore):
             if not is_older(write, offers.get(placement)):
                 offers[placement] = value
             self.expires[key] = self.clock() + self.ttl
+
+    async def put_hashes(self, writes: Sequence[tuple[str, dict]], ttl: int) -> None:
+        for key, fields in writes:
+            self.hashes.setdefault(key, {}).update(fields)
+            self.expires[key] = self.clock() + ttl
 
     async def get(self, key: str, placement: str) -> Optional[bytes]:
         if self.expires.get(key, float("inf")) <= self.clock():

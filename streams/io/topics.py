@@ -18,6 +18,9 @@ DEAD_LETTER = "dead-letter"
 BASKETS = "nextoffer-baskets"
 #: Internal, compacted: checkpoints of what is learned only from events (the acceptance model).
 MODELS = "nextoffer-models"
+#: Internal: each worker's view counts, every few seconds, so that every worker's showcases
+#: (most viewed, trending) count the views of all shoppers.
+ACTIVITY = "nextoffer-activity"
 
 SHOPPER_INPUTS = (CLICKSTREAM, CART, FEEDBACK)
 
@@ -40,4 +43,5 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
             TopicSpec(s.topic(DEAD_LETTER), {}),
             TopicSpec(s.topic(CATALOG), {"cleanup.policy": "compact"}),
             TopicSpec(s.topic(BASKETS), {"retention.ms": retention}),
-            TopicSpec(s.topic(MODELS), {"cleanup.policy": "compact"})]
+            TopicSpec(s.topic(MODELS), {"cleanup.policy": "compact"}),
+            TopicSpec(s.topic(ACTIVITY), {"retention.ms": retention})]

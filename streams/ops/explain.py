@@ -22,10 +22,9 @@ from nextoffer.models.policy import Explanation, Situation, in_control_group
 from nextoffer.models.profile import view
 from nextoffer.models.shopper import ShopperState
 from nextoffer.streams.io.codecs import decode_state, encode_state
-from nextoffer.streams.io.topics import BASKETS, CATALOG, MODELS
 from nextoffer.streams.io.security import kafka_python_client
 from nextoffer.streams.io.settings import Settings
-from nextoffer.streams.io.shared_learning import SharedLearning
+from nextoffer.streams.io.shared_learning import LEARNED_FROM, SharedLearning
 
 PLACEMENT_EVENTS = {"product_page": (CLICKSTREAM, "view"), "cart": (CART, "add"),
                     "checkout": (CART, "checkout"), "post_purchase": (CART, "purchase")}
@@ -61,13 +60,10 @@ def _read_to_end(settings: Settings, parts: list[TopicPartition], handle) -> int
 
 def load_engine(settings: Settings) -> OfferEngine:
     """An engine with the shared learners as every worker has them now."""
-    engine = OfferEngine(settings.rules, settings.learners)
+    engine = OfferEngine(settings.rules, settings.learners, showcases=settings.showcases)
     shared = SharedLearning(settings, engine)
-    catalog, models = settings.topic(CATALOG), settings.topic(MODELS)
-    parts = [TopicPartition(settings.topic(t), p) for t in (CATALOG, BASKETS, MODELS)
-             for p in range(settings.partitions)]
-    _read_to_end(settings, parts, lambda tp, r: shared.resume(r.key, r.value) if tp.topic == models
-                 else shared.apply(tp.topic == catalog, r.value))
+    parts = [TopicPartition(settings.topic(t), p) for t in LEARNED_FROM for p in range(settings.partitions)]
+    _read_to_end(settings, parts, lambda tp, r: shared.dispatch(tp.topic, r.key, r.value))
     return engine
 
 

@@ -3,7 +3,7 @@
 >>> from nextoffer.streams.io.settings import Settings
 >>> doc = document(Settings())
 >>> sorted(doc["paths"]), doc["components"]["schemas"]["offer"]["properties"]["kind"]["enum"]
-(['/feedback', '/healthz', '/offers/{user_id}'], ['upsell', 'cross_sell'])
+(['/feedback', '/healthz', '/offers/{user_id}', '/showcases/{kind}'], ['upsell', 'cross_sell'])
 """
 from __future__ import annotations
 
@@ -11,7 +11,24 @@ import json
 from functools import lru_cache
 from importlib import resources
 
+from nextoffer.models.showcases import KINDS
 from nextoffer.streams.io.settings import Settings
+
+#: One showcase window as ``GET /showcases/{kind}`` returns it.
+SHOWCASE = {
+    "type": "object", "required": ["kind", "source", "personalised", "items"],
+    "properties": {
+        "kind": {"type": "string", "enum": list(KINDS)},
+        "product": {"type": ["string", "null"]}, "user": {"type": ["string", "null"]},
+        "source": {"type": "string", "enum": ["product", "store", "none"],
+                   "description": "The product's window, the store's (a popularity window of a product "
+                                  "not seen yet), or none (similar or bought together of an unknown product)."},
+        "personalised": {"type": "boolean", "description": "Reordered and filtered for the user's profile"},
+        "items": {"type": "array", "items": {
+            "type": "object", "required": ["product_id", "score"],
+            "properties": {"product_id": {"type": "string"}, "score": {"type": "number"},
+                           "category": {"type": "string"}, "brand": {"type": "string"},
+                           "price": {"type": "number"}}}}}}
 
 
 @lru_cache(maxsize=1)
@@ -43,7 +60,7 @@ def document(settings: Settings) -> dict:
                                 "Redis lookup and the offers topic."},
         "servers": [{"url": f"http://{settings.http_host}:{settings.http_port}"}],
         "security": [{"bearer": []}],
-        "components": {"schemas": {**schemas, "feedback_request": feedback_in},
+        "components": {"schemas": {**schemas, "feedback_request": feedback_in, "showcase": SHOWCASE},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                                       "description": "NEXTOFFER_HTTP_TOKEN"}}},
         "paths": {
@@ -74,6 +91,25 @@ def document(settings: Settings) -> dict:
                     "400": _error("Not a valid offer-feedback event (the reason says which field)"),
                     "401": _error("Missing or wrong token"),
                     "503": _error("Kafka unreachable; retry later")}}},
+            "/showcases/{kind}": {"get": {
+                "summary": "A recommendation window: best sellers, most viewed, trending, similar products, "
+                           "frequently bought together",
+                "description": "For a product's page (popularity windows keep to its category), else the "
+                               "store's; with user, personalised: the shopper's category and brand affinities "
+                               "reorder it and nothing in their cart, just bought or declined appears. The "
+                               "token is needed only with user.",
+                "security": [{}, {"bearer": []}],
+                "parameters": [
+                    {"name": "kind", "in": "path", "required": True, "schema": {"type": "string", "enum": list(KINDS)}},
+                    {"name": "product", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "user", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 100}}],
+                "responses": {
+                    "200": {"description": "The window, best first", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/showcase"}}}},
+                    "400": _error("Unknown kind, or a bad limit"),
+                    "401": _error("A user was named without the right token")}}},
             "/healthz": {"get": {
                 "summary": "Whether the service reaches Redis, and how many workers report",
                 "security": [],

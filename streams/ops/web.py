@@ -4,6 +4,8 @@ For storefronts that cannot reach Redis or Kafka, and for people watching the pi
 
 * ``GET /offers/{user_id}`` (and ``?placement=``): the contract's offer JSON from the lookup;
 * ``POST /feedback``: one ``offer-feedback`` event, validated, into the feedback topic;
+* ``GET /showcases/{kind}?product=&user=``: a recommendation window (best sellers, most viewed,
+  trending, similar, frequently bought together), personalised for the user;
 * ``GET /`` the dashboard, fed by ``GET /api/summary`` (figures of every running worker);
 * ``GET /openapi.json``, ``GET /healthz``.
 
@@ -26,9 +28,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from nextoffer.models.offer import Placement
+from nextoffer.models.showcases import KINDS
 from nextoffer.streams.io.codecs import InvalidMessage, decode_event
 from nextoffer.streams.io.topics import FEEDBACK
 from nextoffer.streams.io.settings import Settings
+from nextoffer.streams.io.showcases import read_showcase
 from nextoffer.streams.ops.summary import History, merge_snapshots
 
 log = logging.getLogger("nextoffer")
@@ -142,6 +146,32 @@ async def post_feedback(request: web.Request) -> web.Response:
                              status=202)
 
 
+async def get_showcase(request: web.Request) -> web.Response:
+    """One showcase window from Redis (the worker writes them): the product's or the store's,
+    personalised with the user's showcase profile when a user is named (that needs the token)."""
+    service: Service = request.app["service"]
+    kind, product, user = request.match_info["kind"], request.query.get("product"), request.query.get("user")
+    if kind not in KINDS:
+        return _error(400, f"unknown showcase {kind!r}; one of {', '.join(KINDS)}")
+    try:
+        limit = int(request.query.get("limit", service.settings.showcases.showcase_size))
+        if not 1 <= limit <= 100:
+            raise ValueError
+    except ValueError:
+        return _error(400, "limit must be a whole number from 1 to 100")
+    if user is not None and not _authorized(request):
+        return _error(401, "a personalised showcase needs 'Authorization: Bearer <NEXTOFFER_HTTP_TOKEN>'")
+    s = service.settings
+    pipe = service.redis.pipeline(transaction=False)
+    pipe.hgetall(s.showcase_key("product", product or ""))      # one round trip, read or not
+    pipe.hgetall(s.showcase_key("store"))
+    pipe.hget(s.showcase_key("user", user or ""), "profile")
+    product_fields, store_fields, profile = await pipe.execute()
+    window = read_showcase(kind, product_fields if product else {}, store_fields,
+                           profile if user else None, s.showcases.showcase_affinity_weight, limit)
+    return web.json_response({**window, "product": product, "user": user})
+
+
 async def summary(request: web.Request) -> web.Response:
     service: Service = request.app["service"]
     return web.Response(body=orjson.dumps({**service.latest, "history": service.history.points()}),
@@ -178,6 +208,7 @@ def make_app(settings: Settings, token: str, sample_every: float = 2.0) -> web.A
     app.router.add_get("/api/summary", summary)
     app.router.add_get("/offers/{user_id}", get_offers)
     app.router.add_post("/feedback", post_feedback)
+    app.router.add_get("/showcases/{kind}", get_showcase)
 
     async def lifecycle(app: web.Application):
         sampler = asyncio.create_task(app["service"].sample())
@@ -195,7 +226,8 @@ def serve(settings: Settings, token: Optional[str] = None, print_=print) -> None
     token = token or secrets.token_urlsafe(24)
     base = f"http://{settings.http_host}:{settings.http_port}"
     print_(f"nextoffer serve: dashboard {base}/  lookup {base}/offers/{{user_id}}  "
-           f"feedback POST {base}/feedback  OpenAPI {base}/openapi.json")
+           f"showcases {base}/showcases/{{kind}}?product=&user=  feedback POST {base}/feedback  "
+           f"OpenAPI {base}/openapi.json")
     if made:
         print_(f"no NEXTOFFER_HTTP_TOKEN set; this run's token: {token}\n"
                f"open {base}/#token={token} to use the shopper lookup")

@@ -21,19 +21,20 @@ from nextoffer.streams.io.admin import group_offsets
 from nextoffer.streams.io.figures import Figures
 from nextoffer.streams.worker.metrics import WorkerMetrics
 from nextoffer.streams.io.shared_learning import ACCEPTANCE_KEY, SharedLearning
+from nextoffer.streams.io.showcases import ShowcaseWriter
 from nextoffer.streams.io.store import RedisOfferStore
 from nextoffer.streams.io.topics import SHOPPER_INPUTS
 from nextoffer.streams.worker.rejections import DeadLettered
 from nextoffer.streams.worker.tables import dead_lettered, shoppers
-from nextoffer.streams.worker.topics import (baskets_topic, catalog_topic, dead_letter_topic, models_topic,
-                                             offers_topic, shopper_inputs)
+from nextoffer.streams.worker.topics import (activity_topic, baskets_topic, catalog_topic, dead_letter_topic,
+                                             models_topic, offers_topic, shopper_inputs)
 from nextoffer.streams.worker.faust_internals import FaustPartitions, consumer_lag
 from nextoffer.streams.worker.watchdog import EXIT_RESTART, OffsetGuard
 
 log = logging.getLogger("nextoffer")
 
 worker_id = f"{socket.gethostname()}-{os.getpid()}"
-engine = OfferEngine(settings.rules, settings.learners)
+engine = OfferEngine(settings.rules, settings.learners, showcases=settings.showcases)
 shared = SharedLearning(settings, engine, worker=worker_id)
 writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
 
@@ -52,11 +53,15 @@ def _sender(topic):
 pipeline = ShopperPipeline(
     engine, shoppers, writer,
     Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
-            baskets=_sender(baskets_topic)),
+            baskets=_sender(baskets_topic),
+            activity=_sender(activity_topic) if settings.showcase_interval > 0 else None),
     settings.limits(),
     prefix=settings.topic_prefix, redis_key=settings.redis_key, save=shoppers.save,
     delivery_timeout=settings.delivery_timeout,
-    dead_lettered=DeadLettered(dead_lettered, save=dead_lettered.save))
+    dead_lettered=DeadLettered(dead_lettered, save=dead_lettered.save),
+    activity_every=settings.showcase_interval,
+    max_touched=settings.showcase_max_writes if settings.showcase_interval > 0 else 0)
+showcase_writer = ShowcaseWriter(settings, engine)
 
 
 
@@ -220,6 +225,24 @@ async def checkpoint_models() -> None:
             except Exception as exc:  # noqa: BLE001 - the next checkpoint tries again
                 written = -1
                 log.warning("could not checkpoint the acceptance model: %s: %s", type(exc).__name__, exc)
+
+
+@app.task
+async def write_showcases() -> None:
+    """Every ``showcase_interval`` seconds: the store's showcases, and those of the products and
+    shoppers of this worker's events since the last round, to Redis."""
+    await shared.ready.wait()
+    while settings.showcase_interval > 0:
+        await asyncio.sleep(settings.showcase_interval)
+        products, shoppers = pipeline.take_touched()
+        if pipeline.latest_ts is None:
+            continue
+        writes = showcase_writer.round(products, shoppers, pipeline.latest_ts)
+        try:
+            await writer.store.put_hashes(writes, settings.redis_ttl)
+            pipeline.stats["showcases.written"] += len(writes)
+        except Exception as exc:  # noqa: BLE001 - the next round writes them again
+            log.warning("could not write the showcases: %s: %s", type(exc).__name__, exc)
 
 
 @app.timer(1.0)

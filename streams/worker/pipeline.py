@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
+import orjson
+
 from redis.exceptions import RedisError
 
 from nextoffer.models.engine import OfferEngine
@@ -49,6 +51,7 @@ class Outputs:
     offers: Send
     dead_letters: Send
     baskets: Send
+    activity: Optional[Send] = None     # view counts for every worker's showcases
 
 
 @dataclass
@@ -120,7 +123,8 @@ class ShopperPipeline:
                  clock: Callable[[], float] = time.time, save: Optional[SaveState] = None,
                  delivery_timeout: float = 300.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  monotonic: Callable[[], float] = time.monotonic,
-                 dead_lettered: Optional[DeadLettered] = None) -> None:
+                 dead_lettered: Optional[DeadLettered] = None, activity_every: float = 5.0,
+                 max_touched: int = 20_000) -> None:
         self.engine = engine
         self.delivery_timeout = delivery_timeout
         self.sleep = sleep
@@ -142,6 +146,17 @@ class ShopperPipeline:
         self._batch = _Batch()
         self._publishing = _Batch()
         self.refused: Optional[str] = None    # why Kafka refuses records being sent again, if it does
+        # Showcases: views counted since the last activity record (sent with a batch at most every
+        # ``activity_every`` seconds), and the products and shoppers of the events since the last
+        # showcase round (:class:`~nextoffer.streams.io.showcases.ShowcaseWriter` takes them).
+        self.activity_every = activity_every
+        self.views: Counter = Counter()
+        self.views_ts: Optional[float] = None
+        self._activity_at = float("-inf")
+        self.max_touched = max_touched
+        self.touched_products: dict[str, None] = {}
+        self.touched_shoppers: dict[str, bytes] = {}
+        self.latest_ts: Optional[float] = None    # the newest event time applied: the showcases' "now"
         self.dead_lettered = dead_lettered or DeadLettered({})
 
     def apply(self, topic: str, partition: int, offset: int, key: Optional[bytes],
@@ -167,7 +182,9 @@ class ShopperPipeline:
         if not outcome.applied:
             self.stats["events.duplicate"] += 1
             return
-        self._batch.states[event.user_id] = (partition, encode_state(shopper))
+        state = encode_state(shopper)
+        self._batch.states[event.user_id] = (partition, state)
+        self._touch(event, state)
         if outcome.basket is not None:
             self._batch.baskets.append((key, encode_basket(outcome.basket)))
         if outcome.offer is None:
@@ -192,6 +209,7 @@ class ShopperPipeline:
                                      for o, payload, _ in batch.offers])
             records += [(self.outputs.offers, offer.user_id.encode(), payload) for offer, payload, _ in batch.offers]
         records += [(self.outputs.dead_letters, key, record) for key, record in batch.dead_letters]
+        records += self._activity()
         await self._deliver(records)
         if batch.rejected:
             self.stage = "saving the dead-lettered offsets"
@@ -253,6 +271,35 @@ class ShopperPipeline:
                     failed.append(record)
                     error = f"{type(exc).__name__}: {exc}"
         return failed, error
+
+    def _touch(self, event, state: bytes) -> None:
+        """Count a view for the showcases; remember the event's products and shopper."""
+        self.latest_ts = max(self.latest_ts or event.ts, event.ts)
+        if event.type == "view" and event.product_id and self.outputs.activity is not None:
+            self.views[event.product_id] += 1
+            self.views_ts = max(self.views_ts or event.ts, event.ts)
+        if len(self.touched_shoppers) < self.max_touched or event.user_id in self.touched_shoppers:
+            self.touched_shoppers[event.user_id] = state
+        if len(self.touched_products) < self.max_touched:
+            for pid in (event.product_id, *(line.product_id for line in event.items)):
+                if pid:
+                    self.touched_products[pid] = None
+
+    def take_touched(self) -> tuple[list[str], dict[str, bytes]]:
+        """The products and shoppers of the events since the last call (for the showcases)."""
+        products, shoppers = list(self.touched_products), self.touched_shoppers
+        self.touched_products, self.touched_shoppers = {}, {}
+        return products, shoppers
+
+    def _activity(self) -> list:
+        """The views counted since the last activity record, as one record for this batch, at most
+        every ``activity_every`` seconds: published with the batch, so they count once Kafka has
+        them (views of the last seconds before a crash may count twice or not at all)."""
+        if not self.views or self.monotonic() - self._activity_at < self.activity_every:
+            return []
+        record = orjson.dumps({"ts": self.views_ts, "views": dict(self.views)})
+        self.views, self.views_ts, self._activity_at = Counter(), None, self.monotonic()
+        return [(self.outputs.activity, None, record)]
 
     async def _set(self, partition: int, user_id: str, value: bytes) -> None:
         self.shoppers[user_id] = value

@@ -1,7 +1,8 @@
 """The worker's Faust topics, named as in :mod:`nextoffer.streams.io.topics`, with the prefix."""
 from __future__ import annotations
 
-from nextoffer.streams.io.topics import BASKETS, CATALOG, DEAD_LETTER, MODELS, OFFERS, SHOPPER_INPUTS
+from nextoffer.streams.io.topics import (ACTIVITY, BASKETS, CATALOG, DEAD_LETTER, MODELS, OFFERS,
+                                        SHOPPER_INPUTS)
 from nextoffer.streams.worker.app import app, settings
 
 
@@ -15,3 +16,4 @@ offers_topic = _topic(OFFERS)
 dead_letter_topic = _topic(DEAD_LETTER)
 baskets_topic = _topic(BASKETS, retention=float(settings.baskets_retention))
 models_topic = _topic(MODELS, compacting=True)
+activity_topic = _topic(ACTIVITY, retention=float(settings.baskets_retention))

@@ -1,0 +1,309 @@
+"""Showcases: the recommendation windows of a store's pages, for the store, a product or a shopper.
+
+The windows (domain.md's "recommendation windows"):
+
+- ``best_sellers``: the most bought products (decayed counts of the orders they were in);
+- ``most_viewed``: the most viewed products;
+- ``trending``: views with a short half-life, so what is rising now comes first;
+- ``similar``: the same category at a similar price (within ``similar_price_band`` of it), the
+  best sold and most viewed first;
+- ``frequently_bought_together``: the "bought together" complements of the product.
+
+For a product, the popularity windows keep to its category (the store's where the category has
+too few); for a shopper, :func:`personalise` moves what matches their category and brand
+affinities up and takes out what they have in their cart, just bought or declined.
+
+Counts live in numpy arrays indexed by product (one float per product and window), and decay
+the way :mod:`~nextoffer.models.bought_together` does: new observations are weighted up instead
+of old ones down, so an update costs O(1) and ranking needs no sweep.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional
+
+import numpy as np
+
+from nextoffer.models.bought_together import DAY, BoughtTogether
+from nextoffer.models.catalog import Catalog
+
+if TYPE_CHECKING:
+    from nextoffer.models.profile import ProfileView
+    from nextoffer.models.shopper import ShopperState
+
+#: The windows, in the order a storefront usually shows them.
+KINDS = ("best_sellers", "most_viewed", "trending", "similar", "frequently_bought_together")
+#: The windows that rank by popularity (and keep to a product's category).
+POPULARITY = ("best_sellers", "most_viewed", "trending")
+
+#: Half-lives from the origin after which the counts are rescaled (2 ** 400 is about 1e120).
+_RESCALE_EXPONENT = 400.0
+
+
+@dataclass(frozen=True, slots=True)
+class ShowcaseSettings:
+    """Settings of the showcases."""
+
+    showcase_size: int = field(default=10, metadata={"doc": "Products in each showcase window."})
+    showcase_sales_half_life: float = field(default=30 * DAY, metadata={
+        "doc": "Seconds after which a sale counts half in best sellers and similar products."})
+    showcase_views_half_life: float = field(default=7 * DAY, metadata={
+        "doc": "Seconds after which a view counts half in most viewed."})
+    showcase_trending_half_life: float = field(default=6 * 3600.0, metadata={
+        "doc": "Seconds after which a view counts half in trending: short, so rising products lead."})
+    showcase_similar_price_band: float = field(default=1.5, metadata={
+        "doc": "Similar products cost between the product's price divided and multiplied by this."})
+    showcase_min_category_products: int = field(default=3, metadata={
+        "doc": "Products with counts a category needs before a product's popularity windows keep to it "
+               "(else the store's lists)."})
+    showcase_affinity_weight: float = field(default=1.0, metadata={
+        "doc": "How far a shopper's category and brand affinities move products up a showcase "
+               "(score x (1 + weight x affinity)); 0 leaves the generic order."})
+    showcase_exclude_bought_for: float = field(default=30 * DAY, metadata={
+        "doc": "Seconds a bought product stays out of the shopper's showcases."})
+    showcase_exclude_declined_for: float = field(default=14 * DAY, metadata={
+        "doc": "Seconds a declined or dismissed product stays out of the shopper's showcases."})
+
+
+@dataclass(frozen=True, slots=True)
+class ShowcaseItem:
+    """One product of a showcase window, with what a storefront needs to lay it out."""
+
+    product_id: str
+    score: float
+    category: Optional[str] = None
+    brand: Optional[str] = None
+    price: Optional[float] = None
+
+    def to_dict(self) -> dict:
+        out = {"product_id": self.product_id, "score": self.score}
+        for name in ("category", "brand", "price"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ShowcaseItem":
+        return cls(data["product_id"], float(data.get("score", 0.0)), data.get("category"),
+                   data.get("brand"), data.get("price"))
+
+
+class Counts:
+    """Per-product counts, decayed with ``half_life`` (None: plain), in one numpy array.
+
+    >>> c = Counts(half_life=10.0)
+    >>> c.add("a", 1.0, ts=0.0); c.add("b", 1.0, ts=10.0); c.add("b", 1.0, ts=10.0)
+    >>> round(c.get("a", now=10.0), 3), round(c.get("b", now=10.0), 3)
+    (0.5, 2.0)
+    >>> [(pid, round(v, 2)) for pid, v in c.top(2, now=10.0)]
+    [('b', 2.0), ('a', 0.5)]
+    >>> c.top(1, among=["a", "zzz"], now=10.0)[0][0]
+    'a'
+    """
+
+    def __init__(self, half_life: Optional[float] = None) -> None:
+        self.half_life = half_life
+        self.index: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.values = np.zeros(1024)
+        self._t0: Optional[float] = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, pid: str, n: float, ts: float) -> None:
+        i = self.index.get(pid)
+        if i is None:
+            i = self.index[pid] = len(self.ids)
+            self.ids.append(pid)
+            if i >= len(self.values):
+                self.values = np.concatenate([self.values, np.zeros(len(self.values))])
+        weight = self._weight(ts)         # first: it may rescale the array
+        self.values[i] += n * weight
+
+    def get(self, pid: str, now: float) -> float:
+        i = self.index.get(pid)
+        return float(self.values[i]) / self._scale(now) if i is not None else 0.0
+
+    def top(self, k: int, now: float, among: Optional[Iterable[str]] = None,
+            exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+        """The ``k`` largest counts (of ``among`` only, if given), largest first, zeros left out."""
+        if among is None:
+            idx = np.arange(len(self.ids))
+        else:
+            idx = np.fromiter((i for i in map(self.index.get, among) if i is not None), dtype=np.int64)
+        skip = {self.index[p] for p in exclude if p in self.index}
+        if skip:
+            idx = idx[~np.isin(idx, list(skip))]
+        values = self.values[idx]
+        keep = values > 0
+        idx, values = idx[keep], values[keep]
+        if len(idx) > k:
+            part = np.argpartition(-values, k - 1)[:k]
+            idx, values = idx[part], values[part]
+        order = np.lexsort((idx, -values))          # ties: the product counted first
+        scale = self._scale(now)
+        return [(self.ids[i], float(v) / scale) for i, v in zip(idx[order], values[order])]
+
+    def _weight(self, ts: float) -> float:
+        if not self.half_life:
+            return 1.0
+        if self._t0 is None:
+            self._t0 = ts
+        exponent = (ts - self._t0) / self.half_life
+        if exponent > _RESCALE_EXPONENT:     # rescale everything to a new origin at ``ts``
+            self.values[: len(self.ids)] *= 2.0 ** -min(exponent, 2000.0)   # long decayed: 0
+            self._t0, exponent = ts, 0.0
+        return 2.0 ** exponent
+
+    def _scale(self, now: float) -> float:
+        if not self.half_life or self._t0 is None:
+            return 1.0
+        return 2.0 ** min((now - self._t0) / self.half_life, 1000.0)
+
+
+class Showcases:
+    """The windows of one store, learned from its orders and views.
+
+    >>> from nextoffer.models.events import Product
+    >>> catalog, bought = Catalog(), BoughtTogether()
+    >>> for pid, price in (("mug-a", 10.0), ("mug-b", 12.0), ("mug-c", 40.0), ("tea", 5.0)):
+    ...     catalog.upsert(Product(pid, price, category="tea.mugs" if pid != "tea" else "tea.leaves"))
+    >>> shows = Showcases(catalog, bought)
+    >>> for n, order in enumerate([["mug-a", "tea"]] * 3 + [["mug-b"]]):
+    ...     bought.observe_basket(order, ts=float(n))        # the engine feeds both
+    ...     shows.observe_order([(pid, 1) for pid in order], ts=float(n))
+    >>> shows.observe_views({"mug-c": 5, "mug-b": 2}, ts=4.0)
+    >>> [i.product_id for i in shows.window("best_sellers", now=5.0)]
+    ['mug-a', 'tea', 'mug-b']
+    >>> [i.product_id for i in shows.window("most_viewed", now=5.0)]
+    ['mug-c', 'mug-b']
+    >>> [i.product_id for i in shows.window("similar", "mug-a", now=5.0)]     # 40.0 is out of the band
+    ['mug-b']
+    >>> [i.product_id for i in shows.window("frequently_bought_together", "mug-a", now=5.0)]
+    ['tea']
+    """
+
+    def __init__(self, catalog: Catalog, bought: BoughtTogether,
+                 settings: ShowcaseSettings = ShowcaseSettings()) -> None:
+        self.catalog = catalog
+        self.bought = bought
+        self.settings = settings
+        self.sold = Counts(settings.showcase_sales_half_life)
+        self.viewed = Counts(settings.showcase_views_half_life)
+        self.trending = Counts(settings.showcase_trending_half_life)
+        self.updates = 0
+
+    # -- learning -------------------------------------------------------------
+    def observe_order(self, lines: Iterable[tuple[str, int]], ts: float) -> None:
+        """An order's (product, quantity) lines: each product counts once per order."""
+        for pid in dict.fromkeys(pid for pid, _ in lines):
+            self.sold.add(pid, 1.0, ts)
+        self.updates += 1
+
+    def observe_views(self, counts: Mapping[str, int], ts: float) -> None:
+        """Views per product over a short span ending at ``ts`` (each worker's share of them)."""
+        for pid, n in counts.items():
+            self.viewed.add(pid, float(n), ts)
+            self.trending.add(pid, float(n), ts)
+        self.updates += 1
+
+    # -- reading --------------------------------------------------------------
+    def window(self, kind: str, product_id: Optional[str] = None, now: float = 0.0,
+               limit: Optional[int] = None) -> list[ShowcaseItem]:
+        """The ``kind`` window for ``product_id``'s page (the store's without a product), best
+        first. ``similar`` and ``frequently_bought_together`` need a product."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown showcase {kind!r}; one of {', '.join(KINDS)}")
+        k = limit or self.settings.showcase_size
+        if kind == "similar":
+            return self._similar(product_id, now, k)
+        if kind == "frequently_bought_together":
+            return self._bought_with(product_id, now, k)
+        product = self.catalog.get(product_id) if product_id else None
+        exclude = [product_id] if product_id else []
+        if product is not None and product.category:
+            ranked = self.popular(kind, product.category, now, k, exclude)
+            if ranked:
+                return ranked
+        return self.popular(kind, None, now, k, exclude)
+
+    def popular(self, kind: str, category: Optional[str], now: float, limit: int,
+                exclude: Iterable[str] = ()) -> list[ShowcaseItem]:
+        """A popularity window of one category (the store's for None); empty when the category
+        has fewer than ``showcase_min_category_products`` products with counts."""
+        counts = {"best_sellers": self.sold, "most_viewed": self.viewed, "trending": self.trending}[kind]
+        if category is None:
+            return self._items(counts.top(limit, now, exclude=exclude))
+        among = [pid for _, pid in self.catalog.in_category(category)]
+        ranked = counts.top(limit, now, among=among, exclude=exclude)
+        return self._items(ranked) if len(ranked) >= min(limit, self.settings.showcase_min_category_products) else []
+
+    def _similar(self, product_id: Optional[str], now: float, k: int) -> list[ShowcaseItem]:
+        product = self.catalog.get(product_id) if product_id else None
+        if product is None or not product.category or not product.price:
+            return []
+        band = self.settings.showcase_similar_price_band
+        rows = []
+        for other in self.catalog.in_category_between(product.category, product.price / band, product.price * band):
+            if other.product_id == product.product_id or other.stock == 0:
+                continue
+            popularity = self.sold.get(other.product_id, now) + 0.1 * self.viewed.get(other.product_id, now)
+            closeness = 1.0 / (1.0 + abs(math.log(other.price / product.price)))
+            rows.append((round(popularity + 0.01 * closeness, 6), other.product_id))
+        rows.sort(key=lambda r: (-r[0], r[1]))
+        return self._items([(pid, score) for score, pid in rows[:k]])
+
+    def _bought_with(self, product_id: Optional[str], now: float, k: int) -> list[ShowcaseItem]:
+        if not product_id:
+            return []
+        found = self.bought.complements([(product_id, 1.0)], now, limit=2 * k)
+        in_stock = [c for c in found if (p := self.catalog.get(c.product_id)) is None or p.stock != 0]
+        return self._items([(c.product_id, c.score) for c in in_stock[:k]])
+
+    def _items(self, ranked: list[tuple[str, float]]) -> list[ShowcaseItem]:
+        out = []
+        for pid, score in ranked:
+            p = self.catalog.get(pid)
+            out.append(ShowcaseItem(pid, round(float(score), 6), p.category if p else None, p.brand if p else None,
+                                    p.price if p else None))
+        return out
+
+
+def excluded(shopper: "ShopperState", now: float, settings: ShowcaseSettings = ShowcaseSettings()) -> set[str]:
+    """What a shopper's showcases leave out: their cart, what they just bought, what they declined.
+
+    >>> from nextoffer.models.shopper import ShopperState
+    >>> s = ShopperState("u1", cart={"mug": [1, 9.0]}, purchases={"tea": [1, 100.0], "old": [1, 0.0]},
+    ...                  declined={"case": 90.0})
+    >>> sorted(excluded(s, now=100.0, settings=ShowcaseSettings(showcase_exclude_bought_for=50.0)))
+    ['case', 'mug', 'tea']
+    """
+    out = set(shopper.cart)
+    out.update(pid for pid, (_, at) in shopper.purchases.items() if now - at <= settings.showcase_exclude_bought_for)
+    out.update(pid for pid, at in shopper.declined.items() if now - at <= settings.showcase_exclude_declined_for)
+    return out
+
+
+def personalise(items: list[ShowcaseItem], profile: Optional["ProfileView"], exclude: set[str],
+                weight: float = 1.0, limit: Optional[int] = None) -> list[ShowcaseItem]:
+    """A generic window for one shopper: ``exclude`` taken out, and each item's score multiplied
+    by 1 + ``weight`` x its category and brand affinity for the shopper (each 0 to 1).
+
+    >>> from nextoffer.models.profile import ProfileView
+    >>> fan = ProfileView("repeat", "engaged", "browsing", None, 0.5, {"c:tea.green": 3.0, "b:Acme": 1.0})
+    >>> window = [ShowcaseItem("black", 1.0, "tea.black"), ShowcaseItem("green", 0.8, "tea.green"),
+    ...           ShowcaseItem("mug", 0.9, "tea.mugs", "Acme")]
+    >>> [i.product_id for i in personalise(window, fan, exclude={"mug"})]
+    ['green', 'black']
+    """
+    kept = [i for i in items if i.product_id not in exclude]
+    if profile is not None and weight:
+        def boost(item: ShowcaseItem) -> float:
+            return item.score * (1.0 + weight * (profile.category_affinity(item.category)
+                                                 + profile.brand_affinity(item.brand)))
+        kept = sorted(kept, key=boost, reverse=True)
+        kept = [ShowcaseItem(i.product_id, round(boost(i), 6), i.category, i.brand, i.price) for i in kept]
+    return kept[:limit] if limit else kept

@@ -1,0 +1,127 @@
+"""Showcases in Redis: what the worker writes every ``showcase_interval`` seconds, and how a reader
+personalises them.
+
+Keys (with the deployment's prefix; each a hash, expiring after ``redis_ttl`` like the lookup):
+
+- ``showcase:store``: fields ``best_sellers``, ``most_viewed``, ``trending``: the store's windows;
+- ``showcase:product:{product_id}``: a field per window (the five of
+  :data:`~nextoffer.models.showcases.KINDS`) for that product's page, and its ``category``;
+  written for the products of the worker's events since the last round;
+- ``showcase:user:{user_id}``: field ``profile``: the shopper's strongest category and brand
+  affinities and what their showcases leave out (cart, just bought, declined).
+
+Each window is a JSON list of ``{"product_id", "score", "category"?, "brand"?, "price"?}``, best
+first. :func:`read_showcase` (``GET /showcases/{kind}`` of ``nextoffer serve``) puts them
+together for a product and a shopper.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Optional
+
+import orjson
+
+from nextoffer.models import profile
+from nextoffer.models.engine import OfferEngine
+from nextoffer.models.profile import ProfileView
+from nextoffer.models.showcases import KINDS, POPULARITY, ShowcaseItem, excluded, personalise
+from nextoffer.streams.io.codecs import decode_state
+from nextoffer.streams.io.settings import Settings
+
+#: A hash to write: (key, {field: value}).
+HashWrite = tuple[str, dict[str, bytes]]
+#: Category and brand affinities kept in a shopper's showcase profile.
+PROFILE_AFFINITIES = 8
+
+
+class ShowcaseWriter:
+    """Builds one round of showcase writes from the engine's showcases.
+
+    >>> from nextoffer.models.engine import Basket, OfferEngine
+    >>> from nextoffer.models.events import LineItem, Product
+    >>> from nextoffer.models.rules import OfferRules
+    >>> engine = OfferEngine(OfferRules())
+    >>> for pid in ("tea", "pot", "cup"):
+    ...     engine.update_product(Product(pid, 10.0, category="tea"))
+    >>> for n in range(4):
+    ...     lines = (LineItem("tea", 1, 10.0), LineItem("pot", 1, 10.0)) if n else (LineItem("cup", 1, 10.0),)
+    ...     engine.learn_basket(Basket(f"u{n}", 100.0 + n, lines))
+    >>> writes = dict(ShowcaseWriter(Settings(), engine).round(["tea"], {}, now=110.0))
+    >>> sorted(writes)
+    ['showcase:product:tea', 'showcase:store']
+    >>> [i["product_id"] for i in orjson.loads(writes["showcase:product:tea"]["frequently_bought_together"])]
+    ['pot']
+    """
+
+    def __init__(self, settings: Settings, engine: OfferEngine) -> None:
+        self.settings = settings
+        self.engine = engine
+
+    def round(self, products: Iterable[str], shoppers: Mapping[str, bytes], now: float) -> list[HashWrite]:
+        """The store's windows, those of ``products`` and the profiles of ``shoppers`` (user id ->
+        encoded state), as of event time ``now``."""
+        shows, size, s = self.engine.showcases, self.settings.showcases.showcase_size, self.settings
+        store = {kind: shows.popular(kind, None, now, size + 1) for kind in POPULARITY}
+        writes: list[HashWrite] = [(s.showcase_key("store"), {k: _dump(v[:size]) for k, v in store.items()})]
+        by_category: dict[tuple[str, str], list[ShowcaseItem]] = {}
+        for pid in products:
+            product = self.engine.catalog.get(pid)
+            category = product.category if product is not None else None
+            fields = {}
+            for kind in POPULARITY:
+                ranked = []
+                if category:
+                    if (kind, category) not in by_category:
+                        by_category[(kind, category)] = shows.popular(kind, category, now, size + 1)
+                    ranked = _without(by_category[(kind, category)], pid, size)
+                fields[kind] = _dump(ranked or _without(store[kind], pid, size))
+            for kind in ("similar", "frequently_bought_together"):
+                fields[kind] = _dump(shows.window(kind, pid, now))
+            if category:
+                fields["category"] = category.encode()
+            writes.append((s.showcase_key("product", pid), fields))
+        for user_id, raw in shoppers.items():
+            writes.append((s.showcase_key("user", user_id), {"profile": self.profile(raw, now)}))
+        return writes
+
+    def profile(self, raw: bytes, now: float) -> bytes:
+        """A shopper's showcase profile: strongest affinities, and what to leave out."""
+        shopper = decode_state(raw)
+        seen = profile.view(shopper, now, self.engine.policy.profile_settings)
+        strongest = sorted(seen.affinities.items(), key=lambda kv: kv[1], reverse=True)[:PROFILE_AFFINITIES]
+        return orjson.dumps({"affinity": {k: round(w, 4) for k, w in strongest if w > 0},
+                             "exclude": sorted(excluded(shopper, now, self.settings.showcases)), "ts": now})
+
+
+def read_showcase(kind: str, product_fields: Mapping[bytes, bytes], store_fields: Mapping[bytes, bytes],
+                  user_profile: Optional[bytes], weight: float, limit: Optional[int] = None) -> dict:
+    """The ``kind`` window from the hashes read: the product's (else the store's), personalised
+    with the shopper's profile when there is one.
+
+    >>> store = {b"trending": orjson.dumps([{"product_id": "a", "score": 2.0, "category": "x"},
+    ...                                    {"product_id": "b", "score": 1.5, "category": "y"}])}
+    >>> user = orjson.dumps({"affinity": {"c:y": 1.0}, "exclude": ["c"]})
+    >>> [i["product_id"] for i in read_showcase("trending", {}, store, user, weight=1.0)["items"]]
+    ['b', 'a']
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown showcase {kind!r}; one of {', '.join(KINDS)}")
+    raw = product_fields.get(kind.encode())
+    source = "product"
+    if raw is None:
+        raw, source = (store_fields.get(kind.encode()), "store") if kind in POPULARITY else (None, "none")
+    items = [ShowcaseItem.from_dict(d) for d in orjson.loads(raw)] if raw else []
+    personal = orjson.loads(user_profile) if user_profile else None
+    if personal is not None:
+        view = ProfileView("", "", "", None, 0.5, personal.get("affinity", {}))
+        items = personalise(items, view, set(personal.get("exclude", ())), weight)
+    items = items[:limit] if limit else items
+    return {"kind": kind, "source": source, "personalised": personal is not None,
+            "items": [i.to_dict() for i in items]}
+
+
+def _without(items: list[ShowcaseItem], pid: str, size: int) -> list[ShowcaseItem]:
+    return [i for i in items if i.product_id != pid][:size]
+
+
+def _dump(items: list[ShowcaseItem]) -> bytes:
+    return orjson.dumps([i.to_dict() for i in items])

@@ -1,0 +1,168 @@
+"""Showcases: the windows learned from orders and views, per product and per shopper."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from nextoffer.models.bought_together import DAY, BoughtTogether
+from nextoffer.models.catalog import Catalog
+from nextoffer.models.engine import Basket, OfferEngine
+from nextoffer.models.events import LineItem, Product
+from nextoffer.models.profile import ProfileView
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
+from nextoffer.models.showcases import Counts, ShowcaseItem, Showcases, excluded, personalise
+from nextoffer.streams.io.codecs import Limits, encode_state
+from nextoffer.streams.io.settings import Settings
+from nextoffer.streams.io.shared_learning import SharedLearning
+from nextoffer.streams.io.showcases import ShowcaseWriter, read_showcase
+from nextoffer.streams.io.store import MemoryOfferStore
+from nextoffer.streams.worker.pipeline import OfferWriter, Outputs, ShopperPipeline
+
+T0 = 1_700_000_000.0
+
+
+def store() -> Showcases:
+    catalog = Catalog()
+    for n in range(6):
+        catalog.upsert(Product(f"mug-{n}", 10.0 + n, category="kitchen.mugs", brand="Acme" if n % 2 else "Bolt"))
+    catalog.upsert(Product("mug-gold", 200.0, category="kitchen.mugs"))
+    catalog.upsert(Product("mug-gone", 11.0, category="kitchen.mugs", stock=0))
+    for n in range(4):
+        catalog.upsert(Product(f"tea-{n}", 5.0, category="grocery.tea"))
+    return Showcases(catalog, BoughtTogether())
+
+
+def test_trending_puts_what_rises_now_ahead_of_what_was_viewed_most():
+    s = store()
+    s.observe_views({"mug-0": 500}, ts=T0)                       # a week ago, a lot
+    s.observe_views({"mug-1": 40}, ts=T0 + 7 * DAY)              # today, less
+    now = T0 + 7 * DAY
+    assert [i.product_id for i in s.window("most_viewed", now=now)] == ["mug-0", "mug-1"]
+    assert [i.product_id for i in s.window("trending", now=now)] == ["mug-1", "mug-0"]
+
+
+def test_a_products_popularity_windows_keep_to_its_category_and_leave_it_out():
+    s = store()
+    for n in range(4):
+        s.observe_order([(f"tea-{n}", 1)], ts=T0)
+        s.observe_order([(f"tea-{n}", 1)], ts=T0)
+        s.observe_order([(f"mug-{n}", 1)], ts=T0)
+    ids = [i.product_id for i in s.window("best_sellers", "mug-0", now=T0)]
+    assert ids == ["mug-1", "mug-2", "mug-3"], "mugs only, the product itself left out"
+    assert [i.product_id for i in s.window("best_sellers", now=T0)][:4] == [f"tea-{n}" for n in range(4)]
+
+
+def test_a_sparse_category_falls_back_to_the_stores_list():
+    s = store()
+    s.catalog.upsert(Product("odd", 9.0, category="misc"))
+    s.observe_order([("tea-0", 1)], ts=T0)
+    assert [i.product_id for i in s.window("best_sellers", "odd", now=T0)] == ["tea-0"]
+
+
+def test_similar_products_share_the_category_and_price_band_and_are_in_stock():
+    s = store()
+    s.observe_order([("mug-5", 1)], ts=T0)
+    ids = [i.product_id for i in s.window("similar", "mug-2", now=T0)]
+    assert ids[0] == "mug-5", "the best sold first"
+    assert "mug-2" not in ids and "mug-gold" not in ids and "mug-gone" not in ids
+    assert set(ids) <= {f"mug-{n}" for n in range(6)}
+    assert s.window("similar", "unknown", now=T0) == []
+
+
+def test_frequently_bought_together_are_the_learned_complements():
+    engine = OfferEngine(OfferRules())
+    for n in range(6):
+        engine.learn_basket(Basket(f"u{n}", T0 + n, (LineItem("pot", 1, 30.0), LineItem("tea", 1, 5.0))))
+        engine.learn_basket(Basket(f"v{n}", T0 + n, (LineItem("bread", 1, 2.0),)))
+    items = engine.showcases.window("frequently_bought_together", "pot", now=T0 + 10)
+    assert [i.product_id for i in items] == ["tea"] and items[0].price == 5.0
+    assert [i.product_id for i in engine.showcases.window("best_sellers", now=T0 + 10)][0] in ("pot", "tea", "bread")
+
+
+def test_a_shoppers_showcase_leaves_out_cart_bought_and_declined_and_follows_their_taste():
+    shopper = ShopperState("u1", cart={"a": [1, 1.0]}, purchases={"b": [1, T0]}, declined={"c": T0})
+    gone = excluded(shopper, now=T0 + DAY)
+    assert gone == {"a", "b", "c"}
+    assert excluded(shopper, now=T0 + 60 * DAY) == {"a"}, "old purchases and declines come back"
+    window = [ShowcaseItem(p, 1.0 - n / 10, "x" if p != "e" else "y") for n, p in enumerate("abcdef")]
+    fan = ProfileView("repeat", "engaged", "browsing", None, 0.5, {"c:y": 1.0})
+    assert [i.product_id for i in personalise(window, fan, gone)] == ["e", "d", "f"]
+    assert [i.product_id for i in personalise(window, fan, gone, weight=0.0)] == ["d", "e", "f"]
+
+
+def test_decayed_counts_keep_their_order_over_years():
+    c = Counts(half_life=3600.0)
+    c.add("old", 1000.0, ts=0.0)
+    for day in range(0, 3 * 365, 5):
+        c.add("steady", 1.0, ts=day * DAY)          # many rescales on the way
+    top = c.top(2, now=1090 * DAY)                  # the day of the last view
+    assert [pid for pid, _ in top] == ["steady"], "a count decayed to nothing leaves the window"
+    assert 0.99 < top[0][1] < 1.01 and c.get("old", now=1090 * DAY) == 0.0
+
+
+def _pipeline(sent: list, now: list) -> ShopperPipeline:
+    async def send(key, value):
+        sent.append(orjson.loads(value))
+
+    async def ignore(key, value):
+        return None
+    return ShopperPipeline(OfferEngine(OfferRules()), {}, OfferWriter(MemoryOfferStore(ttl=60)),
+                           Outputs(ignore, ignore, ignore, activity=send), Limits(),
+                           activity_every=5.0, monotonic=lambda: now[0])
+
+
+def _view(user, pid, n) -> bytes:
+    return orjson.dumps({"event_id": f"{user}-{n}", "type": "view", "user_id": user, "product_id": pid,
+                         "ts": T0 + n})
+
+
+def test_views_go_to_the_activity_topic_with_a_batch_at_most_every_interval():
+    sent, now = [], [100.0]
+    pipeline = _pipeline(sent, now)
+    for n, (user, pid) in enumerate([("u1", "mug-0"), ("u2", "mug-0"), ("u1", "mug-1")]):
+        pipeline.apply("clickstream", 0, n, user.encode(), _view(user, pid, n))
+    asyncio.run(pipeline.flush())
+    assert sent == [{"ts": T0 + 2, "views": {"mug-0": 2, "mug-1": 1}}]
+    pipeline.apply("clickstream", 0, 3, b"u3", _view("u3", "mug-2", 3))
+    asyncio.run(pipeline.flush())
+    assert len(sent) == 1, "not again within the interval"
+    now[0] += 5.0
+    pipeline.apply("clickstream", 0, 4, b"u3", _view("u3", "mug-2", 4))
+    asyncio.run(pipeline.flush())
+    assert sent[-1] == {"ts": T0 + 4, "views": {"mug-2": 2}}, "nothing counted is dropped"
+    products, shoppers = pipeline.take_touched()
+    assert products == ["mug-0", "mug-1", "mug-2"] and sorted(shoppers) == ["u1", "u2", "u3"]
+    assert pipeline.take_touched() == ([], {})
+
+
+def test_every_worker_learns_the_views_of_all_workers_from_the_activity_topic():
+    shared = SharedLearning(Settings.from_env({}), OfferEngine(OfferRules()))
+    shared.dispatch("nextoffer-activity", None, orjson.dumps({"ts": T0, "views": {"mug-0": 3}}))
+    shared.dispatch("nextoffer-activity", None, orjson.dumps({"ts": T0 + 1, "views": {"mug-1": 5}}))
+    shared.dispatch("nextoffer-activity", None, b"{broken")
+    assert shared.applied["activity"] == 2 and shared.applied["skipped"] == 1
+    assert [i.product_id for i in shared.engine.showcases.window("most_viewed", now=T0 + 1)] == ["mug-1", "mug-0"]
+
+
+def test_a_round_of_writes_and_a_personalised_read_of_them():
+    settings = Settings.from_env({"NEXTOFFER_TOPIC_PREFIX": "s1."})
+    engine = OfferEngine(OfferRules())
+    for n in range(5):
+        engine.update_product(Product(f"mug-{n}", 10.0, category="mugs", brand="Acme" if n == 4 else None))
+        engine.learn_basket(Basket(f"u{n}", T0 + n, tuple(LineItem(f"mug-{m}", 1, 10.0) for m in range(n + 1))))
+    shopper = ShopperState("fan", purchases={"mug-0": [1, T0 + 4]}, affinity={"b:Acme": [2.0, T0 + 4]})
+    writes = dict(ShowcaseWriter(settings, engine).round(["mug-1"], {"fan": encode_state(shopper)}, now=T0 + 5))
+    assert set(writes) == {"s1.showcase:store", "s1.showcase:product:mug-1", "s1.showcase:user:fan"}
+    product = {k.encode(): v for k, v in writes["s1.showcase:product:mug-1"].items()}
+    store_fields = {k.encode(): v for k, v in writes["s1.showcase:store"].items()}
+    generic = read_showcase("best_sellers", product, store_fields, None, weight=1.0)
+    assert [i["product_id"] for i in generic["items"]] == ["mug-0", "mug-2", "mug-3", "mug-4"]
+    mine = read_showcase("best_sellers", product, store_fields, writes["s1.showcase:user:fan"]["profile"], 1.0)
+    assert mine["personalised"] and [i["product_id"] for i in mine["items"]] == ["mug-2", "mug-4", "mug-3"], \
+        "the brand the shopper likes moves up (from last); what they just bought is out"
+    unknown = read_showcase("trending", {}, store_fields, None, 1.0)
+    assert unknown["source"] == "store"
+    assert read_showcase("similar", {}, store_fields, None, 1.0) == {
+        "kind": "similar", "source": "none", "personalised": False, "items": []}
