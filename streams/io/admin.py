@@ -136,11 +136,12 @@ def _name(description: dict) -> str:
 
 def remove_deployment(settings: Settings, lookup) -> None:
     """Delete everything of the deployment with ``settings.topic_prefix``: its topics (changelogs
-    included) and its ``nbo:`` keys in the ``lookup`` Redis client. Only for non-empty prefixes."""
+    included) and its ``nbo:`` and ``showcase:`` keys in the ``lookup`` Redis client. Only for
+    non-empty prefixes."""
     prefix = settings.topic_prefix
     if not prefix:
         raise ValueError("refusing to remove the unprefixed deployment")
-    keys = list(lookup.scan_iter(f"{prefix}nbo:*", count=1000))
+    keys = [k for pattern in ("nbo:*", "showcase:*") for k in lookup.scan_iter(f"{prefix}{pattern}", count=1000)]
     for start in range(0, len(keys), 1000):
         lookup.delete(*keys[start:start + 1000])
     admin = admin_client(settings)

@@ -21,6 +21,7 @@ from nextoffer.models.events import CART, CLICKSTREAM, ShopperEvent
 from nextoffer.models.policy import Explanation, Situation, in_control_group
 from nextoffer.models.profile import view
 from nextoffer.models.shopper import ShopperState
+from nextoffer.models.showcases import KINDS, excluded, personalise
 from nextoffer.streams.io.codecs import decode_state, encode_state
 from nextoffer.streams.io.security import kafka_python_client
 from nextoffer.streams.io.settings import Settings
@@ -136,7 +137,20 @@ def explain(settings: Settings, user_id: str, placement: Optional[str] = None,
         "candidates": [asdict(row) for row in result.rows],
         "price_bounds": {name: {**asdict(bound), "describe": bound.describe()} for name, bound in
                          engine.policy.price_bounds(result.anchor).items()},
+        "showcases": showcase_report(engine, shopper, event.product_id or result.anchor, event.ts, settings),
     }
+
+
+def showcase_report(engine: OfferEngine, shopper: ShopperState, product: Optional[str], now: float,
+                    settings: Settings) -> dict[str, Any]:
+    """The showcase windows of the product's page, as the shopper would see them: each kind's
+    product ids, personalised, and what the shopper's showcases leave out."""
+    seen = view(shopper, now, settings.rules.profile_settings())
+    gone = excluded(shopper, now, settings.showcases)
+    windows = {kind: [i.product_id for i in personalise(engine.showcases.window(kind, product, now), seen, gone,
+                                                        settings.showcases.showcase_affinity_weight)]
+               for kind in KINDS}
+    return {"product": product, "windows": windows, "left_out": sorted(gone)}
 
 
 def profile_report(shopper, now: float, settings: Settings) -> dict[str, Any]:
@@ -181,3 +195,8 @@ def render(report: dict[str, Any], console) -> None:
                       "" if c["value"] is None else f"{c['value']:.3f}",
                       f"[{colour}]{c['verdict']}[/]" if colour else c["verdict"], c["reason"])
     console.print(table if report["candidates"] else "no candidates at all: nothing learned for this anchor yet")
+    shows = report["showcases"]
+    console.print(f"showcases for {shows['product'] or 'the store'} (personalised; left out: "
+                  f"{', '.join(shows['left_out']) or 'nothing'}):")
+    for kind, ids in shows["windows"].items():
+        console.print(f"  {kind}: {', '.join(ids) or '-'}")

@@ -66,11 +66,17 @@ class Service:
         values = await self.redis.mget(keys) if keys else []
         return [orjson.loads(v) for v in values if v]
 
+    async def store_showcases(self) -> dict:
+        """The store's showcase windows as the workers last wrote them (product ids, best first)."""
+        fields = await self.redis.hgetall(self.settings.showcase_key("store"))
+        return {k.decode(): [i["product_id"] for i in orjson.loads(v)] for k, v in sorted(fields.items())}
+
     async def sample(self) -> None:
         """Every ``sample_every`` seconds: add up the workers' snapshots, keep the series."""
         while True:
             try:
                 self.latest = merge_snapshots(await self.snapshots())
+                self.latest["showcases"] = await self.store_showcases()
                 self.history.add(self.latest)
             except Exception as exc:  # noqa: BLE001 - the dashboard shows what it last had
                 log.warning("could not read the workers' status: %s: %s", type(exc).__name__, exc)

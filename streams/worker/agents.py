@@ -232,8 +232,15 @@ async def write_showcases() -> None:
     """Every ``showcase_interval`` seconds: the store's showcases, and those of the products and
     shoppers of this worker's events since the last round, to Redis."""
     await shared.ready.wait()
+    send_activity = _sender(activity_topic)
     while settings.showcase_interval > 0:
         await asyncio.sleep(settings.showcase_interval)
+        quiet = pipeline.take_activity()         # views no batch took (the stream went quiet)
+        if quiet is not None:
+            try:
+                await (await send_activity(None, quiet))
+            except Exception as exc:  # noqa: BLE001 - approximate counts: these views are not counted
+                log.warning("could not publish view counts: %s: %s", type(exc).__name__, exc)
         products, shoppers = pipeline.take_touched()
         if pipeline.latest_ts is None:
             continue

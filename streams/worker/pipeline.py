@@ -295,11 +295,19 @@ class ShopperPipeline:
         """The views counted since the last activity record, as one record for this batch, at most
         every ``activity_every`` seconds: published with the batch, so they count once Kafka has
         them (views of the last seconds before a crash may count twice or not at all)."""
-        if not self.views or self.monotonic() - self._activity_at < self.activity_every:
+        if self.monotonic() - self._activity_at < self.activity_every:
             return []
+        record = self.take_activity()
+        return [(self.outputs.activity, None, record)] if record is not None else []
+
+    def take_activity(self) -> Optional[bytes]:
+        """The activity record of the views counted since the last one (None if none were): the
+        showcase task sends what no batch took when the stream goes quiet."""
+        if not self.views:
+            return None
         record = orjson.dumps({"ts": self.views_ts, "views": dict(self.views)})
         self.views, self.views_ts, self._activity_at = Counter(), None, self.monotonic()
-        return [(self.outputs.activity, None, record)]
+        return record
 
     async def _set(self, partition: int, user_id: str, value: bytes) -> None:
         self.shoppers[user_id] = value

@@ -3,6 +3,7 @@ Prometheus metrics, ``nextoffer serve`` (HTTP lookup, feedback, OpenAPI, dashboa
 headless Chromium) and ``nextoffer status``."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -81,6 +82,14 @@ def shop(deployment, tmp_path):
                         "price": 700.0, "ts": T0 + 110 + n}, key=user)
     d.send("cart", b"{not json", key="shopper-0")
     d.flush()
+    with serving(d, tmp_path, http_port) as base:
+        wait_for(lambda: d.redis.hget(f"{d.prefix}nbo:shopper-4", "cart"), timeout=60)
+        yield d, worker, base, metrics_port
+
+
+@contextlib.contextmanager
+def serving(d, tmp_path, http_port: int):
+    """``nextoffer serve`` of the deployment, on ``http_port``, until the block ends."""
     env = {**d.env, "NEXTOFFER_HTTP_PORT": str(http_port), "NEXTOFFER_HTTP_TOKEN": TOKEN}
     log = open(tmp_path / "serve.log", "wb")
     serve = subprocess.Popen([sys.executable, "-m", "nextoffer.streams.ops.cli", "serve"], cwd=ROOT, env=env, stdout=log,
@@ -88,8 +97,7 @@ def shop(deployment, tmp_path):
     base = f"http://127.0.0.1:{http_port}"
     try:
         wait_for(lambda: _up(base), timeout=30)
-        wait_for(lambda: d.redis.hget(f"{d.prefix}nbo:shopper-4", "cart"), timeout=60)
-        yield d, worker, base, metrics_port
+        yield base
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         serve.wait(20)
@@ -226,6 +234,7 @@ def test_dashboard_renders_live_charts_and_looks_up_a_shopper(shop):
         wait.until(lambda drv: drv.find_element(By.CSS_SELECTOR, ".tile[data-name=offers] .v").text
                    == str(published))
         assert tiles["dead letters"] == "1" and tiles["workers"] == "1"
+        wait.until(lambda drv: "s-128" in drv.find_element(By.ID, "showcases").text)   # best sellers, views
         driver.find_element(By.ID, "user").send_keys("shopper-2")
         driver.find_element(By.CSS_SELECTOR, "#lookup button").click()
         wait.until(lambda drv: drv.find_elements(By.CSS_SELECTOR, "#lookup-result .offer"))
@@ -266,7 +275,65 @@ def test_explain_shows_every_candidate_and_why(shop):
     bounds = report["price_bounds"]
     assert set(bounds) == {"cross_sell_max_share", "first_time_max_share", "upsell_min_step", "upsell_max_step"}
     assert all(b["scope"] in ("category", "store", "configured") and b["describe"] for b in bounds.values())
+    shows = report["showcases"]
+    assert shows["product"] == "s-128" and set(shows["windows"]) == {
+        "best_sellers", "most_viewed", "trending", "similar", "frequently_bought_together"}
+    assert set(shows["windows"]["frequently_bought_together"]) == {"case", "glass"}
+    assert "s-128" in shows["left_out"], "in the shopper's cart: left out of their showcases"
     printed = run("shopper-2", "--placement", "checkout")
     assert "profile: first_time" in printed.stdout and "price bounds: cross_sell_max_share" in printed.stdout
+    assert "frequently_bought_together: " in printed.stdout
     missing = run("nobody-at-all")
     assert missing.returncode == 1 and "no state for user 'nobody-at-all'" in missing.stderr
+
+
+def test_showcases_count_every_workers_views_and_are_served_personalised(deployment, tmp_path):
+    """Two workers split the shoppers; each counts its shoppers' views, and through the activity
+    topic both learn all of them: the store's most viewed list in Redis ranks by every view.
+    ``GET /showcases`` serves it, and for a shopper leaves out what they bought."""
+    d = deployment()
+    orders = seed(d)
+    fast = {"NEXTOFFER_SHOWCASE_INTERVAL": "1"}
+    workers = [d.start_worker(**fast), d.start_worker(**fast)]
+    for w in workers:
+        w.wait_ready().wait_learned(orders)
+    views = {"s-256": 24, "case": 16, "glass": 8}
+    n = 0
+    for pid, count in views.items():
+        for _ in range(count):
+            user = f"viewer-{n}"            # many shoppers: both workers' partitions
+            d.send("clickstream", {"event_id": f"sv{n}", "type": "view", "user_id": user, "product_id": pid,
+                                   "ts": T0 + 200 + n}, key=user)
+            n += 1
+    d.send("cart", {"event_id": "fan-p", "type": "purchase", "user_id": "fan", "product_id": "case",
+                    "price": 25.0, "ts": T0 + 300}, key="fan")
+    d.send("clickstream", {"event_id": "fan-v", "type": "view", "user_id": "fan", "product_id": "glass",
+                           "ts": T0 + 301}, key="fan")
+    d.flush()
+
+    def most_viewed():
+        raw = d.redis.hget(f"{d.prefix}showcase:store", "most_viewed")
+        return [i["product_id"] for i in orjson.loads(raw)] if raw else []
+    wait_for(lambda: most_viewed()[:3] == ["s-256", "case", "glass"], timeout=60)
+    texts = [w.text() for w in workers]
+    assert all("shared learners ready" in t for t in texts)
+    product = d.redis.hgetall(f"{d.prefix}showcase:product:s-256")
+    assert {b"best_sellers", b"most_viewed", b"trending", b"similar", b"frequently_bought_together"} <= set(product)
+    assert [i["product_id"] for i in orjson.loads(product[b"similar"])] == ["s-128"]
+    wait_for(lambda: d.redis.hget(f"{d.prefix}showcase:user:fan", "profile"), timeout=30)
+    with serving(d, tmp_path, free_port()) as base:
+        status, body = http("GET", f"{base}/showcases/most_viewed")
+        assert status == 200, body
+        generic = orjson.loads(body)
+        assert [i["product_id"] for i in generic["items"]][:3] == ["s-256", "case", "glass"]
+        assert generic["source"] == "store" and not generic["personalised"]
+        status, body = http("GET", f"{base}/showcases/most_viewed?user=fan", token=TOKEN)
+        mine = orjson.loads(body)
+        assert status == 200 and mine["personalised"]
+        assert "case" not in [i["product_id"] for i in mine["items"]], "what the shopper bought is left out"
+        assert http("GET", f"{base}/showcases/most_viewed?user=fan")[0] == 401, "a shopper's showcase needs the token"
+        status, body = http("GET", f"{base}/showcases/frequently_bought_together?product=s-128&limit=2")
+        assert status == 200 and {i["product_id"] for i in orjson.loads(body)["items"]} == {"case", "glass"}
+        assert http("GET", f"{base}/showcases/sideways")[0] == 400
+        spec = orjson.loads(http("GET", f"{base}/openapi.json")[1])
+        assert "/showcases/{kind}" in spec["paths"]
