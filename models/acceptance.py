@@ -91,6 +91,8 @@ class AcceptanceModel:
         self._model = linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate))
         self.updates = 0
         self.positives = 0
+        #: Outcomes learned per product: how sure the model is of it (Thompson sampling reads it).
+        self.outcomes: dict[str, int] = {}
 
     @staticmethod
     def features(item: OfferedItem, personal: Optional[dict] = None) -> dict[str, float]:
@@ -111,6 +113,7 @@ class AcceptanceModel:
         self._model.learn_one(self.features(item, personal), accepted)
         self.updates += 1
         self.positives += accepted
+        self.outcomes[item.product_id] = self.outcomes.get(item.product_id, 0) + 1
 
     # -- checkpoints ----------------------------------------------------------
     def snapshot(self) -> dict:

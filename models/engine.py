@@ -71,6 +71,7 @@ class Outcome:
     offer: Optional[Offer] = None
     reason: str = "duplicate"          # why there is no offer, or "offer"
     basket: Optional[Basket] = None    # set by purchases
+    shortlist: tuple = ()              # the offer's ranked candidates, for the decision log
 
 
 class OfferEngine:
@@ -151,7 +152,7 @@ class OfferEngine:
             lapsed = shopper.record_offer(decision.offer.offer_id, list(decision.records), event.ts,
                                           self.rules.fatigue_window)
             self._learn_acceptance(shopper, [(r, False) for r in lapsed], event.ts)
-        return Outcome(True, decision.offer, decision.reason, basket)
+        return Outcome(True, decision.offer, decision.reason, basket, decision.shortlist)
 
     def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[OfferedItem, bool]], ts: float) -> None:
         if not outcomes:

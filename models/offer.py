@@ -31,12 +31,15 @@ class OfferItem:
     score: float
     reason: str
     price: float | None = None
+    propensity: float | None = None   # the probability the policy put this item in this slot
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"product_id": self.product_id, "score": round(self.score, 6),
                                "reason": self.reason}
         if self.price is not None:
             out["price"] = self.price
+        if self.propensity is not None:
+            out["propensity"] = self.propensity
         return out
 
 

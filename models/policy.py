@@ -5,7 +5,7 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from nextoffer.models.acceptance import AcceptanceModel, item_record, shopper_features
 from nextoffer.models.bought_together import BoughtTogether
@@ -19,6 +19,7 @@ from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
 from nextoffer.models.upgrades import LearnedUpgrades
+from nextoffer.models.exploration import thompson_choice
 
 #: Which kind each placement tries first (the domain guide: upsell before commitment,
 #: complements after it; at checkout only small add-ons).
@@ -42,6 +43,17 @@ class Decision:
     offer: Optional[Offer]
     reason: str
     records: tuple = ()
+    shortlist: tuple = ()          # LoggedCandidate of every ranked candidate, for off-policy evaluation
+
+
+class LoggedCandidate(NamedTuple):
+    """A ranked candidate as the decision log keeps it (off-policy evaluation re-ranks these)."""
+
+    product_id: str
+    value: float          # its value under the policy that decided
+    relevance: float      # its relevance score
+    accept: float         # the acceptance model's P(accept) for this shopper and placement
+    outcomes: int         # outcomes the acceptance model has learned for this product
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,16 +181,29 @@ class OfferPolicy:
         if anchor_id is None:
             return Decision(None, "no_anchor")
         for kind in KIND_ORDER[placement]:
-            ranked = self._ranked(kind, placement, anchor_id, context, situation)
+            anchor = self.catalog.get(anchor_id)
+            accept = self._acceptance(kind, placement, anchor, situation)     # memoized: used twice
+            ranked = self._ranked(kind, placement, anchor_id, context, situation, accept=accept)
             if ranked:
-                chosen, propensity = self._explore(ranked)
-                anchor = self.catalog.get(anchor_id)
+                shortlist = (self._shortlist(ranked, kind, placement, anchor, situation, accept)
+                             if self.rules.decision_log or self.rules.exploration_policy == "thompson" else ())
+                chosen, propensity, slots = self._explore(ranked, shortlist)
                 records = tuple(item_record(c.product_id, kind.value, placement.value, c.source, c.score,
                                             c.price, anchor.price if anchor else None, n)
                                 for n, c in enumerate(chosen))
-                offer = self._offer(situation, placement, kind, anchor_id, chosen, propensity)
-                return Decision(offer, "offer", records)
+                offer = self._offer(situation, placement, kind, anchor_id, chosen, propensity, slots)
+                return Decision(offer, "offer", records, shortlist)
         return Decision(None, "nothing_relevant")
+
+    def _shortlist(self, ranked: list[Candidate], kind: Kind, placement: Placement, anchor,
+                   s: Situation, accept) -> tuple[LoggedCandidate, ...]:
+        """What the off-policy evaluation needs of the best ranked candidates: each one's value
+        under this policy, its relevance, the acceptance model's P(accept), and the outcomes the
+        model has learned for it."""
+        value = self._value_function(kind, placement, anchor, s, accept)
+        seen = self.acceptance.outcomes
+        return tuple(LoggedCandidate(c.product_id, round(value(c), 6), round(c.score, 6), round(accept(c), 6),
+                                     seen.get(c.product_id, 0)) for c in ranked[:self.rules.decision_log_size])
 
     def _prepared(self, s: Situation) -> Situation:
         """The situation with what every candidate's check reads computed once: profile, order set."""
@@ -188,19 +213,27 @@ class OfferPolicy:
             s = replace(s, ordered=frozenset(line.product_id for line in s.order))
         return s
 
-    def _explore(self, ranked: list[Candidate]) -> tuple[list[Candidate], float]:
-        """Epsilon-greedy over the last slot (or, with the ``uniform`` policy, any eligible items);
-        returns the items and the probability of this choice."""
+    def _explore(self, ranked: list[Candidate], shortlist: Sequence["LoggedCandidate"]
+                 ) -> tuple[list[Candidate], float, list[float]]:
+        """The items to offer, the probability of that choice, and of each item in its position.
+
+        ``epsilon_greedy``: the best items, the last one swapped at the exploration rate for another
+        eligible one; ``uniform``: any eligible items; ``thompson``: the best by a value drawn from
+        each item's posterior acceptance (:func:`thompson_choice`)."""
         k, eps = self.rules.max_items, self.rules.exploration
         if self.rules.exploration_policy == "uniform":
             chosen = self.rng.sample(ranked, min(k, len(ranked)))
-            return chosen, 1.0 / math.comb(len(ranked), len(chosen))
+            return chosen, 1.0 / math.comb(len(ranked), len(chosen)), [1.0 / len(ranked)] * len(chosen)
+        if self.rules.exploration_policy == "thompson":
+            order, propensity, slots = thompson_choice(shortlist, k, self.rules.acceptance_weight,
+                                                       self.rules.exploration_draws, self.rng.random())
+            return [ranked[i] for i in order], propensity, slots
         best, rest = ranked[:k], ranked[k:]
         if eps <= 0 or not rest:
-            return best, 1.0
+            return best, 1.0, [1.0] * len(best)
         if self.rng.random() < eps:
-            return best[:-1] + [self.rng.choice(rest)], eps / len(rest)
-        return best, 1.0 - eps
+            return best[:-1] + [self.rng.choice(rest)], eps / len(rest), [1.0] * (k - 1) + [eps / len(rest)]
+        return best, 1.0 - eps, [1.0] * (k - 1) + [1.0 - eps]
 
     # -- the anchor and its context ------------------------------------------
     def _anchor(self, placement: Placement, s: Situation) -> tuple[Optional[str], list[str]]:
@@ -218,7 +251,7 @@ class OfferPolicy:
 
     # -- candidates, rules, ranking ------------------------------------------
     def _ranked(self, kind: Kind, placement: Placement, anchor_id: str, context: Sequence[str],
-                s: Situation, trace: Optional[list] = None) -> list[Candidate]:
+                s: Situation, trace: Optional[list] = None, accept=None) -> list[Candidate]:
         """Eligible candidates of one kind, best first (a few more than fit, for exploration).
         With ``trace``, every candidate looked at is appended as (candidate, verdict, value): the
         rule that removed it and None, or ``eligible`` and its value."""
@@ -246,7 +279,7 @@ class OfferPolicy:
         if kind is Kind.CROSS_SELL:
             gap = self.free_shipping_gap(placement, s)
             eligible = [_nudge(c, gap) for c in eligible] if gap is not None else eligible
-        value = self._value_function(kind, placement, anchor, s)
+        value = self._value_function(kind, placement, anchor, s, accept)
         ranked = sorted(eligible, key=value, reverse=True)
         if kind is Kind.CROSS_SELL and self.rules.new_item_slots:
             ranked = self._with_new_items(ranked, s.shopper)
@@ -409,41 +442,57 @@ class OfferPolicy:
         gap = threshold - s.shopper.cart_value
         return gap if 0 < gap <= self.rules.free_shipping_window * threshold else None
 
-    def _value_function(self, kind: Kind, placement: Placement, anchor, s: Situation):
+    def _value_function(self, kind: Kind, placement: Placement, anchor, s: Situation, accept=None):
         """Relevance, reordered by learned acceptance, the shopper's segment, the free-shipping
         nudge and, near ties, margin. With ``ranking=expected_value``: acceptance probability x
         price x margin (each where known)."""
         rules, profile = self.rules, s.profile
-        anchor_price = anchor.price if anchor else None
         tilt = rules.segment_tilt * SEGMENT_TILT.get(profile.segment if profile else "", 0.0)
         gap = self.free_shipping_gap(placement, s) if kind is Kind.CROSS_SELL else None
         learned = rules.acceptance_weight and self.acceptance.updates
+        accept = accept or self._acceptance(kind, placement, anchor, s)
 
         def value(c: Candidate) -> float:
             product = self.catalog.get(c.product_id)
             margin = product.margin if product is not None and product.margin is not None else None
-            position = (price_position(product, self.catalog)
-                        if product is not None and (learned or tilt) else None)
             if learned or rules.ranking == "expected_value":
-                record = item_record(c.product_id, kind.value, placement.value, c.source, c.score,
-                                     c.price, anchor_price, 0)
-                p = (self.acceptance.predict(record, shopper_features(profile, product, position))
-                     if learned else min(1.0, c.score))
+                p = accept(c) if learned else min(1.0, c.score)
             if rules.ranking == "expected_value":
                 return p * (c.price or 1.0) * (margin if margin is not None else 1.0)
             v = c.score * (1.0 + rules.margin_weight * (margin or 0.0))
             if learned:   # geometric blend: 0 = relevance alone, 1 = learned acceptance alone
                 v = v ** (1.0 - rules.acceptance_weight) * p ** rules.acceptance_weight
-            if tilt and position is not None:
-                v *= math.exp(tilt * max(-1.0, min(1.0, position)))   # premium or cheaper, near ties
+            if tilt:
+                position = price_position(product, self.catalog) if product is not None else None
+                if position is not None:
+                    v *= math.exp(tilt * max(-1.0, min(1.0, position)))   # premium or cheaper, near ties
             if gap is not None and c.price is not None and c.price >= gap:
                 v *= 1.0 + rules.free_shipping_boost
             return v
         return value
 
+    def _acceptance(self, kind: Kind, placement: Placement, anchor, s: Situation):
+        """c -> the acceptance model's P(accept) of the candidate for this shopper and placement
+        (each candidate's computed once)."""
+        anchor_price = anchor.price if anchor else None
+        known: dict[str, float] = {}
+
+        def accept(c: Candidate) -> float:
+            p = known.get(c.product_id)
+            if p is None:
+                product = self.catalog.get(c.product_id)
+                position = price_position(product, self.catalog) if product is not None else None
+                record = item_record(c.product_id, kind.value, placement.value, c.source, c.score,
+                                     c.price, anchor_price, 0)
+                p = known[c.product_id] = self.acceptance.predict(record, shopper_features(s.profile, product, position))
+            return p
+        return accept
+
     def _offer(self, s: Situation, placement: Placement, kind: Kind, anchor_id: str,
-               chosen: list[Candidate], propensity: float) -> Offer:
-        items = tuple(OfferItem(c.product_id, c.score, c.reason, c.price) for c in chosen)
+               chosen: list[Candidate], propensity: float, slots: Sequence[float] = ()) -> Offer:
+        slots = list(slots) or [None] * len(chosen)
+        items = tuple(OfferItem(c.product_id, c.score, c.reason, c.price,
+                                None if p is None else round(p, 6)) for c, p in zip(chosen, slots))
         return Offer(
             offer_id=offer_id_for(s.event.event_id, placement),
             user_id=s.event.user_id, placement=placement, kind=kind, anchor_product_id=anchor_id,

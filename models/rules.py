@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from nextoffer.models.profile import ProfileSettings
 
 DAY = 86_400.0
-EXPLORATION_POLICIES = ("epsilon_greedy", "uniform")
+EXPLORATION_POLICIES = ("epsilon_greedy", "uniform", "thompson")
 RANKINGS = ("relevance", "expected_value")
 
 
@@ -92,10 +92,20 @@ class OfferRules:
         "Epsilon-greedy: share of offers whose last item is swapped for another eligible one, to "
         "keep learning what works (recorded in each offer's policy and propensity).", default=0.05)
     exploration_policy: str = _doc(
-        "`epsilon_greedy` (the best items, the last one explored at the exploration rate) or "
-        "`uniform` (items drawn at random among the eligible ones: a logging policy for comparing "
-        "policies off-line, and the random baseline of the feedback-loop simulation).",
-        default="epsilon_greedy")
+        "`epsilon_greedy` (the best items, the last one explored at the exploration rate), "
+        "`thompson` (Thompson sampling over the shortlist: the best by a value drawn from each item's "
+        "posterior acceptance, so rarely shown items get their chances; logs the propensities "
+        "`nextoffer ope` needs) or `uniform` (items drawn at random among the eligible ones: the "
+        "random baseline of the feedback-loop simulation).", default="epsilon_greedy")
+    exploration_draws: int = _doc(
+        "Thompson sampling: draws that estimate the probability of each offered item in its position "
+        "(logged as its propensity).", default=200)
+    decision_log: bool = _doc(
+        "Log each offer's ranked shortlist (value, relevance, P(accept)) to the internal "
+        "nextoffer-decisions topic, for `nextoffer ope` to compare policies off-line.", default=True)
+    decision_log_size: int = _doc(
+        "Ranked candidates kept per logged decision (and the shortlist Thompson sampling draws from).",
+        default=10)
     ranking: str = _doc(
         "`relevance`: relevance reordered by learned acceptance, segment, free-shipping nudge and "
         "margin; `expected_value`: acceptance probability x price x margin (where known).",

@@ -115,6 +115,24 @@ def encode_offer(offer: Offer) -> bytes:
     return orjson.dumps(offer.to_dict())
 
 
+def encode_decision(offer: Offer, shortlist) -> bytes:
+    """The decision log's record of one offer (internal ``nextoffer-decisions`` topic): what was
+    offered with each item's propensity, and the ranked shortlist it was chosen from.
+
+    >>> from nextoffer.models.offer import Kind, OfferItem, Placement
+    >>> from nextoffer.models.policy import LoggedCandidate
+    >>> offer = Offer("o1", "u1", Placement.CART, Kind.CROSS_SELL, "a", (OfferItem("b", 0.5, "x", None, 0.9),),
+    ...               "e1", 1.0, 2.0, event_ts=1.0)
+    >>> orjson.loads(encode_decision(offer, [LoggedCandidate("b", 0.4, 0.5, 0.2, 3)]))["candidates"]
+    [['b', 0.4, 0.5, 0.2, 3]]
+    """
+    return orjson.dumps({"offer_id": offer.offer_id, "user_id": offer.user_id, "ts": offer.event_ts,
+                         "placement": offer.placement.value, "kind": offer.kind.value, "policy": offer.policy,
+                         "offered": [[i.product_id, i.propensity if i.propensity is not None else 1.0]
+                                     for i in offer.items],
+                         "candidates": [list(c) for c in shortlist]})
+
+
 def dead_letter(source_topic: str, partition: int, offset: int, error: str,
                 raw: Optional[bytes], raw_limit: int = 65_536) -> bytes:
     """The contract's dead-letter record; ``raw`` as text, or base64 when not UTF-8.

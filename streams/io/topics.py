@@ -21,6 +21,8 @@ MODELS = "nextoffer-models"
 #: Internal: each worker's view counts, every few seconds, so that every worker's showcases
 #: (most viewed, trending) count the views of all shoppers.
 ACTIVITY = "nextoffer-activity"
+#: Internal: each offer's ranked shortlist and propensities, for ``nextoffer ope``.
+DECISIONS = "nextoffer-decisions"
 
 SHOPPER_INPUTS = (CLICKSTREAM, CART, FEEDBACK)
 
@@ -44,4 +46,5 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
             TopicSpec(s.topic(CATALOG), {"cleanup.policy": "compact"}),
             TopicSpec(s.topic(BASKETS), {"retention.ms": retention}),
             TopicSpec(s.topic(MODELS), {"cleanup.policy": "compact"}),
-            TopicSpec(s.topic(ACTIVITY), {"retention.ms": retention})]
+            TopicSpec(s.topic(ACTIVITY), {"retention.ms": retention}),
+            TopicSpec(s.topic(DECISIONS), {"retention.ms": retention})]

@@ -348,7 +348,7 @@ class _OraclePolicy(OfferPolicy):
         self.tastes = {t.user_id: t for t in store.shoppers}
         self.name = "oracle"
 
-    def _value_function(self, kind, placement, anchor, s):
+    def _value_function(self, kind, placement, anchor, s, accept=None):
         taste, store = self.tastes[s.event.user_id], self.store
         return lambda c: taste.accept_probability(store.products[c.product_id], store.positions[c.product_id], kind)
 

@@ -27,7 +27,7 @@ from nextoffer.streams.io.topics import SHOPPER_INPUTS
 from nextoffer.streams.worker.rejections import DeadLettered
 from nextoffer.streams.worker.tables import dead_lettered, shoppers
 from nextoffer.streams.worker.topics import (activity_topic, baskets_topic, catalog_topic, dead_letter_topic,
-                                             models_topic, offers_topic, shopper_inputs)
+                                             decisions_topic, models_topic, offers_topic, shopper_inputs)
 from nextoffer.streams.worker.faust_internals import FaustPartitions, consumer_lag
 from nextoffer.streams.worker.watchdog import EXIT_RESTART, OffsetGuard
 
@@ -54,7 +54,8 @@ pipeline = ShopperPipeline(
     engine, shoppers, writer,
     Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
             baskets=_sender(baskets_topic),
-            activity=_sender(activity_topic) if settings.showcase_interval > 0 else None),
+            activity=_sender(activity_topic) if settings.showcase_interval > 0 else None,
+            decisions=_sender(decisions_topic) if settings.rules.decision_log else None),
     settings.limits(),
     prefix=settings.topic_prefix, redis_key=settings.redis_key, save=shoppers.save,
     delivery_timeout=settings.delivery_timeout,

@@ -27,7 +27,7 @@ from nextoffer.models.engine import OfferEngine
 from nextoffer.models.offer import Kind, Offer
 from nextoffer.models.shopper import ShopperState
 from nextoffer.streams.io.codecs import (InvalidMessage, Limits, dead_letter, decode_event, decode_product,
-                            decode_state, encode_basket, encode_offer, encode_state)
+                                         decode_state, encode_basket, encode_decision, encode_offer, encode_state)
 from nextoffer.streams.io.figures import reason_label
 from nextoffer.streams.io.store import OfferStore, OfferWrite, event_ts
 from nextoffer.streams.worker.rejections import DeadLettered
@@ -52,6 +52,7 @@ class Outputs:
     dead_letters: Send
     baskets: Send
     activity: Optional[Send] = None     # view counts for every worker's showcases
+    decisions: Optional[Send] = None    # the decision log, for off-policy evaluation
 
 
 @dataclass
@@ -63,6 +64,7 @@ class _Batch:
     baskets: list = field(default_factory=list)         # (key, record)
     dead_letters: list = field(default_factory=list)    # (key, record)
     rejected: list = field(default_factory=list)        # (topic, partition, offset) of the dead letters
+    decisions: list = field(default_factory=list)       # (key, record)
 
 
 class OfferWriter:
@@ -191,6 +193,8 @@ class ShopperPipeline:
             self.stats[f"no_offer.{outcome.reason}"] += 1
             return
         self._batch.offers.append((outcome.offer, encode_offer(outcome.offer), context))
+        if outcome.shortlist and self.outputs.decisions is not None:
+            self._batch.decisions.append((key, encode_decision(outcome.offer, outcome.shortlist)))
 
     async def flush(self) -> list[tuple[Any, Offer]]:
         """Publish the batch, then save its shoppers' states. Orders go to the baskets topic,
@@ -208,6 +212,7 @@ class ShopperPipeline:
             await self.writer.write([(self.redis_key(o.user_id), o.placement.value, payload, o.event_ts)
                                      for o, payload, _ in batch.offers])
             records += [(self.outputs.offers, offer.user_id.encode(), payload) for offer, payload, _ in batch.offers]
+            records += [(self.outputs.decisions, key, record) for key, record in batch.decisions]
         records += [(self.outputs.dead_letters, key, record) for key, record in batch.dead_letters]
         records += self._activity()
         await self._deliver(records)

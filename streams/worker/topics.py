@@ -1,7 +1,7 @@
 """The worker's Faust topics, named as in :mod:`nextoffer.streams.io.topics`, with the prefix."""
 from __future__ import annotations
 
-from nextoffer.streams.io.topics import (ACTIVITY, BASKETS, CATALOG, DEAD_LETTER, MODELS, OFFERS,
+from nextoffer.streams.io.topics import (ACTIVITY, BASKETS, CATALOG, DEAD_LETTER, DECISIONS, MODELS, OFFERS,
                                         SHOPPER_INPUTS)
 from nextoffer.streams.worker.app import app, settings
 
@@ -17,3 +17,4 @@ dead_letter_topic = _topic(DEAD_LETTER)
 baskets_topic = _topic(BASKETS, retention=float(settings.baskets_retention))
 models_topic = _topic(MODELS, compacting=True)
 activity_topic = _topic(ACTIVITY, retention=float(settings.baskets_retention))
+decisions_topic = _topic(DECISIONS, retention=float(settings.baskets_retention))
