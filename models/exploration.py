@@ -15,6 +15,7 @@ the draws above, so they are made here with numpy.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -39,25 +40,44 @@ def slot_draws(shortlist: Sequence, k: int, weight: float, draws: int, seed: flo
     return np.argsort(-sampled, axis=1, kind="stable")[:, :min(k, n)]
 
 
-def thompson_choice(shortlist: Sequence, k: int, weight: float, draws: int,
-                    seed: float) -> tuple[list[int], float, list[float]]:
+def thompson_choice(shortlist: Sequence, k: int, weight: float, draws: int, seed: float,
+                    uniform_share: float = 0.0) -> tuple[list[int], float, list[float]]:
     """The candidates to offer (indices into ``shortlist``), the estimated probability of that
-    list, and of each of its items in its position.
+    list, and of each of its items in its position. ``uniform_share`` of the lists are drawn
+    uniformly instead (a defensive mixture): every candidate keeps at least that share over n of
+    each position, so the estimators' importance weights stay bounded.
 
     >>> from nextoffer.models.policy import LoggedCandidate
     >>> fresh = [LoggedCandidate(pid, 0.5, 0.5, 0.5, 0) for pid in "abcd"]
     >>> order, propensity, slots = thompson_choice(fresh, 2, 0.5, 400, seed=0.3)
     >>> len(order), 0 < propensity < 0.3, all(0.1 < s < 0.5 for s in slots)   # nothing known: wide
     (2, True, True)
+    >>> sure = [LoggedCandidate(pid, v, v, 0.5, 10**6) for pid, v in (("a", .9), ("b", .5), ("c", .1))]
+    >>> thompson_choice(sure, 1, 0.5, 100, seed=0.3, uniform_share=0.06)[2][0] >= 0.02   # the floor
+    True
     """
     ranks = slot_draws(shortlist, k, weight, draws, seed)
-    chosen = ranks[0]
-    same_slot = ranks == chosen
-    return chosen.tolist(), float(same_slot.all(axis=1).mean()), same_slot.mean(axis=0).tolist()
+    n, width = len(shortlist), ranks.shape[1]
+    chosen, others = ranks[0], ranks[1:]
+    rng = np.random.default_rng(int(seed * 2**32) + 1)
+    if uniform_share > 0 and rng.random() < uniform_share:
+        chosen = rng.permutation(n)[:width]
+    # Estimated from the other draws only: counting the offered one too would bias small
+    # propensities up (and the importance weights that divide by them down).
+    same_slot = others == chosen
+    drawn_list, drawn_slots = float(same_slot.all(axis=1).mean()), same_slot.mean(axis=0)
+    if uniform_share > 0:
+        lists = math.perm(n, width)
+        return (chosen.tolist(), uniform_share / lists + (1 - uniform_share) * drawn_list,
+                [uniform_share / n + (1 - uniform_share) * float(p) for p in drawn_slots])
+    floor = 1.0 / len(others)
+    return chosen.tolist(), max(drawn_list, floor), [max(float(p), floor) for p in drawn_slots]
 
 
-def slot_probabilities(shortlist: Sequence, k: int, weight: float, draws: int, seed: float) -> np.ndarray:
-    """P(candidate i in position j) under Thompson sampling: an array (n, min(k, n)).
+def slot_probabilities(shortlist: Sequence, k: int, weight: float, draws: int, seed: float,
+                       uniform_share: float = 0.0) -> np.ndarray:
+    """P(candidate i in position j) under Thompson sampling (with ``uniform_share`` of uniform
+    lists): an array (n, min(k, n)).
 
     >>> from nextoffer.models.policy import LoggedCandidate
     >>> fresh = [LoggedCandidate(pid, 0.5, 0.5, 0.5, 0) for pid in "ab"]
@@ -68,4 +88,4 @@ def slot_probabilities(shortlist: Sequence, k: int, weight: float, draws: int, s
     out = np.zeros((len(shortlist), ranks.shape[1]))
     for j in range(ranks.shape[1]):
         out[:, j] = np.bincount(ranks[:, j], minlength=len(shortlist)) / len(ranks)
-    return out
+    return uniform_share / len(shortlist) + (1 - uniform_share) * out

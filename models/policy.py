@@ -146,8 +146,8 @@ class OfferPolicy:
         self.categories = categories if categories is not None else BoughtTogether(half_life=None)
         self.proportions = proportions if proportions is not None else PriceProportions()
         self.profile_settings = rules.profile_settings()
-        if rules.exploration_policy == "uniform":
-            self.name = "uniform"
+        if rules.exploration_policy in ("uniform", "thompson"):
+            self.name = rules.exploration_policy
         elif rules.exploration > 0:
             self.name = f"epsilon-greedy({rules.exploration:g})"
         else:
@@ -219,14 +219,16 @@ class OfferPolicy:
 
         ``epsilon_greedy``: the best items, the last one swapped at the exploration rate for another
         eligible one; ``uniform``: any eligible items; ``thompson``: the best by a value drawn from
-        each item's posterior acceptance (:func:`thompson_choice`)."""
+        each item's posterior acceptance (:func:`thompson_choice`), the exploration rate of the
+        lists drawn uniformly from the shortlist instead."""
         k, eps = self.rules.max_items, self.rules.exploration
         if self.rules.exploration_policy == "uniform":
             chosen = self.rng.sample(ranked, min(k, len(ranked)))
             return chosen, 1.0 / math.comb(len(ranked), len(chosen)), [1.0 / len(ranked)] * len(chosen)
         if self.rules.exploration_policy == "thompson":
             order, propensity, slots = thompson_choice(shortlist, k, self.rules.acceptance_weight,
-                                                       self.rules.exploration_draws, self.rng.random())
+                                                       self.rules.exploration_draws, self.rng.random(),
+                                                       uniform_share=eps)
             return [ranked[i] for i in order], propensity, slots
         best, rest = ranked[:k], ranked[k:]
         if eps <= 0 or not rest:

@@ -90,7 +90,8 @@ class OfferRules:
         "reorder before the best are offered.", default=20)
     exploration: float = _doc(
         "Epsilon-greedy: share of offers whose last item is swapped for another eligible one, to "
-        "keep learning what works (recorded in each offer's policy and propensity).", default=0.05)
+        "keep learning what works (recorded in each offer's policy and propensity); with Thompson "
+        "sampling, the share of lists drawn uniformly from the shortlist.", default=0.05)
     exploration_policy: str = _doc(
         "`epsilon_greedy` (the best items, the last one explored at the exploration rate), "
         "`thompson` (Thompson sampling over the shortlist: the best by a value drawn from each item's "

@@ -128,6 +128,29 @@ def _parser() -> argparse.ArgumentParser:
                     "and feedback_loop.png (default ./reports)")
     fl.set_defaults(func=cmd_feedback_loop)
 
+    op = sub.add_parser("ope", help="estimate, from logged offers and outcomes, the acceptance other offer "
+                        "policies would have had (IPS, SNIPS, doubly robust, with intervals)",
+                        description="Off-policy evaluation. Reads the decision log (the internal "
+                        "nextoffer-decisions topic, or --file, JSON lines of its records and offer-feedback "
+                        "events) and the outcomes (the offer-feedback topic), and estimates each --policy's "
+                        "acceptance (share of shown offers accepted) with inverse propensity scoring, its "
+                        "self-normalised form and a doubly robust estimator, each with a 95%% bootstrap "
+                        "interval. Policies: logged (the logging policy, greedily), relevance, acceptance, "
+                        "blend:W (relevance^(1-W) x P(accept)^W), random, thompson:W, score:NAME (a score the "
+                        "log carries). Estimates are trustworthy where the logging policy explored: log with "
+                        "NEXTOFFER_EXPLORATION_POLICY=thompson (or uniform). --validate checks the estimators "
+                        "in the feedback-loop simulation, where the truth is known.", epilog=EPILOG)
+    op.add_argument("--file", help="a JSON-lines decision log instead of the topics")
+    op.add_argument("--policy", action="append", dest="policies", metavar="NAME",
+                    help="a candidate policy (repeat; default: logged, relevance, acceptance, blend:0.5, random)")
+    op.add_argument("--resamples", type=int, default=500, help="bootstrap resamples of the intervals (default 500)")
+    op.add_argument("--validate", action="store_true", help="log the learned ranking in the simulated store and "
+                    "compare the estimates of its four rankings with their simulated acceptance")
+    op.add_argument("--impressions", type=int, default=20_000, help="with --validate: offers logged (default 20000)")
+    op.add_argument("--seed", type=int, default=7, help="with --validate: seed of the simulated store")
+    op.add_argument("--json", action="store_true", help="print the report as JSON")
+    op.set_defaults(func=cmd_ope)
+
     lk = sub.add_parser("lookup", help="read a shopper's offers from Redis, as a storefront does",
                         epilog=EPILOG)
     lk.add_argument("user_id")
@@ -502,6 +525,23 @@ def cmd_feedback_loop(args, rest) -> int:
                   f"({result['seconds']} s)")
     violations = sum(row["cooldown_violations"] for row in result["rankings"].values())
     return 0 if violations == 0 else 1
+
+
+def cmd_ope(args, rest) -> int:
+    from nextoffer.streams.tools import ope
+    from nextoffer.streams.io.settings import Settings
+    if args.validate:
+        from rich.console import Console
+        with Console().status(f"simulating {args.impressions:,} logged offers..."):
+            report = ope.validate(args.impressions, args.seed, resamples=args.resamples,
+                                  rules=Settings.from_env().rules)
+        return _show(report, ope.render_validation, args.json)
+    records = ope.read_file(args.file) if args.file else ope.read_topics(_settings())
+    try:
+        report = ope.report(ope.join(records), args.policies or ope.DEFAULT_POLICIES, args.resamples)
+    except ValueError as exc:
+        raise SystemExit(f"nextoffer ope: {exc}") from None
+    return _show(report, ope.render, args.json)
 
 
 def cmd_lookup(args, rest) -> int:

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import Any, Optional
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.partitioner.default import murmur2
 
 from nextoffer.models.engine import OfferEngine
@@ -23,7 +23,7 @@ from nextoffer.models.profile import view
 from nextoffer.models.shopper import ShopperState
 from nextoffer.models.showcases import KINDS, excluded, personalise
 from nextoffer.streams.io.codecs import decode_state, encode_state
-from nextoffer.streams.io.security import kafka_python_client
+from nextoffer.streams.io.readers import read_to_end
 from nextoffer.streams.io.settings import Settings
 from nextoffer.streams.io.shared_learning import LEARNED_FROM, SharedLearning
 
@@ -40,31 +40,12 @@ def partition_of(key: str, partitions: int) -> int:
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
-def _read_to_end(settings: Settings, parts: list[TopicPartition], handle) -> int:
-    consumer = KafkaConsumer(**kafka_python_client(settings), group_id=None, enable_auto_commit=False,
-                             max_poll_records=5000)
-    try:
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        count = 0
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                for record in records:
-                    if record.offset < ends[tp]:
-                        handle(tp, record)
-                        count += 1
-        return count
-    finally:
-        consumer.close()
-
-
 def load_engine(settings: Settings) -> OfferEngine:
     """An engine with the shared learners as every worker has them now."""
     engine = OfferEngine(settings.rules, settings.learners, showcases=settings.showcases)
     shared = SharedLearning(settings, engine)
     parts = [TopicPartition(settings.topic(t), p) for t in LEARNED_FROM for p in range(settings.partitions)]
-    _read_to_end(settings, parts, lambda tp, r: shared.dispatch(tp.topic, r.key, r.value))
+    read_to_end(settings, parts, lambda tp, r: shared.dispatch(tp.topic, r.key, r.value))
     return engine
 
 
@@ -77,7 +58,7 @@ def load_shopper(settings: Settings, user_id: str) -> Optional[ShopperState]:
     def keep(_tp, record) -> None:
         if record.key == key:
             found[:] = [record.value]
-    _read_to_end(settings, [tp], keep)
+    read_to_end(settings, [tp], keep)
     return decode_state(found[0]) if found and found[0] else None
 
 

@@ -30,12 +30,15 @@ import random
 from dataclasses import dataclass, field
 from typing import Generator, Iterator, Optional
 
+import orjson
+
 from nextoffer.models.engine import LearnerSettings, OfferEngine
 from nextoffer.models.events import CART, CLICKSTREAM, FEEDBACK, LineItem, Product, ShopperEvent
 from nextoffer.models.offer import Kind, Offer
 from nextoffer.models.policy import OfferPolicy, in_control_group
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
+from nextoffer.streams.io.codecs import encode_decision
 from nextoffer.streams.io.records import Record
 
 DEPARTMENTS = ("phones", "laptops", "audio", "coffee", "running", "living")
@@ -186,8 +189,11 @@ class Storefront:
 class _Loop:
     """One engine driven by one storefront until enough impressions."""
 
-    def __init__(self, store: Storefront, engine: OfferEngine, rules: OfferRules, result: LoopResult) -> None:
+    def __init__(self, store: Storefront, engine: OfferEngine, rules: OfferRules, result: LoopResult,
+                 log: Optional[list] = None) -> None:
         self.store, self.engine, self.rules, self.result = store, engine, rules, result
+        self.log = log                  # decision records and feedback events, as a worker logs them
+        self.shortlists: dict[str, tuple] = {}
         self.rng = random.Random(store.rng.random())
         self.states: dict[str, ShopperState] = {}
         self.declined: dict[str, dict[str, float]] = {}      # the storefront's own record, to audit
@@ -203,7 +209,20 @@ class _Loop:
         self.result.events += 1
         if out.basket is not None:
             self.engine.learn_basket(out.basket)
+        if self.log is not None and kind != "impression" and source == FEEDBACK:
+            self.log.append({"type": kind, "offer_id": fields.get("offer_id"), "product_id": fields.get("product_id")})
+        if self.log is not None and out.offer is not None:
+            self.shortlists[out.offer.offer_id] = out.shortlist
         return out.offer
+
+    def _log_decision(self, taste: HiddenTaste, offer: Offer) -> None:
+        """The decision record a worker would publish, with each candidate's hidden acceptance
+        (``extra.oracle``) for checking off-policy estimates against the truth."""
+        shortlist = self.shortlists.pop(offer.offer_id, ())
+        record = orjson.loads(encode_decision(offer, shortlist))
+        record["extra"] = {"oracle": {c.product_id: taste.accept_probability(
+            self.store.products[c.product_id], self.store.positions[c.product_id], offer.kind) for c in shortlist}}
+        self.log += [record, {"type": "impression", "offer_id": offer.offer_id}]
 
     def show(self, taste: HiddenTaste, offer: Optional[Offer]) -> Optional[Product]:
         """The shopper sees the offer and reacts; returns the item accepted, if any."""
@@ -211,6 +230,8 @@ class _Loop:
             return None
         self._audit(taste, offer)
         self.send(taste, FEEDBACK, "impression", offer_id=offer.offer_id)
+        if self.log is not None:
+            self._log_decision(taste, offer)
         taken = None
         for n, item in enumerate(offer.items):
             product = self.store.products[item.product_id]
@@ -355,9 +376,11 @@ class _OraclePolicy(OfferPolicy):
 
 def run_loop(rules: OfferRules, impressions: int = 20_000, seed: int = 7, shoppers: int = 500,
              window: int = 1000, name: Optional[str] = None,
-             learners: LearnerSettings = LearnerSettings(), oracle: bool = False) -> LoopResult:
+             learners: LearnerSettings = LearnerSettings(), oracle: bool = False,
+             log: Optional[list] = None) -> LoopResult:
     """Run the storefront against an engine with ``rules`` until ``impressions`` offers were shown
-    (``oracle``: rank by the hidden tastes instead, for the upper bound)."""
+    (``oracle``: rank by the hidden tastes instead, for the upper bound). ``log`` collects the
+    decision records and feedback events of every offer shown (:mod:`nextoffer.streams.tools.ope`)."""
     store = Storefront(seed, shoppers)
     engine = OfferEngine(rules, learners)
     if oracle:
@@ -365,7 +388,7 @@ def run_loop(rules: OfferRules, impressions: int = 20_000, seed: int = 7, shoppe
     for product in store.catalog_events():
         engine.update_product(product)
     result = LoopResult(name or engine.policy.name, window=window)
-    loop = _Loop(store, engine, rules, result)
+    loop = _Loop(store, engine, rules, result, log)
     while result.impressions < impressions:
         loop.session()
     for key, count in engine.tally.items():

@@ -111,6 +111,13 @@ def test_events_in_offers_out_on_the_topic_and_in_redis(deployment, stack):
     assert set(stack.hgetall(key)) == {b"product_page", b"cart", b"checkout", b"post_purchase"}
     assert 0 < stack.ttl(key) <= 86_400
 
+    # The decision log: each offer's shortlist and propensities, for nextoffer ope.
+    decisions = d.read("nextoffer-decisions", until=lambda got: len(got) >= 4, timeout=30)
+    assert {r["offer_id"] for r in decisions} == {o["offer_id"] for o in offers}
+    logged = {r["offer_id"]: r for r in decisions}[add["offer_id"]]
+    assert [pid for pid, _ in logged["offered"]] == [i["product_id"] for i in add["items"]]
+    assert {c[0] for c in logged["candidates"]} >= {"case", "glass"}
+
 
 def test_malformed_messages_go_to_dead_letter_and_good_ones_keep_flowing(deployment):
     d = deployment()
