@@ -263,13 +263,13 @@ class OfferPolicy:
                                   self.upsell_band()) if anchor else [])
         else:
             candidates = self._cross_sell_candidates(anchor_id, context, placement, s, trace)
-            kept = [c for c in candidates if self._price_share_ok(c, anchor, placement, s)]
-            if trace is not None:
-                trace.extend((c, "price_share", None) for c in candidates if c not in kept)
-            candidates = kept
+        priced = kind is Kind.CROSS_SELL
         eligible = []
         for n, c in enumerate(candidates):  # best first: stop once the tie-break has enough to reorder
-            excluded = self.exclusion(c.product_id, anchor_id, s)
+            # The price cap is checked here, not over every candidate first: a cart's complements
+            # run to hundreds, and only the best ``shortlist`` eligible ones are ranked.
+            excluded = ("price_share" if priced and not self._price_share_ok(c, anchor, placement, s)
+                        else self.exclusion(c.product_id, anchor_id, s))
             if excluded is None:
                 eligible.append(c)
             elif trace is not None:
