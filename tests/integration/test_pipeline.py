@@ -112,7 +112,7 @@ def test_events_in_offers_out_on_the_topic_and_in_redis(deployment, stack):
     assert 0 < stack.ttl(key) <= 86_400
 
     # The decision log: each offer's shortlist and propensities, for nextoffer ope.
-    decisions = d.read("nextoffer-decisions", until=lambda got: len(got) >= 4, timeout=30)
+    decisions = alices(d.read("nextoffer-decisions", until=lambda got: len(alices(got)) >= 4, timeout=30))
     assert {r["offer_id"] for r in decisions} == {o["offer_id"] for o in offers}
     logged = {r["offer_id"]: r for r in decisions}[add["offer_id"]]
     assert [pid for pid, _ in logged["offered"]] == [i["product_id"] for i in add["items"]]
