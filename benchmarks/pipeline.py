@@ -18,7 +18,7 @@ import orjson
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
-from nextoffer.benchmarks.workload import Workload
+from nextoffer.benchmarks.workload import Workload, make_workload
 from nextoffer.streams.io.admin import ensure_topics, group_offsets
 from nextoffer.streams.io.topics import OFFERS, SHOPPER_INPUTS
 from nextoffer.streams.io.producer import make_producer
@@ -136,11 +136,10 @@ def drain_rate(d: Deployment, group: str, total: int, window: float,
     return (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
 
 
-def _paced_producer(env: dict, rate: float, seconds: float, users: int, products: int, seed: int,
-                    ready) -> None:
+def _paced_producer(env: dict, rate: float, seconds: float, spec: tuple, seed: int, ready) -> None:
     """A child process: workload events at ``rate``/s; each event_id carries its send time."""
     settings = Settings.from_env(env)
-    workload = Workload(users=users, products=products, seed=seed)
+    workload = make_workload(spec, seed)
     producer = make_producer(settings)
     ready.set()
     start = time.time()
@@ -170,8 +169,7 @@ def freshness(d: Deployment, rate: float, seconds: float, seed: int) -> dict:
     lookup = redis.Redis.from_url(s.redis_url)
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
-    child = ctx.Process(target=_paced_producer, args=(d.env, rate, seconds, d.workload.users,
-                                                      len(d.workload.catalog), seed, ready))
+    child = ctx.Process(target=_paced_producer, args=(d.env, rate, seconds, d.workload.spec, seed, ready))
     child.start()
     ready.wait(60)
     latencies, checked, missing = [], 0, 0

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import redis
 from rich.console import Console
@@ -45,6 +46,8 @@ class BenchConfig:
     lookups: int = 3000
     memory_users: tuple[int, ...] = (100_000, 1_000_000)
     out: Path = field(default_factory=lambda: ROOT / "reports" / "bench.json")
+    replay: Optional[Path] = None       # a store's order export: the real-workload run instead
+    replay_orders: Optional[int] = None
 
 
 def machine() -> dict:
@@ -121,6 +124,71 @@ def run(config: BenchConfig, console: Console) -> dict:
         remove_deployment(d.settings, lookup)
     lookup.close()
     return result
+
+
+def run_replay(config: BenchConfig, console: Console) -> dict:
+    """The real-workload run: a store's orders replayed as views, adds per line, checkouts and
+    purchases (:mod:`nextoffer.benchmarks.replay`): drain rate of the do-nothing agent and of one
+    worker, and freshness at fixed rates on a worker that has caught up."""
+    from nextoffer.benchmarks.replay import load
+    subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True, capture_output=True)
+    base, run_id = {**os.environ}, uuid.uuid4().hex[:6]
+    logs = ROOT / ".run" / f"bench-{run_id}"
+    logs.mkdir(parents=True, exist_ok=True)
+    workload = load(config.replay, config.replay_orders)
+    result: dict = {"machine": machine(), "workload": {
+        "file": config.replay.name, "orders": len(workload.orders), "products": len(workload.catalog),
+        "shoppers": workload.users, "lines_per_order": round(workload.lines / max(1, len(workload.orders)), 1)},
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}}
+    deployments: list[Deployment] = []
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f}/"
+                      "{task.total:,.0f}"), TimeElapsedColumn(), console=console) as progress:
+            a = Deployment(base, f"bench-{run_id}r.", workload, logs)
+            deployments.append(a)
+            fill = progress.add_task("filling the backlog with the replay", total=config.backlog)
+            a.fill(config.backlog, lambda n: progress.advance(fill, n))
+            progress.update(fill, completed=config.backlog)
+            result["ceiling_events_per_s"] = _drain(progress, a, "ceiling", "nextoffer.streams.worker.ceiling", 1,
+                                                    config)
+            result["pipeline_events_per_s"] = _drain(progress, a, "nextoffer", "nextoffer.streams.ops.cli", 1, config)
+            result["ratio_to_ceiling"] = round(result["pipeline_events_per_s"] / result["ceiling_events_per_s"], 3)
+            c = Deployment(base, f"bench-{run_id}rf.", load(config.replay, config.replay_orders), logs)
+            deployments.append(c)
+            worker = c.worker("replay-fresh-worker")
+            worker.wait_for("shared learners ready")
+            task = progress.add_task("warming up the worker", total=WARM_UP_SECONDS)
+            _timed(progress, task, lambda: freshness(c, config.rates[0], WARM_UP_SECONDS, seed=0))
+            result["freshness"] = []
+            for n, rate in enumerate(config.rates):
+                task = progress.add_task(f"freshness at {rate:,.0f} events/s", total=config.rate_seconds)
+                result["freshness"].append(_timed(progress, task, lambda: freshness(c, rate, config.rate_seconds,
+                                                                                    seed=n + 1)))
+            worker.stop()
+    finally:
+        lookup = redis.Redis.from_url(Settings.from_env(base).redis_url)
+        for d in deployments:
+            remove_deployment(d.settings, lookup)
+        lookup.close()
+    return result
+
+
+def report_replay(result: dict, console: Console) -> None:
+    w = result["workload"]
+    table = Table(title=f"nextoffer bench on {w['file']}: {w['orders']:,} orders replayed ({w['lines_per_order']} "
+                        f"lines each on average), {w['products']:,} products, {w['shoppers']:,} shoppers")
+    for col in ("measure", "figure", "target", "met"):
+        table.add_column(col)
+    table.add_row("ceiling (do-nothing Faust agent)", f"{result['ceiling_events_per_s']:,} events/s", "", "")
+    table.add_row("pipeline, 1 worker", f"{result['pipeline_events_per_s']:,} events/s", ">= 2,000",
+                  _ok(result["pipeline_events_per_s"] >= 2000))
+    table.add_row("pipeline / ceiling", f"{result['ratio_to_ceiling']:.2f}", "", "")
+    for point in result["freshness"]:
+        target, met = ("p99 <= 100 ms", _ok(point["p99_ms"] <= 100)) if point["rate"] == 1000 else ("", "")
+        table.add_row(f"freshness at {point['rate']:,.0f}/s ({point['offers_per_s']:,} offers/s"
+                      f"{'' if point['sustained'] else ', not kept up with'})",
+                      f"p50 {point['p50_ms']} / p95 {point['p95_ms']} / p99 {point['p99_ms']} ms", target, met)
+    console.print(table)
 
 
 def _drain(progress: Progress, d: Deployment, group: str, module: str, workers: int,
@@ -204,12 +272,12 @@ def _ok(flag: bool) -> str:
 def main(config: BenchConfig) -> int:
     console = Console()
     try:
-        result = run(config, console)
+        result = run_replay(config, console) if config.replay else run(config, console)
     finally:
         for process in STARTED:
             process.stop()
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(json.dumps(result, indent=2))
-    report(result, console)
+    (report_replay if config.replay else report)(result, console)
     console.print(f"figures written to {config.out}")
     return 0

@@ -32,6 +32,7 @@ class Workload:
         self.seq = 0
         self.types = list(MIX)
         self.weights = list(MIX.values())
+        self.spec = ("synthetic", users, products)   # how a child process builds the same workload
 
     def _catalog(self, products: int) -> list[dict]:
         out = []
@@ -83,3 +84,12 @@ class Workload:
     def events(self, count: int) -> Iterator[tuple[str, str, dict]]:
         for _ in range(count):
             yield self.next_event()
+
+
+def make_workload(spec: tuple, seed: int):
+    """The workload ``spec`` names: ("synthetic", users, products) or ("replay", path, limit)."""
+    if spec[0] == "replay":
+        from pathlib import Path
+        from nextoffer.benchmarks.replay import load
+        return load(Path(spec[1]), spec[2])
+    return Workload(users=spec[1], products=spec[2], seed=seed)

@@ -202,6 +202,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=15.0, help="seconds per freshness rate (default 15)")
     b.add_argument("--memory-users", default="100000,1000000",
                    help="shopper counts for the memory figures (default 100000,1000000)")
+    b.add_argument("--replay", type=Path, metavar="FILE", help="a real workload instead of the synthetic one: "
+                   "the store's orders in FILE (Online Retail's columns) replayed as a view, an add per line, "
+                   "a checkout and the purchase; reports drain rate, ratio to the ceiling and freshness")
+    b.add_argument("--orders", type=int, help="with --replay: use only the first N orders")
     b.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="JSON output "
                    "(default reports/bench.json)")
     b.set_defaults(func=cmd_bench)
@@ -264,7 +268,8 @@ def cmd_bench(args, rest) -> int:
     return bench(BenchConfig(
         users=args.users, products=args.products, backlog=args.backlog, window=args.window,
         rates=tuple(float(r) for r in args.rates.split(",") if r.strip()), rate_seconds=args.seconds,
-        memory_users=tuple(int(u) for u in args.memory_users.split(",") if u.strip()), out=args.out))
+        memory_users=tuple(int(u) for u in args.memory_users.split(",") if u.strip()), out=args.out,
+        replay=args.replay, replay_orders=args.orders))
 
 
 def _formats() -> tuple[str, ...]:
