@@ -89,14 +89,7 @@ def run(config: BenchConfig, console: Console) -> dict:
         deployments.append(c)
         worker = c.worker("fresh-worker")
         worker.wait_for("shared learners ready")
-        # Not counted: a worker's first offers pay for its connections and topic metadata.
-        task = progress.add_task("warming up the worker", total=WARM_UP_SECONDS)
-        _timed(progress, task, lambda: freshness(c, config.rates[0], WARM_UP_SECONDS, seed=0))
-        result["freshness"] = []
-        for n, rate in enumerate(config.rates):
-            task = progress.add_task(f"freshness at {rate:,.0f} events/s", total=config.rate_seconds)
-            point = _timed(progress, task, lambda: freshness(c, rate, config.rate_seconds, seed=n + 1))
-            result["freshness"].append(point)
+        result["freshness"] = _freshness_runs(progress, c, config)
         task = progress.add_task("lookups under load at 1,000 events/s", total=config.rate_seconds)
         result["lookup"] = _timed(progress, task, lambda: lookup_under_load(
             c, 1000.0, config.rate_seconds, config.lookups, seed=99))
@@ -157,13 +150,7 @@ def run_replay(config: BenchConfig, console: Console) -> dict:
             deployments.append(c)
             worker = c.worker("replay-fresh-worker")
             worker.wait_for("shared learners ready")
-            task = progress.add_task("warming up the worker", total=WARM_UP_SECONDS)
-            _timed(progress, task, lambda: freshness(c, config.rates[0], WARM_UP_SECONDS, seed=0))
-            result["freshness"] = []
-            for n, rate in enumerate(config.rates):
-                task = progress.add_task(f"freshness at {rate:,.0f} events/s", total=config.rate_seconds)
-                result["freshness"].append(_timed(progress, task, lambda: freshness(c, rate, config.rate_seconds,
-                                                                                    seed=n + 1)))
+            result["freshness"] = _freshness_runs(progress, c, config)
             worker.stop()
     finally:
         lookup = redis.Redis.from_url(Settings.from_env(base).redis_url)
@@ -189,6 +176,18 @@ def report_replay(result: dict, console: Console) -> None:
                       f"{'' if point['sustained'] else ', not kept up with'})",
                       f"p50 {point['p50_ms']} / p95 {point['p95_ms']} / p99 {point['p99_ms']} ms", target, met)
     console.print(table)
+
+
+def _freshness_runs(progress: Progress, d: Deployment, config: BenchConfig) -> list[dict]:
+    """Freshness at each configured rate, after a warm-up that is not counted (a worker's first
+    offers pay for its connections and topic metadata)."""
+    task = progress.add_task("warming up the worker", total=WARM_UP_SECONDS)
+    _timed(progress, task, lambda: freshness(d, config.rates[0], WARM_UP_SECONDS, seed=0))
+    points = []
+    for n, rate in enumerate(config.rates):
+        task = progress.add_task(f"freshness at {rate:,.0f} events/s", total=config.rate_seconds)
+        points.append(_timed(progress, task, lambda: freshness(d, rate, config.rate_seconds, seed=n + 1)))
+    return points
 
 
 def _drain(progress: Progress, d: Deployment, group: str, module: str, workers: int,

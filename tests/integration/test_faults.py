@@ -267,15 +267,9 @@ def test_offers_kafka_refuses_for_a_while_are_sent_again_and_nothing_is_lost(dep
         "an agent held back by refused outputs is not read again"
 
 
-def test_the_learned_acceptance_model_survives_a_kill_9(deployment):
-    """Shoppers accept or decline their offers; the worker checkpoints what its acceptance model
-    learned; after a kill -9 the restarted worker predicts what the model did before it."""
-    import re
-    from nextoffer.models.acceptance import AcceptanceModel
-    d = seeded(deployment())
-    fast = {**FAST_FAILOVER, "NEXTOFFER_MODEL_CHECKPOINT_INTERVAL": "1"}
-    worker = d.start_worker(**fast).wait_ready()
-    users = [f"shopper-{u:05d}" for u in range(120)]
+def offers_with_outcomes(d, shoppers: int) -> tuple[list[str], list[dict]]:
+    """Each shopper views the phone (an offer each), then accepts (two in three) or declines it."""
+    users = [f"shopper-{u:05d}" for u in range(shoppers)]
     for n, user in enumerate(users):
         d.send("clickstream", {"event_id": f"{user}-v", "type": "view", "user_id": user, "product_id": "phone-1",
                                "price": 700.0, "ts": T0 + n}, key=user)
@@ -286,6 +280,18 @@ def test_the_learned_acceptance_model_survives_a_kill_9(deployment):
                                   "user_id": offer["user_id"], "offer_id": offer["offer_id"],
                                   "ts": T0 + 1000 + n}, key=offer["user_id"])
     d.flush()
+    return users, offers
+
+
+def test_the_learned_acceptance_model_survives_a_kill_9(deployment):
+    """Shoppers accept or decline their offers; the worker checkpoints what its acceptance model
+    learned; after a kill -9 the restarted worker predicts what the model did before it."""
+    import re
+    from nextoffer.models.acceptance import AcceptanceModel
+    d = seeded(deployment())
+    fast = {**FAST_FAILOVER, "NEXTOFFER_MODEL_CHECKPOINT_INTERVAL": "1"}
+    worker = d.start_worker(**fast).wait_ready()
+    users, offers = offers_with_outcomes(d, 120)
 
     def checkpoint():
         got = d.read("nextoffer-models", until=lambda got: bool(got) and got[-1]["updates"] >= len(users), timeout=5)
@@ -317,17 +323,7 @@ def test_a_worker_that_takes_over_partitions_takes_in_the_acceptance_model_learn
     fast = {**FAST_FAILOVER, "NEXTOFFER_MODEL_CHECKPOINT_INTERVAL": "1"}
     leaving, staying = d.start_worker(**fast), d.start_worker(**fast)
     leaving.wait_ready(), staying.wait_ready()
-    users = [f"shopper-{u:05d}" for u in range(120)]
-    for n, user in enumerate(users):
-        d.send("clickstream", {"event_id": f"{user}-v", "type": "view", "user_id": user, "product_id": "phone-1",
-                               "price": 700.0, "ts": T0 + n}, key=user)
-    d.flush()
-    offers = d.read("offers", until=lambda got: len(got) >= len(users), timeout=60)
-    for n, offer in enumerate(offers):
-        d.send("offer-feedback", {"event_id": f"{offer['user_id']}-f", "type": "accept" if n % 3 else "decline",
-                                  "user_id": offer["user_id"], "offer_id": offer["offer_id"],
-                                  "ts": T0 + 1000 + n}, key=offer["user_id"])
-    d.flush()
+    users, offers = offers_with_outcomes(d, 120)
 
     def latest() -> dict:
         got = {}
