@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -37,6 +37,8 @@ KINDS = ("best_sellers", "most_viewed", "trending", "similar", "frequently_bough
 #: The windows that rank by popularity (and keep to a product's category).
 POPULARITY = ("best_sellers", "most_viewed", "trending")
 
+#: Products of the price band a similar-products window looks at, the nearest in price first.
+SIMILAR_SCAN = 400
 #: Half-lives from the origin after which the counts are rescaled (2 ** 400 is about 1e120).
 _RESCALE_EXPONENT = 400.0
 
@@ -126,6 +128,18 @@ class Counts:
     def get(self, pid: str, now: float) -> float:
         i = self.index.get(pid)
         return float(self.values[i]) / self._scale(now) if i is not None else 0.0
+
+    def values_of(self, ids: Sequence[str], now: float) -> np.ndarray:
+        """The counts of ``ids`` (0 for one never counted), as of ``now``.
+
+        >>> c = Counts(); c.add("a", 2.0, ts=0.0)
+        >>> c.values_of(["a", "b"], now=0.0).tolist()
+        [2.0, 0.0]
+        """
+        index = self.index
+        idx = np.fromiter((index.get(pid, -1) for pid in ids), dtype=np.int64, count=len(ids))
+        out = np.where(idx >= 0, self.values[np.maximum(idx, 0)], 0.0)
+        return out / self._scale(now)
 
     def top(self, k: int, now: float, among: Optional[Iterable[str]] = None,
             exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
@@ -246,15 +260,19 @@ class Showcases:
         if product is None or not product.category or not product.price:
             return []
         band = self.settings.showcase_similar_price_band
-        rows = []
-        for other in self.catalog.in_category_between(product.category, product.price / band, product.price * band):
-            if other.product_id == product.product_id or other.stock == 0:
-                continue
-            popularity = self.sold.get(other.product_id, now) + 0.1 * self.viewed.get(other.product_id, now)
-            closeness = 1.0 / (1.0 + abs(math.log(other.price / product.price)))
-            rows.append((round(popularity + 0.01 * closeness, 6), other.product_id))
-        rows.sort(key=lambda r: (-r[0], r[1]))
-        return self._items([(pid, score) for score, pid in rows[:k]])
+        inside = self.catalog.in_category_between(product.category, product.price / band, product.price * band)
+        if len(inside) > SIMILAR_SCAN:         # a large category: the nearest in price
+            inside = sorted(inside, key=lambda o: abs(math.log(o.price / product.price)))[:SIMILAR_SCAN]
+        others = [o for o in inside if o.product_id != product.product_id and o.stock != 0]
+        if not others:
+            return []
+        ids = [o.product_id for o in others]
+        prices = np.array([o.price for o in others])
+        closeness = 1.0 / (1.0 + np.abs(np.log(prices / product.price)))
+        score = np.round(self.sold.values_of(ids, now) + 0.1 * self.viewed.values_of(ids, now)
+                         + 0.01 * closeness, 6)
+        order = sorted(range(len(ids)), key=lambda i: (-score[i], ids[i]))[:k]
+        return self._items([(ids[i], float(score[i])) for i in order])
 
     def _bought_with(self, product_id: Optional[str], now: float, k: int) -> list[ShowcaseItem]:
         if not product_id:

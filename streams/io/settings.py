@@ -119,6 +119,9 @@ class Settings:
                                     "nextoffer-activity topic; 0: no showcases.", default=5.0)
     showcase_max_writes: int = _doc("Products and shoppers whose showcases one round writes at most "
                                     "(the rest wait for their next event).", default=20_000)
+    showcase_refresh: float = _doc("Seconds before a product's showcase windows are written again: a product "
+                                   "in every round's events is rewritten at most this often (each costs about "
+                                   "1 ms of the worker's time).", default=60.0)
     report_interval: float = _doc("Seconds between the worker's progress lines in its log.", default=10.0)
     log_level: str = _doc("Worker log level: crit, error, warn, info or debug.", default="info")
     rules: OfferRules = field(default_factory=OfferRules)

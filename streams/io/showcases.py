@@ -55,13 +55,33 @@ class ShowcaseWriter:
     def __init__(self, settings: Settings, engine: OfferEngine) -> None:
         self.settings = settings
         self.engine = engine
+        self._written: dict[str, float] = {}    # product -> when its windows were last written
 
-    def round(self, products: Iterable[str], shoppers: Mapping[str, bytes], now: float) -> list[HashWrite]:
-        """The store's windows, those of ``products`` and the profiles of ``shoppers`` (user id ->
-        encoded state), as of event time ``now``."""
+    def due(self, products: Iterable[str], clock: float) -> list[str]:
+        """The ``products`` whose windows were not written in the last ``showcase_refresh``
+        seconds (``clock``: a monotonic time); they count as written from now.
+
+        >>> from nextoffer.models.rules import OfferRules
+        >>> w = ShowcaseWriter(Settings(showcase_refresh=60.0), OfferEngine(OfferRules()))
+        >>> w.due(["a", "b"], 0.0), w.due(["a", "c"], 30.0), w.due(["a"], 61.0)
+        (['a', 'b'], ['c'], ['a'])
+        """
+        refresh, written = self.settings.showcase_refresh, self._written
+        if len(written) > 100_000:       # forget what is past its refresh anyway
+            self._written = written = {p: t for p, t in written.items() if clock - t < refresh}
+        out = [p for p in products if clock - written.get(p, float("-inf")) >= refresh]
+        for p in out:
+            written[p] = clock
+        return out
+
+    def round(self, products: Iterable[str], shoppers: Mapping[str, bytes], now: float,
+              store_windows: bool = True) -> list[HashWrite]:
+        """The store's windows (unless ``store_windows`` is False), those of ``products`` and the
+        profiles of ``shoppers`` (user id -> encoded state), as of event time ``now``."""
         shows, size, s = self.engine.showcases, self.settings.showcases.showcase_size, self.settings
         store = {kind: shows.popular(kind, None, now, size + 1) for kind in POPULARITY}
-        writes: list[HashWrite] = [(s.showcase_key("store"), {k: _dump(v[:size]) for k, v in store.items()})]
+        writes: list[HashWrite] = ([(s.showcase_key("store"), {k: _dump(v[:size]) for k, v in store.items()})]
+                                   if store_windows else [])
         by_category: dict[tuple[str, str], list[ShowcaseItem]] = {}
         for pid in products:
             product = self.engine.catalog.get(pid)

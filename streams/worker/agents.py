@@ -34,6 +34,8 @@ from nextoffer.streams.worker.watchdog import EXIT_RESTART, OffsetGuard
 log = logging.getLogger("nextoffer")
 
 worker_id = f"{socket.gethostname()}-{os.getpid()}"
+#: Products (and shoppers) of one slice of a showcase round.
+SHOWCASE_SLICE = 100
 engine = OfferEngine(settings.rules, settings.learners, showcases=settings.showcases)
 shared = SharedLearning(settings, engine, worker=worker_id)
 writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
@@ -245,12 +247,20 @@ async def write_showcases() -> None:
         products, shoppers = pipeline.take_touched()
         if pipeline.latest_ts is None:
             continue
-        writes = showcase_writer.round(products, shoppers, pipeline.latest_ts)
-        try:
-            await writer.store.put_hashes(writes, settings.redis_ttl)
-            pipeline.stats["showcases.written"] += len(writes)
-        except Exception as exc:  # noqa: BLE001 - the next round writes them again
-            log.warning("could not write the showcases: %s: %s", type(exc).__name__, exc)
+        products = showcase_writer.due(products, time.monotonic())
+        users = list(shoppers)
+        # In slices, giving the event loop back between them: a round's windows cost about 1 ms a product.
+        for start in range(0, max(len(products), len(users), 1), SHOWCASE_SLICE):
+            part = {u: shoppers[u] for u in users[start:start + SHOWCASE_SLICE]}
+            writes = showcase_writer.round(products[start:start + SHOWCASE_SLICE], part, pipeline.latest_ts,
+                                           store_windows=start == 0)
+            try:
+                await writer.store.put_hashes(writes, settings.redis_ttl)
+                pipeline.stats["showcases.written"] += len(writes)
+            except Exception as exc:  # noqa: BLE001 - the next round writes them again
+                log.warning("could not write the showcases: %s: %s", type(exc).__name__, exc)
+                break
+            await asyncio.sleep(0)
 
 
 @app.timer(1.0)
