@@ -112,11 +112,16 @@ def run(config: BenchConfig, console: Console) -> dict:
                                      "redis_bytes_per_user": round(redis_bytes), "offer_bytes": offer_bytes,
                                      "redis_bytes_per_user_largest_offers": round(worst_bytes),
                                      "largest_offer_bytes": worst_offer, "placements_per_user": 2})
+    _remove(deployments, base)
+    return result
+
+
+def _remove(deployments: list[Deployment], base: dict) -> None:
+    """Delete the benchmark deployments' topics and keys."""
     lookup = redis.Redis.from_url(Settings.from_env(base).redis_url)
     for d in deployments:
         remove_deployment(d.settings, lookup)
     lookup.close()
-    return result
 
 
 def run_replay(config: BenchConfig, console: Console) -> dict:
@@ -146,17 +151,14 @@ def run_replay(config: BenchConfig, console: Console) -> dict:
                                                     config)
             result["pipeline_events_per_s"] = _drain(progress, a, "nextoffer", "nextoffer.streams.ops.cli", 1, config)
             result["ratio_to_ceiling"] = round(result["pipeline_events_per_s"] / result["ceiling_events_per_s"], 3)
-            c = Deployment(base, f"bench-{run_id}rf.", load(config.replay, config.replay_orders), logs)
+            c = Deployment(base, f"bench-{run_id}rf.", workload, logs)   # the same catalog and orders
             deployments.append(c)
             worker = c.worker("replay-fresh-worker")
             worker.wait_for("shared learners ready")
             result["freshness"] = _freshness_runs(progress, c, config)
             worker.stop()
     finally:
-        lookup = redis.Redis.from_url(Settings.from_env(base).redis_url)
-        for d in deployments:
-            remove_deployment(d.settings, lookup)
-        lookup.close()
+        _remove(deployments, base)
     return result
 
 

@@ -11,6 +11,7 @@ from nextoffer.models.acceptance import AcceptanceModel, item_record, shopper_fe
 from nextoffer.models.bought_together import BoughtTogether
 from nextoffer.models.candidates import Candidate, blend, content_fallback, cross_sells, repeat_buys, upsells
 from nextoffer.models.catalog import Catalog
+from nextoffer.models.exploration import thompson_choice
 from nextoffer.models.events import LineItem, Product, ShopperEvent
 from nextoffer.models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
 from nextoffer.models.profile import ProfileView, price_position, view
@@ -19,7 +20,6 @@ from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
 from nextoffer.models.upgrades import LearnedUpgrades
-from nextoffer.models.exploration import thompson_choice
 
 #: Which kind each placement tries first (the domain guide: upsell before commitment,
 #: complements after it; at checkout only small add-ons).
@@ -180,8 +180,8 @@ class OfferPolicy:
         anchor_id, context = self._anchor(placement, situation)
         if anchor_id is None:
             return Decision(None, "no_anchor")
+        anchor = self.catalog.get(anchor_id)
         for kind in KIND_ORDER[placement]:
-            anchor = self.catalog.get(anchor_id)
             accept = self._acceptance(kind, placement, anchor, situation)     # memoized: used twice
             ranked = self._ranked(kind, placement, anchor_id, context, situation, accept=accept)
             if ranked:

@@ -226,9 +226,10 @@ class Showcases:
 
     # -- reading --------------------------------------------------------------
     def window(self, kind: str, product_id: Optional[str] = None, now: float = 0.0,
-               limit: Optional[int] = None) -> list[ShowcaseItem]:
+               limit: Optional[int] = None, cache: Optional[dict] = None) -> list[ShowcaseItem]:
         """The ``kind`` window for ``product_id``'s page (the store's without a product), best
-        first. ``similar`` and ``frequently_bought_together`` need a product."""
+        first. ``similar`` and ``frequently_bought_together`` need a product. ``cache`` keeps the
+        popularity lists of a round of many products (each category's is ranked once)."""
         if kind not in KINDS:
             raise ValueError(f"unknown showcase {kind!r}; one of {', '.join(KINDS)}")
         k = limit or self.settings.showcase_size
@@ -239,21 +240,28 @@ class Showcases:
         product = self.catalog.get(product_id) if product_id else None
         exclude = [product_id] if product_id else []
         if product is not None and product.category:
-            ranked = self.popular(kind, product.category, now, k, exclude)
+            ranked = self.popular(kind, product.category, now, k, exclude, cache)
             if ranked:
                 return ranked
-        return self.popular(kind, None, now, k, exclude)
+        return self.popular(kind, None, now, k, exclude, cache)
 
     def popular(self, kind: str, category: Optional[str], now: float, limit: int,
-                exclude: Iterable[str] = ()) -> list[ShowcaseItem]:
-        """A popularity window of one category (the store's for None); empty when the category
-        has fewer than ``showcase_min_category_products`` products with counts."""
-        counts = {"best_sellers": self.sold, "most_viewed": self.viewed, "trending": self.trending}[kind]
-        if category is None:
-            return self._items(counts.top(limit, now, exclude=exclude))
-        among = [pid for _, pid in self.catalog.in_category(category)]
-        ranked = counts.top(limit, now, among=among, exclude=exclude)
-        return self._items(ranked) if len(ranked) >= min(limit, self.settings.showcase_min_category_products) else []
+                exclude: Sequence[str] = (), cache: Optional[dict] = None) -> list[ShowcaseItem]:
+        """A popularity window of one category (the store's for None), without ``exclude``;
+        empty when the category has fewer than ``showcase_min_category_products`` products with
+        counts."""
+        key = (kind, category, limit + len(exclude))
+        ranked = cache.get(key) if cache is not None else None
+        if ranked is None:
+            counts = {"best_sellers": self.sold, "most_viewed": self.viewed, "trending": self.trending}[kind]
+            among = [pid for _, pid in self.catalog.in_category(category)] if category is not None else None
+            ranked = self._items(counts.top(key[2], now, among=among))
+            if cache is not None:
+                cache[key] = ranked
+        ranked = [i for i in ranked if i.product_id not in exclude][:limit]
+        if category is not None and len(ranked) < min(limit, self.settings.showcase_min_category_products):
+            return []
+        return ranked
 
     def _similar(self, product_id: Optional[str], now: float, k: int) -> list[ShowcaseItem]:
         product = self.catalog.get(product_id) if product_id else None

@@ -78,26 +78,14 @@ class ShowcaseWriter:
               store_windows: bool = True) -> list[HashWrite]:
         """The store's windows (unless ``store_windows`` is False), those of ``products`` and the
         profiles of ``shoppers`` (user id -> encoded state), as of event time ``now``."""
-        shows, size, s = self.engine.showcases, self.settings.showcases.showcase_size, self.settings
-        store = {kind: shows.popular(kind, None, now, size + 1) for kind in POPULARITY}
-        writes: list[HashWrite] = ([(s.showcase_key("store"), {k: _dump(v[:size]) for k, v in store.items()})]
-                                   if store_windows else [])
-        by_category: dict[tuple[str, str], list[ShowcaseItem]] = {}
+        shows, s, cache = self.engine.showcases, self.settings, {}
+        writes: list[HashWrite] = ([(s.showcase_key("store"), {kind: _dump(shows.window(kind, None, now, cache=cache))
+                                                               for kind in POPULARITY})] if store_windows else [])
         for pid in products:
+            fields = {kind: _dump(shows.window(kind, pid, now, cache=cache)) for kind in KINDS}
             product = self.engine.catalog.get(pid)
-            category = product.category if product is not None else None
-            fields = {}
-            for kind in POPULARITY:
-                ranked = []
-                if category:
-                    if (kind, category) not in by_category:
-                        by_category[(kind, category)] = shows.popular(kind, category, now, size + 1)
-                    ranked = _without(by_category[(kind, category)], pid, size)
-                fields[kind] = _dump(ranked or _without(store[kind], pid, size))
-            for kind in ("similar", "frequently_bought_together"):
-                fields[kind] = _dump(shows.window(kind, pid, now))
-            if category:
-                fields["category"] = category.encode()
+            if product is not None and product.category:
+                fields["category"] = product.category.encode()
             writes.append((s.showcase_key("product", pid), fields))
         for user_id, raw in shoppers.items():
             writes.append((s.showcase_key("user", user_id), {"profile": self.profile(raw, now)}))
@@ -137,10 +125,6 @@ def read_showcase(kind: str, product_fields: Mapping[bytes, bytes], store_fields
     items = items[:limit] if limit else items
     return {"kind": kind, "source": source, "personalised": personal is not None,
             "items": [i.to_dict() for i in items]}
-
-
-def _without(items: list[ShowcaseItem], pid: str, size: int) -> list[ShowcaseItem]:
-    return [i for i in items if i.product_id != pid][:size]
 
 
 def _dump(items: list[ShowcaseItem]) -> bytes:

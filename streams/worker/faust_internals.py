@@ -61,8 +61,9 @@ def consumer_lag(app, inputs: Iterable, expected: dict) -> dict:
     return lag
 
 
-class ShopperTable(faust.Table):
-    """Keeps recovered values compact too (Faust's recovery hands them over decoded)."""
+class CompactTable(faust.Table):
+    """A table of raw JSON values (the shoppers, the dead-lettered offsets) that keeps recovered
+    values compact too (Faust's recovery hands them over decoded)."""
 
     def _to_value(self, v):
         return compact_state(v)

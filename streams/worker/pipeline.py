@@ -1,9 +1,9 @@
 """What the agents do with one message, with every dependency passed in (so tests can too).
 
 Events are applied a batch at a time. Order of effects for a batch: baskets topic -> Redis
-(one round trip) -> offers topic -> dead-letter topic -> Kafka acknowledges them -> the dead-lettered
-offsets and the shopper states written to their tables (changelogs). Redis is written before the offer is published,
-so a storefront that sees an offer on the topic can always read it from the lookup; a state
+(one round trip) -> offers topic -> dead-letter topic -> Kafka acknowledges them -> the
+dead-lettered offsets and the shopper states written to their tables (changelogs). Redis is
+written before the offer is published, so a storefront that sees an offer on the topic can always read it from the lookup; a state
 is saved only after everything the event produced is safe in Kafka. A record Kafka refuses is
 sent again with a growing pause; if it is still refused after ``delivery_timeout`` seconds the
 flush raises :class:`DeliveryFailed`, no state is saved, and the worker stops without

@@ -8,15 +8,15 @@ written.
 import faust
 
 from nextoffer.streams.worker.app import app, settings
-from nextoffer.streams.worker.faust_internals import ShopperTable
+from nextoffer.streams.worker.faust_internals import CompactTable
 
 
-shoppers = app.tables.add(ShopperTable(
+shoppers = app.tables.add(CompactTable(
     app, name="shoppers", default=None, partitions=settings.partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="raw")))
 
 #: Per input partition, the offsets of its dead-lettered records
 #: (:mod:`nextoffer.streams.worker.rejections`), recovered with the partition like the shoppers.
-dead_lettered = app.tables.add(ShopperTable(
+dead_lettered = app.tables.add(CompactTable(
     app, name="dead-lettered", default=None, partitions=settings.partitions,
     schema=faust.Schema(key_serializer="json", value_serializer="raw")))

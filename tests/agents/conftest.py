@@ -46,7 +46,7 @@ def harness(monkeypatch):
     monkeypatch.setattr(agents.pipeline, "dead_lettered", DeadLettered({}))   # its table's changelog stays out
 
     async def save(partition, user_id, state):
-        # the table's value as ShopperTable.save keeps it; its changelog record stays in the process
+        # the table's value as CompactTable.save keeps it; its changelog record stays in the process
         agents.shoppers.data[user_id] = state
         h.saved.append((partition, user_id))
     monkeypatch.setattr(agents.pipeline, "save", save)
