@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,9 @@ class BenchConfig:
     out: Path = field(default_factory=lambda: ROOT / "reports" / "bench.json")
     replay: Optional[Path] = None       # a store's order export: the real-workload run instead
     replay_orders: Optional[int] = None
+    large_carts: bool = False           # the large-cart mix (20 to 60 lines, ``products`` products) instead
+    learners: tuple[int, ...] = ()      # catalog sizes: memory of the shared learners instead
+    learner_orders: Optional[int] = None   # orders learned per catalog size (default: a tenth of it)
 
 
 def machine() -> dict:
@@ -128,14 +132,19 @@ def run_replay(config: BenchConfig, console: Console) -> dict:
     """The real-workload run: a store's orders replayed as views, adds per line, checkouts and
     purchases (:mod:`nextoffer.benchmarks.replay`): drain rate of the do-nothing agent and of one
     worker, and freshness at fixed rates on a worker that has caught up."""
+    from nextoffer.benchmarks import large_carts
     from nextoffer.benchmarks.replay import load
     subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True, capture_output=True)
     base, run_id = {**os.environ}, uuid.uuid4().hex[:6]
     logs = ROOT / ".run" / f"bench-{run_id}"
     logs.mkdir(parents=True, exist_ok=True)
-    workload = load(config.replay, config.replay_orders)
+    if config.large_carts:
+        workload = large_carts.workload(config.products, config.replay_orders or 6_000)
+        name = f"the large-cart mix ({config.products:,}-product catalog)"
+    else:
+        workload, name = load(config.replay, config.replay_orders), config.replay.name
     result: dict = {"machine": machine(), "workload": {
-        "file": config.replay.name, "orders": len(workload.orders), "products": len(workload.catalog),
+        "file": name, "orders": len(workload.orders), "products": len(workload.catalog),
         "shoppers": workload.users, "lines_per_order": round(workload.lines / max(1, len(workload.orders)), 1)},
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}}
     deployments: list[Deployment] = []
@@ -270,15 +279,51 @@ def _ok(flag: bool) -> str:
     return "yes" if flag else "NO"
 
 
+def run_learners(config: BenchConfig, console: Console) -> dict:
+    """Memory of the shared learners and the catalog at each catalog size, and learning speed
+    (:mod:`nextoffer.benchmarks.learners`); no broker needed. Each size runs in its own process,
+    so one size's memory is not counted in the next."""
+    rows = []
+    for products in config.learners:
+        orders = config.learner_orders or max(1_000, products // 10)
+        with console.status(f"{products:,} products: learning {orders:,} large-cart orders..."):
+            out = subprocess.run([sys.executable, "-c", "import json, sys; from nextoffer.benchmarks.learners "
+                                  "import learner_memory; print(json.dumps(learner_memory(int(sys.argv[1]), "
+                                  "int(sys.argv[2]))))", str(products), str(orders)],
+                                 check=True, capture_output=True, text=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {"machine": machine(), "learners": rows}
+
+
+def report_learners(result: dict, console: Console) -> None:
+    table = Table(title="shared learners of one worker (every worker holds them all today): resident memory "
+                        "after learning large-cart orders (20 to 60 lines)")
+    for col in ("catalog", "orders learned", "products ordered", "pairs stored", "catalog MiB", "learners MiB",
+                "bytes / pair", "orders learned / s", "target"):
+        table.add_column(col, justify="right")
+    for r in result["learners"]:
+        target = f"<= 300 MiB {_ok(r['total_mib'] <= 300)}" if r["products"] >= 1_000_000 else ""
+        table.add_row(f"{r['products']:,}", f"{r['orders']:,}", f"{r['products_ordered']:,}", f"{r['pairs_stored']:,}",
+                      f"{r['catalog_mib']:,}", f"{r['learners_mib']:,}", f"{r['bytes_per_pair']}",
+                      f"{r['orders_per_s']:,} ({r['lines_per_s']:,} lines)", target)
+    console.print(table)
+
+
 def main(config: BenchConfig) -> int:
     console = Console()
+    live = config.replay or config.large_carts
     try:
-        result = run_replay(config, console) if config.replay else run(config, console)
+        if config.learners:
+            result, show = run_learners(config, console), report_learners
+        elif live:
+            result, show = run_replay(config, console), report_replay
+        else:
+            result, show = run(config, console), report
     finally:
         for process in STARTED:
             process.stop()
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(json.dumps(result, indent=2))
-    (report_replay if config.replay else report)(result, console)
+    show(result, console)
     console.print(f"figures written to {config.out}")
     return 0

@@ -87,7 +87,11 @@ class Workload:
 
 
 def make_workload(spec: tuple, seed: int):
-    """The workload ``spec`` names: ("synthetic", users, products) or ("replay", path, limit)."""
+    """The workload ``spec`` names: ("synthetic", users, products), ("replay", path, limit) or
+    ("large_carts", products, orders, seed)."""
+    if spec[0] == "large_carts":
+        from nextoffer.benchmarks.large_carts import workload
+        return workload(spec[1], spec[2], spec[3])
     if spec[0] == "replay":
         from pathlib import Path
         from nextoffer.benchmarks.replay import load

@@ -265,10 +265,11 @@ class OfferPolicy:
             candidates = self._cross_sell_candidates(anchor_id, context, placement, s, trace)
         priced = kind is Kind.CROSS_SELL
         eligible = []
+        bounds: dict = {}      # the cap per candidate category: the same for all of a category
         for n, c in enumerate(candidates):  # best first: stop once the tie-break has enough to reorder
             # The price cap is checked here, not over every candidate first: a cart's complements
             # run to hundreds, and only the best ``shortlist`` eligible ones are ranked.
-            excluded = ("price_share" if priced and not self._price_share_ok(c, anchor, placement, s)
+            excluded = ("price_share" if priced and not self._price_share_ok(c, anchor, placement, s, bounds)
                         else self.exclusion(c.product_id, anchor_id, s))
             if excluded is None:
                 eligible.append(c)
@@ -389,7 +390,8 @@ class OfferPolicy:
             return "frequency_cap"
         return None
 
-    def _price_share_ok(self, c: Candidate, anchor, placement: Placement, s: Situation) -> bool:
+    def _price_share_ok(self, c: Candidate, anchor, placement: Placement, s: Situation,
+                        bounds: Optional[dict] = None) -> bool:
         """The cross-sell price cap: at most the share of the anchor's price that this store's
         shoppers buy together (:meth:`cross_sell_bound`), smaller for first-time buyers, who get
         cheaper, lower-risk add-ons; at checkout a share of the cart."""
@@ -399,7 +401,13 @@ class OfferPolicy:
             return c.price <= self.rules.checkout_max_share * max(s.shopper.cart_value, anchor.price if anchor else 0.0)
         if anchor is None:
             return True
-        return c.price <= self.cross_sell_bound(anchor, c.product_id, s).value * anchor.price
+        bounds = {} if bounds is None else bounds
+        product = self.catalog.get(c.product_id)
+        category = product.category if product else None
+        bound = bounds.get(category)
+        if bound is None:     # the bound depends on the candidate only through its category
+            bound = bounds[category] = self.cross_sell_bound(anchor, c.product_id, s).value
+        return c.price <= bound * anchor.price
 
     def cross_sell_bound(self, anchor: Product, pid: str, s: Situation) -> Bound:
         """Most a cross-sell ``pid`` may cost with ``anchor``, as a ratio to the anchor's price:

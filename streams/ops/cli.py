@@ -205,7 +205,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--replay", type=Path, metavar="FILE", help="a real workload instead of the synthetic one: "
                    "the store's orders in FILE (Online Retail's columns) replayed as a view, an add per line, "
                    "a checkout and the purchase; reports drain rate, ratio to the ceiling and freshness")
-    b.add_argument("--orders", type=int, help="with --replay: use only the first N orders")
+    b.add_argument("--large-carts", action="store_true", help="the large-cart mix instead: carts of 20 to 60 "
+                   "lines over a long-tail catalog of --products products (give 100000 or more), each order "
+                   "replayed like --replay's; reports the same figures")
+    b.add_argument("--orders", type=int, help="with --replay: use only the first N orders; with --large-carts: "
+                   "orders generated (default 6,000); with --learners: orders learned per size")
+    b.add_argument("--learners", metavar="SIZES", help="memory of the shared learners instead, no broker: "
+                   "for each catalog size (comma-separated, e.g. 100000,1000000), the catalog loaded and "
+                   "large-cart orders learned (default a tenth of the size); resident MiB, pairs, "
+                   "bytes per pair, orders learned per second")
     b.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="JSON output "
                    "(default reports/bench.json)")
     b.set_defaults(func=cmd_bench)
@@ -269,7 +277,9 @@ def cmd_bench(args, rest) -> int:
         users=args.users, products=args.products, backlog=args.backlog, window=args.window,
         rates=tuple(float(r) for r in args.rates.split(",") if r.strip()), rate_seconds=args.seconds,
         memory_users=tuple(int(u) for u in args.memory_users.split(",") if u.strip()), out=args.out,
-        replay=args.replay, replay_orders=args.orders))
+        replay=args.replay, replay_orders=args.orders, large_carts=args.large_carts,
+        learners=tuple(int(n) for n in (args.learners or "").split(",") if n.strip()),
+        learner_orders=args.orders if args.learners else None))
 
 
 def _formats() -> tuple[str, ...]:

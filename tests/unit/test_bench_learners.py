@@ -1,0 +1,24 @@
+"""The shared learners' memory benchmark measures what it says (small sizes: figures are the
+benchmark's, not the test's)."""
+from nextoffer.benchmarks.large_carts import large_cart_orders
+from nextoffer.benchmarks.learners import learner_memory
+
+
+def test_large_carts_are_long_tailed_and_within_their_sizes():
+    orders = large_cart_orders(products=5_000, orders=300, seed=2, lines=(20, 60))
+    sizes = [len(o.lines) for o in orders]
+    assert min(sizes) >= 20 and max(sizes) <= 60
+    counts: dict[str, int] = {}
+    for o in orders:
+        for line in o.lines:
+            counts[line.product_id] = counts.get(line.product_id, 0) + 1
+    once = sum(1 for c in counts.values() if c == 1)
+    assert once > len(counts) / 4, "most products are rarely bought: a long tail"
+    assert max(counts.values()) > 20, "and a few are bought often"
+
+
+def test_learner_memory_counts_pairs_and_grows_with_them():
+    small, large = learner_memory(2_000, 100), learner_memory(2_000, 400)
+    assert 0 < small["pairs_stored"] < large["pairs_stored"]
+    assert small["products_ordered"] <= small["products"] == 2_000
+    assert large["learners_mib"] > small["learners_mib"] >= 0
