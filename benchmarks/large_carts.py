@@ -68,5 +68,8 @@ def workload(products: int = 100_000, orders: int = 6_000, seed: int = 7):
     """The large-cart mix as the benchmark's workload (:class:`~nextoffer.benchmarks.replay.ReplayWorkload`)."""
     from nextoffer.benchmarks.replay import ReplayWorkload
     w = ReplayWorkload(large_cart_orders(products, orders, seed))
+    themes = max(1, products // THEME_SIZE)
+    for entry in w.catalog:          # the store's catalog knows each product's theme
+        entry["category"] = f"theme-{int(entry['product_id'][1:]) % themes}"
     w.spec = ("large_carts", products, orders, seed)
     return w

@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import orjson
 import redis
@@ -191,10 +191,10 @@ def freshness(d: Deployment, rate: float, seconds: float, seed: int) -> dict:
     child.join()
     consumer.close()
     lookup.close()
+    def ms(q: float) -> Optional[float]:      # None when no offer came (nothing to offer yet)
+        return round(percentile(latencies, q) * 1000, 1) if latencies else None
     return {"rate": rate, "offers": len(latencies), "offers_per_s": round(len(latencies) / seconds),
-            "p50_ms": round(percentile(latencies, 50) * 1000, 1),
-            "p95_ms": round(percentile(latencies, 95) * 1000, 1),
-            "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+            "p50_ms": ms(50), "p95_ms": ms(95), "p99_ms": ms(99),
             "redis_checked": checked, "redis_missing": missing, "sustained": sustained(latencies)}
 
 
