@@ -191,6 +191,8 @@ class OfferEngine:
             self.catalog.observe(line.product_id, line.price)
         products = [line.product_id for line in basket.items]
         self.bought.observe_basket(products, basket.ts)
+        paired = min(len(set(products)), self.bought.max_basket)
+        self.tally["updates.pairs"] += paired * (paired - 1)     # what learning costs: a metric
         self.showcases.observe_order([(line.product_id, line.quantity) for line in basket.items], basket.ts)
         self.repeats.observe(products, basket.repeats)
         known = [self.catalog.get(pid) for pid in products]

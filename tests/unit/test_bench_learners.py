@@ -22,3 +22,16 @@ def test_learner_memory_counts_pairs_and_grows_with_them():
     assert 0 < small["pairs_stored"] < large["pairs_stored"]
     assert small["products_ordered"] <= small["products"] == 2_000
     assert large["learners_mib"] > small["learners_mib"] >= 0
+
+
+def test_the_pair_updates_metric_counts_what_learning_an_order_costs():
+    from nextoffer.models.engine import Basket, OfferEngine
+    from nextoffer.models.events import LineItem
+    from nextoffer.models.rules import OfferRules
+    engine = OfferEngine(OfferRules())
+    lines = tuple(LineItem(f"p{n}", 1, 5.0) for n in range(5))
+    engine.learn_basket(Basket("u1", 1.0, lines + lines[:2]))             # 5 distinct products
+    assert engine.tally["updates.pairs"] == 5 * 4
+    huge = tuple(LineItem(f"q{n}", 1, 5.0) for n in range(engine.bought.max_basket + 40))
+    engine.learn_basket(Basket("u2", 2.0, huge))                          # only the first max_basket pair
+    assert engine.tally["updates.pairs"] == 20 + engine.bought.max_basket * (engine.bought.max_basket - 1)
