@@ -41,6 +41,8 @@ class Candidate:
     reason: str
     price: Optional[float] = None
     source: str = "bought_together"   # family, learned_upgrade, category, bought_together, history, content
+    bought: float = 0.0               # its "bought together" score (cross-sells), before any blend
+    history: float = 0.0              # its repeat-buy score for this shopper, before its weight
 
 
 def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: OfferRules,
@@ -170,7 +172,7 @@ def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: 
         label = anchor.label if anchor else c.anchor_id
         reason = (f"often bought with {label}: in {c.attachment_rate:.0%} of its orders, "
                   f"{c.lift:.1f}x the usual rate")
-        out.append(Candidate(c.product_id, c.score, reason, product.price if product else None))
+        out.append(Candidate(c.product_id, c.score, reason, product.price if product else None, bought=c.score))
     return out
 
 
@@ -216,8 +218,10 @@ def repeat_buys(shopper: ShopperState, repeats: RepeatPurchases, catalog: Catalo
 def blend(complements: Sequence[Candidate], personal: Sequence[Candidate], weight: float) -> list[Candidate]:
     """Add the weighted personal score to the complement score; the larger part gives the reason.
 
-    >>> blend([Candidate("a", 0.2, "with x")], [Candidate("a", 0.3, "again"), Candidate("b", 0.1, "again")], 1.0)
-    [Candidate(product_id='a', score=0.5, reason='again', price=None, source='bought_together'), Candidate(product_id='b', score=0.1, reason='again', price=None, source='bought_together')]
+    >>> merged = blend([Candidate("a", 0.2, "with x", bought=0.2)],
+    ...                [Candidate("a", 0.3, "again"), Candidate("b", 0.1, "again")], 1.0)
+    >>> [(c.product_id, c.score, c.reason, c.bought, c.history) for c in merged]
+    [('a', 0.5, 'again', 0.2, 0.3), ('b', 0.1, 'again', 0.0, 0.1)]
     """
     merged = {c.product_id: c for c in complements}
     for p in personal:
@@ -226,12 +230,12 @@ def blend(complements: Sequence[Candidate], personal: Sequence[Candidate], weigh
             continue
         c = merged.get(p.product_id)
         if c is None:
-            merged[p.product_id] = Candidate(p.product_id, part, p.reason, p.price, p.source)
+            merged[p.product_id] = Candidate(p.product_id, part, p.reason, p.price, p.source, history=p.score)
         else:
             personal_wins = part > c.score
             merged[p.product_id] = Candidate(c.product_id, c.score + part,
                                              p.reason if personal_wins else c.reason, c.price,
-                                             p.source if personal_wins else c.source)
+                                             p.source if personal_wins else c.source, c.bought, p.score)
     return sorted(merged.values(), key=lambda c: c.score, reverse=True)
 
 

@@ -6,12 +6,14 @@ figures measured off-line are the live pipeline's figures.
 from __future__ import annotations
 
 import random
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
 from nextoffer.models.bought_together import DAY, BoughtTogether
 from nextoffer.models import profile
+from nextoffer.models.reranker import PairwiseRanker
 from nextoffer.models.acceptance import AcceptanceModel, OfferedItem, shopper_features
 from nextoffer.models.catalog import Catalog
 from nextoffer.models.events import CART, LineItem, Product, ShopperEvent
@@ -39,6 +41,8 @@ class LearnerSettings:
         "doc": "Weight of lift beside attachment rate in a complement's score (0 = attachment only)."})
     acceptance_learning_rate: float = field(default=0.05, metadata={
         "doc": "Step size of the online acceptance model (logistic regression, SGD)."})
+    ranking_step: float = field(default=0.001, metadata={
+        "doc": "Step size of the learned cross-sell order (pairwise logistic, one step per order)."})
     seed: int = field(default=0, metadata={"doc": "Seed of the exploration's random choices."})
     proportion_quantile: float = field(default=0.98, metadata={
         "doc": "Share of the price ratios of products this store's shoppers bought together that a "
@@ -104,9 +108,11 @@ class OfferEngine:
                                          learners.max_basket, learners.lift_exponent)
         #: The store's recommendation windows (best sellers, trending, similar, ...).
         self.showcases = Showcases(self.catalog, self.bought, showcases)
+        #: The learned order of a cross-sell's best candidates (models/reranker.py), if on.
+        self.ranker = PairwiseRanker(learners.ranking_step, rules.learned_ranking_depth) if rules.learned_ranking else None
         self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats, self.acceptance,
                                   random.Random(learners.seed), self.upgrades, self.categories,
-                                  self.proportions)
+                                  self.proportions, self.ranker)
         #: Business and model counts since start, for metrics: ``outcome.<kind>.<placement>.<accepted|
         #: declined>``, ``segment_outcome.<segment>.<accepted|declined>``, ``orders.<treated|control>``,
         #: ``order_value.<group>``, ``orders_with_offer.<group>``, ``updates.<learner>``.
@@ -132,8 +138,16 @@ class OfferEngine:
         order = shopper.order_lines(event) if event.source == CART and event.type == "purchase" else ()
         repeats = tuple(line.product_id for line in order if line.product_id in shopper.purchases)
         previous_ts, previous_session = shopper.last_ts, shopper.session_id
+        # what the order says about the ranking, read before the state takes the order in
+        ranker = self.policy.ranker     # a policy swapped in (a simulation's) may have none
+        example = (self.policy.ranking_example(shopper, order, event.ts)
+                   if order and ranker is not None and event.event_id not in shopper.seen
+                   and _sampled(event.event_id, self.rules.learned_ranking_share) else None)
         if not shopper.apply(event):
             return Outcome(False)
+        if example is not None:
+            ranker.learn(*example)
+            self.tally["updates.ranking"] += 1
         self._observe_products(event, order)
         taken = {line.product_id for line in order} or ({event.product_id} if event.type == "add" else set())
         outcomes = shopper.take_outcomes(event, taken)
@@ -222,3 +236,9 @@ class OfferEngine:
             self.catalog.observe(event.product_id, event.price, event.category, event.brand)
         for line in order:
             self.catalog.observe(line.product_id, line.price)
+
+
+def _sampled(event_id: str, share: float) -> bool:
+    """Whether an order is among the ``share`` the ranker learns from: fixed by its event id,
+    so a replay and every worker decide alike."""
+    return share >= 1.0 or zlib.crc32(event_id.encode()) / 2**32 < share

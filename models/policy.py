@@ -7,16 +7,19 @@ import random
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional, Sequence
 
+import numpy as np
+
 from nextoffer.models.acceptance import AcceptanceModel, item_record, shopper_features
 from nextoffer.models.bought_together import BoughtTogether
 from nextoffer.models.candidates import Candidate, blend, content_fallback, cross_sells, repeat_buys, upsells
 from nextoffer.models.catalog import Catalog
 from nextoffer.models.exploration import thompson_choice
-from nextoffer.models.events import LineItem, Product, ShopperEvent
+from nextoffer.models.events import CART, LineItem, Product, ShopperEvent
 from nextoffer.models.offer import Kind, Offer, OfferItem, Placement, offer_id_for
 from nextoffer.models.profile import ProfileView, price_position, view
 from nextoffer.models.proportion import Bound, PriceProportions
 from nextoffer.models.repeats import RepeatPurchases
+from nextoffer.models.reranker import PairwiseRanker
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
 from nextoffer.models.upgrades import LearnedUpgrades
@@ -135,7 +138,8 @@ class OfferPolicy:
                  repeats: Optional[RepeatPurchases] = None, acceptance: Optional[AcceptanceModel] = None,
                  rng: Optional[random.Random] = None, upgrades: Optional[LearnedUpgrades] = None,
                  categories: Optional[BoughtTogether] = None,
-                 proportions: Optional[PriceProportions] = None) -> None:
+                 proportions: Optional[PriceProportions] = None,
+                 ranker: Optional[PairwiseRanker] = None) -> None:
         self.rules = rules
         self.catalog = catalog
         self.bought = bought
@@ -145,6 +149,8 @@ class OfferPolicy:
         self.upgrades = upgrades if upgrades is not None else LearnedUpgrades()
         self.categories = categories if categories is not None else BoughtTogether(half_life=None)
         self.proportions = proportions if proportions is not None else PriceProportions()
+        #: The learned order of a cross-sell's best candidates (None: the engine's order alone).
+        self.ranker = ranker
         self.profile_settings = rules.profile_settings()
         if rules.exploration_policy in ("uniform", "thompson"):
             self.name = rules.exploration_policy
@@ -284,11 +290,49 @@ class OfferPolicy:
             eligible = [_nudge(c, gap) for c in eligible] if gap is not None else eligible
         value = self._value_function(kind, placement, anchor, s, accept)
         ranked = sorted(eligible, key=value, reverse=True)
+        if kind is Kind.CROSS_SELL and self.ranker is not None and self.ranker.updates:
+            ranked = self._learned_order(ranked, anchor_id, s)
         if kind is Kind.CROSS_SELL and self.rules.new_item_slots:
             ranked = self._with_new_items(ranked, s.shopper)
         if trace is not None:
             trace.extend((c, "eligible", round(value(c), 4)) for c in ranked)
         return ranked
+
+    def _ranking_features(self, ranked: Sequence[Candidate], anchor_id: str, s: Situation):
+        shopper = s.shopper
+        anchor_past = shopper.purchases.get(anchor_id)
+        return self.ranker.features(ranked, shopper.purchases, shopper.orders, self.repeats.orders,
+                                    anchor_past[1] if anchor_past else None, s.now)
+
+    def _learned_order(self, ranked: list[Candidate], anchor_id: str, s: Situation) -> list[Candidate]:
+        """The best ``depth`` candidates in the order the ranker learned (:mod:`nextoffer.models.reranker`)."""
+        top = ranked[:self.ranker.depth]
+        order = self.ranker.order(self._ranking_features(top, anchor_id, s))
+        return [top[i] for i in order] + ranked[len(top):]
+
+    def ranking_example(self, shopper: ShopperState, order: Sequence[LineItem], now: float):
+        """What the ranker learns from an order, before the shopper's state takes it in: the
+        cross-sell candidates the engine would have offered on the cart page with the order's
+        first line, as feature rows in the engine's order, and which of them the order held.
+        None when there is nothing to learn (no candidate, or none or all of them bought)."""
+        if len(order) < 2:
+            return None
+        first = order[0]
+        event = ShopperEvent(CART, "add", "", shopper.user_id, now, product_id=first.product_id, price=first.price)
+        # As when the first line went into the cart: the rest of the order is not in it yet
+        # (else every product bought would be excluded as already in the cart).
+        cart, shopper.cart = shopper.cart, {first.product_id: [first.quantity, first.price]}
+        try:
+            situation = self._prepared(Situation(event, shopper, (), now, now))
+            ranked = self._ranked(Kind.CROSS_SELL, Placement.CART, first.product_id, [], situation)
+        finally:
+            shopper.cart = cart
+        top = ranked[:self.ranker.depth]
+        bought = {line.product_id for line in order[1:]}
+        labels = np.array([c.product_id in bought for c in top], dtype=bool)
+        if not len(top) or labels.all() or not labels.any():
+            return None
+        return self._ranking_features(top, first.product_id, situation), labels
 
     def _with_new_items(self, ranked: list[Candidate], shopper: ShopperState) -> list[Candidate]:
         """``ranked`` with its best products new to the shopper moved up into the offer's last

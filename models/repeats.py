@@ -33,6 +33,11 @@ class RepeatPurchases:
             entry[0] += 1
             entry[1] += pid in again
 
+    def orders(self, pid: str) -> int:
+        """Orders that held this product."""
+        entry = self._counts.get(pid)
+        return entry[0] if entry else 0
+
     def rate(self, pid: str) -> float:
         """Smoothed share of this product's orders that were a shopper buying it again."""
         orders, again = self._counts.get(pid, (0, 0))

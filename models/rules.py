@@ -46,6 +46,15 @@ class OfferRules:
         "Of a cross-sell's items, at least this many are products the shopper has not bought before, "
         "where any such candidate is eligible (their best by value): a loyal customer's repeat buys "
         "would otherwise fill every slot; 0 turns it off.", default=0)
+    learned_ranking: bool = _doc(
+        "Learn the order of a cross-sell's best candidates from what shoppers then buy "
+        "(pairwise, at every purchase; it starts as the engine's order); off keeps the engine's "
+        "fixed blend.", default=True)
+    learned_ranking_share: float = _doc(
+        "Share of orders the learned order learns from (each costs one more cross-sell ranking "
+        "at the purchase); 1 learns from every order.", default=1.0)
+    learned_ranking_depth: int = _doc(
+        "How many of a cross-sell's best candidates the learned order reorders.", default=20)
     history_half_life: float = _doc(
         "Seconds after which a past purchase counts half as a repeat-buy candidate.", default=60 * DAY)
     max_context: int = _doc(

@@ -151,7 +151,7 @@ class SharedLearning:
             self.applied["skipped"] += 1
 
     def resume(self, key: Optional[bytes], value: Optional[bytes]) -> None:
-        """A checkpoint of the acceptance model. A starting worker resumes from the latest one;
+        """A checkpoint of the acceptance model (and the learned cross-sell order). A starting worker resumes from the latest one;
         a running worker keeps its own model and remembers each other worker's latest checkpoint,
         to take it in when that worker's partitions come to it (:meth:`on_assigned`)."""
         if key != ACCEPTANCE_KEY or not value:
@@ -160,6 +160,8 @@ class SharedLearning:
             snapshot = orjson.loads(value)
             if not self.ready.is_set():
                 self.engine.acceptance.restore(snapshot)
+                if self.engine.ranker is not None and "ranker" in snapshot:
+                    self.engine.ranker.restore(snapshot["ranker"])
                 self.applied["models"] += 1
             elif snapshot.get("worker") != self.worker:
                 self.peers.pop(snapshot.get("worker", ""), None)
@@ -181,6 +183,8 @@ class SharedLearning:
         for worker, snapshot in list(self.peers.items()):
             try:
                 self.engine.acceptance.merge(snapshot)
+                if self.engine.ranker is not None and "ranker" in snapshot:
+                    self.engine.ranker.merge(snapshot["ranker"])
                 merged += 1
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("could not merge the acceptance model of %s: %s", worker, exc)

@@ -214,15 +214,20 @@ async def keep_collector_pauses_short() -> None:
 
 @app.task
 async def checkpoint_models() -> None:
-    """Every ``model_checkpoint_interval`` seconds, the acceptance model (learned only from this
-    worker's shoppers' outcomes) to the compacted models topic, when it has learned something."""
+    """Every ``model_checkpoint_interval`` seconds, the acceptance model and the learned
+    cross-sell order (learned only from this worker's shoppers' outcomes and orders) to the
+    compacted models topic, when they have learned something."""
     await shared.ready.wait()
-    written, send_checkpoint = engine.acceptance.updates, _sender(models_topic)
+
+    def learned() -> int:
+        return engine.acceptance.updates + (engine.ranker.updates if engine.ranker is not None else 0)
+    written, send_checkpoint = learned(), _sender(models_topic)
     while settings.model_checkpoint_interval > 0:
         await asyncio.sleep(settings.model_checkpoint_interval)
-        if engine.acceptance.updates != written:
-            written = engine.acceptance.updates
-            snapshot = orjson.dumps({**engine.acceptance.snapshot(), "worker": worker_id})
+        if learned() != written:
+            written = learned()
+            ranker = {"ranker": engine.ranker.snapshot()} if engine.ranker is not None else {}
+            snapshot = orjson.dumps({**engine.acceptance.snapshot(), **ranker, "worker": worker_id})
             try:
                 await (await send_checkpoint(ACCEPTANCE_KEY, snapshot))
             except Exception as exc:  # noqa: BLE001 - the next checkpoint tries again
