@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -169,12 +170,25 @@ def input_lag(settings: Settings) -> dict[tuple[str, int], int]:
         consumer.close()
 
 
+#: Tries of a group's offsets while its coordinator is loading (just after a broker restart).
+OFFSET_FETCH_TRIES, OFFSET_FETCH_PAUSE = 20, 0.5
+
+
 def group_offsets(settings: Settings, group: str) -> dict:
-    """The offsets consumer group ``group`` (full name) has committed, by TopicPartition."""
+    """The offsets consumer group ``group`` (full name) has committed, by TopicPartition. A
+    broker that has just restarted answers "coordinator loading" for a while: that, and any
+    other retriable error, is asked again for up to ten seconds."""
     admin = admin_client(settings)
     try:
-        if hasattr(admin, "list_group_offsets"):      # kafka-python 3
-            return admin.list_group_offsets(group).get(group, {})
-        return admin.list_consumer_group_offsets(group)  # kafka-python 2
+        for attempt in range(OFFSET_FETCH_TRIES):
+            try:
+                if hasattr(admin, "list_group_offsets"):      # kafka-python 3
+                    return admin.list_group_offsets(group).get(group, {})
+                return admin.list_consumer_group_offsets(group)  # kafka-python 2
+            except KafkaError as exc:
+                if not getattr(exc, "retriable", False) or attempt == OFFSET_FETCH_TRIES - 1:
+                    raise
+                time.sleep(OFFSET_FETCH_PAUSE)
+        return {}
     finally:
         admin.close()
