@@ -30,7 +30,7 @@ def resident_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def learner_memory(products: int, orders: int, seed: int = 7, progress=None) -> dict:
+def learner_memory(products: int, orders: int, seed: int = 7) -> dict:
     """Resident memory of the catalog and of the learners after ``orders`` large-cart orders
     over ``products`` products, and how fast the orders were learned."""
     data = large_cart_orders(products, orders, seed)
@@ -43,11 +43,9 @@ def learner_memory(products: int, orders: int, seed: int = 7, progress=None) -> 
         engine.catalog.upsert(Product(pid, prices.get(pid, 10.0), category=f"theme-{n % themes}"))
     catalog = resident_bytes()
     began, lines = time.perf_counter(), 0
-    for n, o in enumerate(data):
+    for o in data:
         engine.learn_basket(Basket(o.user_id, o.ts, o.lines, event_id=o.order_id))
         lines += len(o.lines)
-        if progress is not None and n % 500 == 0:
-            progress(n)
     seconds = time.perf_counter() - began
     learned = resident_bytes()
     bought = engine.bought

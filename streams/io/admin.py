@@ -189,6 +189,5 @@ def group_offsets(settings: Settings, group: str) -> dict:
                 if not getattr(exc, "retriable", False) or attempt == OFFSET_FETCH_TRIES - 1:
                     raise
                 time.sleep(OFFSET_FETCH_PAUSE)
-        return {}
     finally:
         admin.close()
