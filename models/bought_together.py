@@ -9,11 +9,22 @@ nothing has to sweep the tables.
 from __future__ import annotations
 
 import heapq
+import zlib
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 DAY = 86_400.0
 _RESCALE_AT = 1e150
+
+
+def anchor_partition(product_id: str, partitions: int) -> int:
+    """The learning partition of an anchor product: the worker that owns it counts its pairs.
+    Fixed by the product id (CRC-32), so every worker and every run agree.
+
+    >>> [anchor_partition(pid, 4) for pid in ("mug", "tea", "case")]
+    [1, 2, 0]
+    """
+    return zlib.crc32(product_id.encode()) % partitions
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,11 @@ class BoughtTogether:
         self._pairs: dict[str, dict[str, float]] = {}
         self._orders = 0.0
         self._t0: Optional[float] = None
+        #: Which anchors' rows this instance counts (all when None): with partitioned learning each
+        #: worker counts the pairs of its own partitions' anchors and adopts the other rows.
+        self.owns: Optional[Callable[[str], bool]] = None
+        #: The counted anchors whose rows changed since :meth:`take_touched` (only with ``owns``).
+        self.touched: set[str] = set()
 
     # -- learning -------------------------------------------------------------
     def observe_basket(self, product_ids: Iterable[str], ts: float, weight: float = 1.0) -> None:
@@ -71,13 +87,69 @@ class BoughtTogether:
             self._items[pid] = self._items.get(pid, 0.0) + w
         # Very large orders (wholesale) say little about complements and cost O(n²).
         paired = basket[: self.max_basket]
-        for a in paired:
+        anchors = paired if self.owns is None else [a for a in paired if self.owns(a)]
+        self._count_pairs(anchors, paired, w)
+
+    def observe_pairs(self, product_ids: Iterable[str], ts: float, anchors: Callable[[str], bool],
+                      weight: float = 1.0) -> None:
+        """Count one order's pairs again for the ``anchors`` it holds, and nothing else: an order
+        learned before a partition came to this worker, replayed for that partition's anchors.
+
+        >>> whole, half = BoughtTogether(half_life=None), BoughtTogether(half_life=None)
+        >>> half.owns = lambda pid: pid == "tea"
+        >>> for bt in (whole, half):
+        ...     bt.observe_basket(["tea", "mug"], ts=0.0)
+        >>> half.observe_pairs(["tea", "mug"], ts=0.0, anchors=lambda pid: pid == "mug")
+        >>> half.row("mug") == whole.row("mug"), half.orders() == whole.orders()
+        (True, True)
+        """
+        basket = list(dict.fromkeys(product_ids))[: self.max_basket]
+        self._count_pairs([a for a in basket if anchors(a)], basket, weight * self._inflation(ts))
+
+    def _count_pairs(self, anchors: list[str], paired: list[str], w: float) -> None:
+        if self.owns is not None:
+            self.touched.update(anchors)
+        for a in anchors:
             row = self._pairs.setdefault(a, {})
             for b in paired:
                 if a != b:
                     row[b] = row.get(b, 0.0) + w
             if len(row) > 2 * self.max_neighbours:
                 self._prune(a)
+
+    # -- sharing rows between workers ----------------------------------------
+    def row(self, anchor: str) -> dict[str, float]:
+        """The anchor's pair counts as held (scaled as of :attr:`t0`): what its owner shares."""
+        return dict(self._pairs.get(anchor, {}))
+
+    @property
+    def t0(self) -> Optional[float]:
+        """The time the counts' scale starts from (the first order's)."""
+        return self._t0
+
+    def adopt(self, anchor: str, row: dict[str, float], t0: Optional[float]) -> None:
+        """Take the row of an anchor counted by another worker (scaled as of its ``t0``) in place
+        of this one's, rescaled to this instance's start.
+
+        >>> owner, reader = BoughtTogether(), BoughtTogether()
+        >>> owner.observe_basket(["tea", "mug"], ts=0.0)
+        >>> reader.adopt("tea", owner.row("tea"), owner.t0)
+        >>> reader.row("tea") == owner.row("tea")
+        True
+        """
+        if self._t0 is None:
+            self._t0 = t0
+        scale = (2.0 ** ((t0 - self._t0) / self.half_life)
+                 if self.half_life and t0 is not None and self._t0 is not None and t0 != self._t0 else 1.0)
+        if row:
+            self._pairs[anchor] = {b: v * scale for b, v in row.items()} if scale != 1.0 else dict(row)
+        else:
+            self._pairs.pop(anchor, None)
+
+    def take_touched(self) -> set[str]:
+        """The counted anchors whose rows changed since the last call."""
+        touched, self.touched = self.touched, set()
+        return touched
 
     def _prune(self, pid: str) -> None:
         row = self._pairs[pid]

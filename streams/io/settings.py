@@ -113,6 +113,14 @@ class Settings:
                                      "keeps Python's garbage-collector pauses short (streams/worker/heap.py); "
                                      "0: only once, when the catalog and learners are loaded.",
                                      default=600.0)
+    partitioned_learning: bool = _doc("Each worker counts the 'bought together' pairs of its own partitions' "
+                                      "products only and shares them through the internal compacted "
+                                      "nextoffer-complements topic, which every worker reads (with N workers "
+                                      "each does about 1/N of that learning); off: every worker counts "
+                                      "every pair.", default=True)
+    complements_interval: float = _doc("Seconds between two publications of the 'bought together' rows a "
+                                       "worker counts to nextoffer-complements: how long other workers' "
+                                       "decisions may miss its latest orders' pairs.", default=2.0)
     showcase_interval: float = _doc("Seconds between two rounds of showcase writes to Redis (the store's "
                                     "windows, those of the products and shoppers of this worker's events "
                                     "since the last round) and of view counts to the internal "

@@ -7,13 +7,18 @@ also reads *all* partitions of the compacted ``catalog`` topic and of the intern
 a consumer outside the consumer group; likewise ``nextoffer-activity`` (each worker's view
 counts, for the showcases) and ``nextoffer-models`` (checkpoints). Shopper events wait until it
 has caught up.
+
+With partitioned learning (the default) a worker counts the "bought together" pairs of its own
+partitions' anchors only, and adopts the others' rows from ``nextoffer-complements``
+(:mod:`nextoffer.streams.io.pair_partitions`).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 import orjson
 
@@ -22,9 +27,10 @@ from aiokafka.errors import KafkaError
 
 from nextoffer.models.engine import OfferEngine
 from nextoffer.streams.io.codecs import InvalidMessage, decode_basket, decode_product
+from nextoffer.streams.io.pair_partitions import MARKER, PairPartitions, Replay
 from nextoffer.streams.io.security import aiokafka_client
 from nextoffer.streams.io.settings import Settings
-from nextoffer.streams.io.topics import ACTIVITY, BASKETS, CATALOG, MODELS
+from nextoffer.streams.io.topics import ACTIVITY, BASKETS, CATALOG, COMPLEMENTS, MODELS
 
 log = logging.getLogger("nextoffer")
 
@@ -37,7 +43,10 @@ ACCEPTANCE_KEY = b"acceptance"
 RECENT_ORDERS = 200_000
 
 #: The topics every worker learns from, in full.
-LEARNED_FROM = (CATALOG, BASKETS, MODELS, ACTIVITY)
+LEARNED_FROM = (CATALOG, BASKETS, MODELS, ACTIVITY, COMPLEMENTS)
+
+#: Sends one record to a topic partition; returns the delivery to await.
+SendTo = Callable[[int, bytes, bytes], Awaitable[Awaitable]]
 
 #: Other workers whose latest acceptance checkpoint is remembered.
 MAX_PEERS = 64
@@ -50,13 +59,20 @@ class SharedLearning:
     the offsets it had reached, so nothing is learned twice or skipped.
     """
 
-    def __init__(self, settings: Settings, engine: OfferEngine, worker: str = "") -> None:
+    def __init__(self, settings: Settings, engine: OfferEngine, worker: str = "",
+                 partitioned: Optional[bool] = None) -> None:
         self.settings = settings
         self.engine = engine
         self.worker = worker                # this worker's id, as its checkpoints carry it
         self.ready = asyncio.Event()
         self.applied = {"catalog": 0, "baskets": 0, "skipped": 0, "replayed": 0, "reconnects": 0,
-                        "models": 0, "activity": 0}
+                        "models": 0, "activity": 0, "complements": 0, "counted_again": 0}
+        partitioned = settings.partitioned_learning if partitioned is None else partitioned
+        #: Which anchors' pairs this worker counts (None: all of them, on every worker).
+        self.pairs = PairPartitions(engine, settings.partitions) if partitioned else None
+        self._assigned: Optional[set[int]] = None     # learning partitions given, not yet taken over
+        self._assigned_ends: Optional[dict] = None    # the complements topic's ends when they were given
+        self._given = False                           # partitions were given once (maybe none)
         self.limits = settings.limits()
         self.positions: dict[TopicPartition, int] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -100,9 +116,10 @@ class SharedLearning:
                 batches = await consumer.getmany(timeout_ms=200)
                 for tp, records in batches.items():
                     for record in records:
-                        self.dispatch(tp.topic, record.key, record.value)
+                        self.dispatch(tp.topic, record.key, record.value, tp.partition, record.offset)
                         self.positions[tp] = record.offset + 1
-                if not self.ready.is_set() and await _caught_up(consumer, ends):
+                await self._take_over(consumer)
+                if not self.ready.is_set() and await _caught_up(consumer, ends) and self._settled():
                     log.info("shared learners ready: %(catalog)d products, %(baskets)d orders",
                              self.applied)
                     if self.applied["models"]:
@@ -113,15 +130,28 @@ class SharedLearning:
         finally:
             await consumer.stop()
 
-    def dispatch(self, topic: str, key: Optional[bytes], value: Optional[bytes]) -> None:
+    def dispatch(self, topic: str, key: Optional[bytes], value: Optional[bytes],
+                 partition: int = 0, offset: int = -1) -> None:
         """One record of any of the topics in :data:`LEARNED_FROM` (full names)."""
         s = self.settings
         if topic == s.topic(MODELS):
             self.resume(key, value)
         elif topic == s.topic(ACTIVITY):
             self.observe_activity(value)
+        elif topic == s.topic(COMPLEMENTS):
+            self.adopt(key, value)
         else:
-            self.apply(topic == s.topic(CATALOG), value)
+            self.apply(topic == s.topic(CATALOG), value, partition, offset)
+
+    def adopt(self, key: Optional[bytes], value: Optional[bytes]) -> None:
+        """A row of "bought together" counts another worker counts, or a partition's marker."""
+        if self.pairs is None:
+            return
+        try:
+            self.pairs.receive(key, value)
+            self.applied["complements"] += 1
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, orjson.JSONDecodeError):
+            self.applied["skipped"] += 1
 
     def observe_activity(self, value: Optional[bytes]) -> None:
         """A worker's view counts over a few seconds: every worker's showcases count them."""
@@ -133,7 +163,7 @@ class SharedLearning:
         except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
             self.applied["skipped"] += 1
 
-    def apply(self, is_catalog: bool, value: bytes) -> None:
+    def apply(self, is_catalog: bool, value: bytes, partition: int = 0, offset: int = -1) -> None:
         """Learn from one catalog or baskets record (an order replayed after a crash once)."""
         try:
             if is_catalog:
@@ -143,6 +173,8 @@ class SharedLearning:
                 basket = decode_basket(value)
                 if self._seen(f"{basket.user_id}\x00{basket.event_id}" if basket.event_id else ""):
                     self.applied["replayed"] += 1
+                    if self.pairs is not None:
+                        self.pairs.duplicates.add((partition, offset))   # not counted again either
                     return
                 self.engine.learn_basket(basket)
                 self.applied["baskets"] += 1
@@ -176,6 +208,8 @@ class SharedLearning:
         of their shoppers were learned by other workers: their latest checkpoints are merged into
         this worker's model (:meth:`~nextoffer.models.acceptance.AcceptanceModel.merge`). Returns
         how many were merged."""
+        if self.pairs is not None:       # taken over once the complements topic is read to here
+            self._assigned, self._assigned_ends = {tp.partition for tp in partitions}, None
         gained, self.owned = set(partitions) - self.owned, set(partitions)
         if not gained or not self.ready.is_set() or not self.peers:
             return 0
@@ -193,6 +227,110 @@ class SharedLearning:
                  "P(accept) of the probe %.6f)", len(gained), merged, self.engine.acceptance.updates,
                  self.engine.acceptance.probe())
         return merged
+
+    # -- partitioned "bought together" ------------------------------------------
+    def _settled(self) -> bool:
+        """Whether this worker counts the pairs of the partitions it was given (always, without
+        partitioned learning)."""
+        return self.pairs is None or (self._given and self._assigned is None and not self.pairs.restoring)
+
+    def _basket_positions(self) -> list[int]:
+        s = self.settings
+        return [self.positions.get(TopicPartition(s.topic(BASKETS), p), 0) for p in range(s.partitions)]
+
+    async def _take_over(self, consumer: AIOKafkaConsumer) -> None:
+        """Once the complements topic is read to where it ended when partitions were given: count
+        the new ones from here on, and count again the orders their rows do not include yet."""
+        if self.pairs is None or self._assigned is None:
+            return
+        s = self.settings
+        parts = [TopicPartition(s.topic(COMPLEMENTS), p) for p in range(s.partitions)]
+        if self._assigned_ends is None:
+            self._assigned_ends = await consumer.end_offsets(parts)
+        if not await _caught_up(consumer, self._assigned_ends):
+            return
+        given, self._assigned, self._given = self._assigned, None, True
+        self.pairs.give_up(self.pairs.owned - given)    # no revocation came for them
+        starts, replay = self.pairs.take_over(given, self._basket_positions())
+        await self._count_again(starts, replay)
+
+    async def _count_again(self, starts: list[int], replay: Replay) -> None:
+        """Count again, for the partitions taken over, the orders from ``starts`` to where this
+        worker's counting of them began; tried again until it is done (nothing counted twice:
+        it starts over from the rows as they were)."""
+        s, began = self.settings, time.monotonic()
+        todo = {p: (start, stop) for p, (start, stop) in enumerate(zip(starts, replay.stop)) if start < stop}
+        counted, pause = 0, 1.0
+        while todo:
+            consumer = AIOKafkaConsumer(**aiokafka_client(s), group_id=None, enable_auto_commit=False,
+                                        auto_offset_reset="earliest", max_poll_records=5000,
+                                        client_id=f"{s.topic(s.app_id)}-recount")
+            try:
+                await consumer.start()
+                parts = {TopicPartition(s.topic(BASKETS), p): p for p in todo}
+                consumer.assign(list(parts))
+                for tp, p in parts.items():
+                    consumer.seek(tp, todo[p][0])
+                while todo:
+                    for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                        p = parts[tp]
+                        for record in records:
+                            anchors = replay.anchors(p, record.offset)
+                            if anchors is not None:
+                                counted += self._count_order_again(record.value, anchors)
+                        if p in todo:
+                            todo[p] = (records[-1].offset + 1, todo[p][1]) if records else todo[p]
+                    for tp, p in parts.items():
+                        if p in todo and await consumer.position(tp) >= todo[p][1]:
+                            del todo[p]
+            except (KafkaError, OSError) as exc:
+                log.error("counting orders again interrupted (%s: %s); going on in %.0f s",
+                          type(exc).__name__, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+            finally:
+                await consumer.stop()
+        replay.done()
+        self.applied["counted_again"] += counted
+        log.info("counting the pairs of learning partitions %s: %d orders counted again (%.1f s)",
+                 sorted(replay.gained), counted, time.monotonic() - began)
+
+    def _count_order_again(self, value: Optional[bytes], anchors) -> int:
+        try:
+            self.engine.replay_pairs(decode_basket(value), anchors)
+            return 1
+        except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+            return 0
+
+    async def publish_pairs(self, send: SendTo) -> int:
+        """Publish the rows this worker changed, then its partitions' markers (once the rows are
+        confirmed). Returns how many records were published."""
+        if self.pairs is None:
+            return 0
+        return await self._publish(self.pairs.publication(self._basket_positions()), send)
+
+    async def on_revoked(self, partitions: set, send: SendTo) -> None:
+        """The group takes partitions away: their last rows and markers are published, and this
+        worker stops counting them at once (its rows stay what it published)."""
+        if self.pairs is None:
+            return
+        given_up = {tp.partition for tp in partitions} & self.pairs.owned
+        records = self.pairs.publication(self._basket_positions())
+        self.pairs.give_up(given_up)
+        await self._publish(records, send)
+
+    async def _publish(self, records: list, send: SendTo) -> int:
+        rows = [r for r in records if not r[1].startswith(MARKER)]
+        markers = [r for r in records if r[1].startswith(MARKER)]
+        try:
+            for part in (rows, markers):        # a marker only after the rows it covers
+                deliveries = [await send(p, key, value) for p, key, value in part]
+                await asyncio.gather(*deliveries)
+        except Exception as exc:  # noqa: BLE001 - published again with the next round
+            self.pairs.not_published(records)
+            log.warning("could not publish the complements counted here: %s: %s", type(exc).__name__, exc)
+            return 0
+        return len(records)
 
     def _seen(self, order_id: str) -> bool:
         if not order_id:

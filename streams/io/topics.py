@@ -23,6 +23,9 @@ MODELS = "nextoffer-models"
 ACTIVITY = "nextoffer-activity"
 #: Internal: each offer's ranked shortlist and propensities, for ``nextoffer ope``.
 DECISIONS = "nextoffer-decisions"
+#: Internal, compacted: the "bought together" rows each worker counts for its own partitions'
+#: anchors, and its partitions' markers; every worker reads it in full (partitioned learning).
+COMPLEMENTS = "nextoffer-complements"
 
 SHOPPER_INPUTS = (CLICKSTREAM, CART, FEEDBACK)
 
@@ -47,4 +50,5 @@ def topic_specs(s: Settings) -> list[TopicSpec]:
             TopicSpec(s.topic(BASKETS), {"retention.ms": retention}),
             TopicSpec(s.topic(MODELS), {"cleanup.policy": "compact"}),
             TopicSpec(s.topic(ACTIVITY), {"retention.ms": retention}),
-            TopicSpec(s.topic(DECISIONS), {"retention.ms": retention})]
+            TopicSpec(s.topic(DECISIONS), {"retention.ms": retention}),
+            TopicSpec(s.topic(COMPLEMENTS), {"cleanup.policy": "compact"})]

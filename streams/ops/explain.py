@@ -43,9 +43,9 @@ def partition_of(key: str, partitions: int) -> int:
 def load_engine(settings: Settings) -> OfferEngine:
     """An engine with the shared learners as every worker has them now."""
     engine = OfferEngine(settings.rules, settings.learners, showcases=settings.showcases)
-    shared = SharedLearning(settings, engine)
+    shared = SharedLearning(settings, engine, partitioned=False)    # counts every pair itself
     parts = [TopicPartition(settings.topic(t), p) for t in LEARNED_FROM for p in range(settings.partitions)]
-    read_to_end(settings, parts, lambda tp, r: shared.dispatch(tp.topic, r.key, r.value))
+    read_to_end(settings, parts, lambda tp, r: shared.dispatch(tp.topic, r.key, r.value, tp.partition, r.offset))
     return engine
 
 

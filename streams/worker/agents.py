@@ -26,8 +26,9 @@ from nextoffer.streams.io.store import RedisOfferStore
 from nextoffer.streams.io.topics import SHOPPER_INPUTS
 from nextoffer.streams.worker.rejections import DeadLettered
 from nextoffer.streams.worker.tables import dead_lettered, shoppers
-from nextoffer.streams.worker.topics import (activity_topic, baskets_topic, catalog_topic, dead_letter_topic,
-                                             decisions_topic, models_topic, offers_topic, shopper_inputs)
+from nextoffer.streams.worker.topics import (activity_topic, baskets_topic, catalog_topic, complements_topic,
+                                             dead_letter_topic, decisions_topic, models_topic, offers_topic,
+                                             shopper_inputs)
 from nextoffer.streams.worker.faust_internals import FaustPartitions, consumer_lag
 from nextoffer.streams.worker.watchdog import EXIT_RESTART, OffsetGuard
 
@@ -52,6 +53,16 @@ def _sender(topic):
     return send
 
 
+def _partition_sender(topic):
+    """Sends to a chosen partition (the complements topic's records go to their anchor's)."""
+    name = topic.get_topic_name()
+
+    async def send(partition, key, value):
+        return await app.producer.send(name, key, value, partition, None, None)
+    return send
+
+
+send_complements = _partition_sender(complements_topic)
 pipeline = ShopperPipeline(
     engine, shoppers, writer,
     Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
@@ -233,6 +244,21 @@ async def checkpoint_models() -> None:
             except Exception as exc:  # noqa: BLE001 - the next checkpoint tries again
                 written = -1
                 log.warning("could not checkpoint the acceptance model: %s: %s", type(exc).__name__, exc)
+
+
+@app.task
+async def share_complements() -> None:
+    """Every ``complements_interval`` seconds, the "bought together" rows this worker counts and
+    changed, then its partitions' markers, to the compacted complements topic."""
+    await shared.ready.wait()
+    while shared.pairs is not None:
+        await asyncio.sleep(settings.complements_interval)
+        await shared.publish_pairs(send_complements)
+
+
+@app.on_partitions_revoked.connect
+async def share_complements_of_revoked_partitions(sender, revoked, **kwargs) -> None:
+    await shared.on_revoked({tp for tp in revoked if tp.topic in guard.consumer.topics}, send_complements)
 
 
 @app.task

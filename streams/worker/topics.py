@@ -1,8 +1,8 @@
 """The worker's Faust topics, named as in :mod:`nextoffer.streams.io.topics`, with the prefix."""
 from __future__ import annotations
 
-from nextoffer.streams.io.topics import (ACTIVITY, BASKETS, CATALOG, DEAD_LETTER, DECISIONS, MODELS, OFFERS,
-                                        SHOPPER_INPUTS)
+from nextoffer.streams.io.topics import (ACTIVITY, BASKETS, CATALOG, COMPLEMENTS, DEAD_LETTER, DECISIONS, MODELS,
+                                        OFFERS, SHOPPER_INPUTS)
 from nextoffer.streams.worker.app import app, settings
 
 
@@ -18,3 +18,4 @@ baskets_topic = _topic(BASKETS, retention=float(settings.baskets_retention))
 models_topic = _topic(MODELS, compacting=True)
 activity_topic = _topic(ACTIVITY, retention=float(settings.baskets_retention))
 decisions_topic = _topic(DECISIONS, retention=float(settings.baskets_retention))
+complements_topic = _topic(COMPLEMENTS, compacting=True)

@@ -1,0 +1,154 @@
+"""Partitioned "bought together" learning: workers that each count their own anchors' pairs and
+share the rows know what one worker counting everything knows; a take-over counts again only
+what the shared rows miss."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from nextoffer.models.bought_together import anchor_partition
+from nextoffer.models.engine import Basket, OfferEngine
+from nextoffer.models.events import LineItem
+from nextoffer.models.rules import OfferRules
+from nextoffer.streams.io.pair_partitions import PairPartitions
+
+PARTITIONS, BASKET_PARTITIONS = 4, 2
+PRODUCTS = [f"p{n}" for n in range(60)]
+
+
+def orders(n: int, seed: int = 3) -> list[tuple[int, int, Basket]]:
+    """(baskets partition, offset, order): ``n`` orders of 2 to 8 lines, over two partitions."""
+    rng, offsets, out = random.Random(seed), [0] * BASKET_PARTITIONS, []
+    for i in range(n):
+        lines = rng.sample(PRODUCTS[:20] if rng.random() < 0.7 else PRODUCTS, rng.randint(2, 8))
+        partition = i % BASKET_PARTITIONS
+        out.append((partition, offsets[partition],
+                    Basket(f"u{i % 37}", 1_700_000_000.0 + 3600 * i, tuple(LineItem(p, 1, 5.0) for p in lines))))
+        offsets[partition] += 1
+    return out
+
+
+def engine() -> OfferEngine:
+    return OfferEngine(OfferRules())
+
+
+def worker(owned: set[int]) -> PairPartitions:
+    pairs = PairPartitions(engine(), PARTITIONS)
+    pairs.owned = set(owned)
+    return pairs
+
+
+def positions(upto: list) -> list[int]:
+    reached = [0] * BASKET_PARTITIONS
+    for partition, offset, _ in upto:
+        reached[partition] = offset + 1
+    return reached
+
+
+def exchange(*workers: PairPartitions, covered: list[int]) -> None:
+    """Each worker's publication read by every worker (as the compacted topic delivers it)."""
+    published = [w.publication(covered) for w in workers]
+    for records in published:
+        for w in workers:
+            for _, key, value in records:
+                w.receive(key, value)
+
+
+def assert_same_rows(pairs: PairPartitions, whole: OfferEngine) -> None:
+    for pid in PRODUCTS:
+        assert pairs.engine.bought.row(pid) == pytest.approx(whole.bought.row(pid), rel=1e-12), pid
+
+
+def test_two_workers_each_counting_half_the_anchors_know_all_pairs():
+    whole, a, b = engine(), worker({0, 1}), worker({2, 3})
+    for _, _, order in orders(400):
+        for e in (whole, a.engine, b.engine):
+            e.learn_basket(order)
+    exchange(a, b, covered=[200, 200])
+    for w in (a, b):
+        assert_same_rows(w, whole)
+        for anchor in ("p0", "p7", "p42"):
+            assert ([c.product_id for c in w.engine.bought.complements([(anchor, 1.0)], now=1_701_500_000.0)]
+                    == [c.product_id for c in whole.bought.complements([(anchor, 1.0)], now=1_701_500_000.0)])
+    # Each counted its own anchors' pairs only: together as many updates as one worker alone.
+    updates = [w.engine.tally["updates.pairs"] for w in (a, b)]
+    assert sum(updates) == whole.tally["updates.pairs"]
+    assert all(0.3 < n / whole.tally["updates.pairs"] < 0.7 for n in updates)
+
+
+def test_a_worker_taking_over_counts_again_only_the_orders_after_the_marker():
+    log = orders(300)
+    whole, owner = engine(), worker({0, 1, 2, 3})
+    for _, _, order in log:
+        whole.learn_basket(order)
+    for _, _, order in log[:200]:
+        owner.engine.learn_basket(order)
+    published = owner.publication(positions(log[:200]))
+    for _, _, order in log[200:]:
+        owner.engine.learn_basket(order)          # counted, never published: the owner crashes
+    newcomer = worker(set())
+    for _, key, value in published:
+        newcomer.receive(key, value)
+    for _, _, order in log:
+        newcomer.engine.learn_basket(order)       # every worker reads every order (not its pairs yet)
+    starts, replay = newcomer.take_over({0, 1, 2, 3}, positions(log))
+    assert starts == positions(log[:200])
+    again = 0
+    for partition, offset, order in log:
+        if offset >= starts[partition]:
+            anchors = replay.anchors(partition, offset)
+            if anchors is not None:
+                newcomer.engine.replay_pairs(order, anchors)
+                again += 1
+    replay.done()
+    assert again == 100 and not newcomer.restoring
+    assert_same_rows(newcomer, whole)
+
+
+def test_rows_published_after_the_last_marker_are_not_counted_twice():
+    log = orders(300, seed=5)
+    whole, owner = engine(), worker({0, 1, 2, 3})
+    for _, _, order in log:
+        whole.learn_basket(order)
+    for _, _, order in log[:150]:
+        owner.engine.learn_basket(order)
+    first = owner.publication(positions(log[:150]))
+    for _, _, order in log[150:250]:
+        owner.engine.learn_basket(order)
+    cut_short = [r for r in owner.publication(positions(log[:250])) if not r[1].startswith(b"\x00")][:5]
+    newcomer = worker(set())
+    for _, key, value in first + cut_short:       # the owner died before its markers went out
+        newcomer.receive(key, value)
+    assert len(newcomer.ahead) == 5
+    for _, _, order in log:
+        newcomer.engine.learn_basket(order)
+    starts, replay = newcomer.take_over({0, 1, 2, 3}, positions(log))
+    for partition, offset, order in log:
+        if offset >= starts[partition] and (anchors := replay.anchors(partition, offset)) is not None:
+            newcomer.engine.replay_pairs(order, anchors)
+    replay.done()
+    assert_same_rows(newcomer, whole)
+
+
+def test_rows_of_partitions_being_counted_again_wait_and_markers_follow_rows():
+    owner = worker({0, 1})
+    owner.restoring = {1}
+    mine = [p for p in PRODUCTS if anchor_partition(p, PARTITIONS) in (0, 1)]
+    owner.engine.learn_basket(Basket("u", 0.0, tuple(LineItem(p, 1, 1.0) for p in mine[:6])))
+    records = owner.publication([1, 0])
+    keys = [key for _, key, _ in records]
+    assert keys[-1] == b"\x00covered:0" and b"\x00covered:1" not in keys
+    assert all(anchor_partition(k.decode(), PARTITIONS) == 0 for k in keys[:-1])
+    assert {p for p in mine[:6] if anchor_partition(p, PARTITIONS) == 1} == owner.engine.bought.touched
+    owner.not_published(records)                  # Kafka refused them: sent with the next round
+    assert owner.publication([1, 0])[-1][1] == b"\x00covered:0"
+
+
+def test_a_single_worker_counts_what_the_unpartitioned_engine_does():
+    whole, alone = engine(), worker({0, 1, 2, 3})
+    for _, _, order in orders(200, seed=9):
+        whole.learn_basket(order)
+        alone.engine.learn_basket(order)
+    assert_same_rows(alone, whole)
+    assert alone.engine.tally["updates.pairs"] == whole.tally["updates.pairs"]
