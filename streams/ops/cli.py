@@ -204,7 +204,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="shopper counts for the memory figures (default 100000,1000000)")
     b.add_argument("--replay", type=Path, metavar="FILE", help="a real workload instead of the synthetic one: "
                    "the store's orders in FILE (Online Retail's columns) replayed as a view, an add per line, "
-                   "a checkout and the purchase; reports drain rate, ratio to the ceiling and freshness")
+                   "a checkout and the purchase; reports drain rate (one and two workers), ratio to the ceiling and "
+                   "freshness")
     b.add_argument("--large-carts", action="store_true", help="the large-cart mix instead: carts of 20 to 60 "
                    "lines over a long-tail catalog of --products products (give 100000 or more), each order "
                    "replayed like --replay's; reports the same figures")
