@@ -52,6 +52,7 @@ class BenchConfig:
     large_carts: bool = False           # the large-cart mix (20 to 60 lines, ``products`` products) instead
     learners: tuple[int, ...] = ()      # catalog sizes: memory of the shared learners instead
     learner_orders: Optional[int] = None   # orders learned per catalog size (default: a tenth of it)
+    learner_workers: int = 1            # with learners: one worker of this many (partitioned learning)
 
 
 def machine() -> dict:
@@ -301,23 +302,27 @@ def run_learners(config: BenchConfig, console: Console) -> dict:
         with console.status(f"{products:,} products: learning {orders:,} large-cart orders..."):
             out = subprocess.run([sys.executable, "-c", "import json, sys; from nextoffer.benchmarks.learners "
                                   "import learner_memory; print(json.dumps(learner_memory(int(sys.argv[1]), "
-                                  "int(sys.argv[2]))))", str(products), str(orders)],
+                                  "int(sys.argv[2]), workers=int(sys.argv[3]))))", str(products), str(orders),
+                                  str(config.learner_workers)],
                                  check=True, capture_output=True, text=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return {"machine": machine(), "learners": rows}
 
 
 def report_learners(result: dict, console: Console) -> None:
-    table = Table(title="shared learners of one worker (every worker holds them all today): resident memory "
-                        "after learning large-cart orders (20 to 60 lines)")
-    for col in ("catalog", "orders learned", "products ordered", "pairs stored", "catalog MiB", "learners MiB",
-                "bytes / pair", "orders learned / s", "target"):
+    workers = result["learners"][0].get("workers", 1) if result["learners"] else 1
+    table = Table(title=f"shared learners of one worker of {workers} ({'partitioned learning: its own anchors' "
+                        f"pairs counted, the others adopted' if workers > 1 else 'it counts every pair'}): resident "
+                        "memory after learning large-cart orders (20 to 60 lines)")
+    for col in ("catalog", "orders learned", "products ordered", "pairs stored (counted here)", "catalog MiB",
+                "learners MiB (adopted rows)", "bytes / pair", "orders learned / s", "target"):
         table.add_column(col, justify="right")
     for r in result["learners"]:
         target = f"<= 300 MiB {_ok(r['total_mib'] <= 300)}" if r["products"] >= 1_000_000 else ""
-        table.add_row(f"{r['products']:,}", f"{r['orders']:,}", f"{r['products_ordered']:,}", f"{r['pairs_stored']:,}",
-                      f"{r['catalog_mib']:,}", f"{r['learners_mib']:,}", f"{r['bytes_per_pair']}",
-                      f"{r['orders_per_s']:,} ({r['lines_per_s']:,} lines)", target)
+        table.add_row(f"{r['products']:,}", f"{r['orders']:,}", f"{r['products_ordered']:,}",
+                      f"{r['pairs_stored']:,} ({r.get('pairs_counted', r['pairs_stored']):,})",
+                      f"{r['catalog_mib']:,}", f"{r['learners_mib']:,} ({r.get('adopted_mib', 0):,})",
+                      f"{r['bytes_per_pair']}", f"{r['orders_per_s']:,} ({r['lines_per_s']:,} lines)", target)
     console.print(table)
 
 

@@ -215,6 +215,9 @@ def _parser() -> argparse.ArgumentParser:
                    "for each catalog size (comma-separated, e.g. 100000,1000000), the catalog loaded and "
                    "large-cart orders learned (default a tenth of the size); resident MiB, pairs, "
                    "bytes per pair, orders learned per second")
+    b.add_argument("--workers", type=int, default=1, help="with --learners: measure one worker of this many "
+                   "(partitioned learning over 8 learning partitions: its own anchors' pairs counted, the "
+                   "others' rows adopted; default 1, a worker that counts every pair)")
     b.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="JSON output "
                    "(default reports/bench.json)")
     b.set_defaults(func=cmd_bench)
@@ -280,7 +283,7 @@ def cmd_bench(args, rest) -> int:
         memory_users=tuple(int(u) for u in args.memory_users.split(",") if u.strip()), out=args.out,
         replay=args.replay, replay_orders=args.orders, large_carts=args.large_carts,
         learners=tuple(int(n) for n in (args.learners or "").split(",") if n.strip()),
-        learner_orders=args.orders if args.learners else None))
+        learner_orders=args.orders if args.learners else None, learner_workers=args.workers))
 
 
 def _formats() -> tuple[str, ...]:

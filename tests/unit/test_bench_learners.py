@@ -20,12 +20,13 @@ def test_large_carts_are_long_tailed_and_within_their_sizes():
     assert max(counts.values()) > 20, "and a few are bought often"
 
 
-def _measured(products: int, orders: int) -> dict:
+def _measured(products: int, orders: int, workers: int = 1) -> dict:
     """In a fresh process, as the benchmark runs each size: a process that has allocated and
     freed before reuses that memory, and its resident set does not grow."""
     out = subprocess.run([sys.executable, "-c", "import json, sys; from nextoffer.benchmarks.learners import "
-                          "learner_memory; print(json.dumps(learner_memory(int(sys.argv[1]), int(sys.argv[2]))))",
-                          str(products), str(orders)], check=True, capture_output=True, text=True, timeout=300)
+                          "learner_memory; print(json.dumps(learner_memory(int(sys.argv[1]), int(sys.argv[2]), "
+                          "workers=int(sys.argv[3]))))", str(products), str(orders), str(workers)],
+                         check=True, capture_output=True, text=True, timeout=300)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -34,6 +35,14 @@ def test_learner_memory_counts_pairs_and_grows_with_them():
     assert 0 < small["pairs_stored"] < large["pairs_stored"]
     assert small["products_ordered"] <= small["products"] == 2_000
     assert large["learners_mib"] > small["learners_mib"] >= 0
+
+
+def test_one_worker_of_two_counts_about_half_the_pairs_and_adopts_the_rest():
+    alone, split = _measured(2_000, 200), _measured(2_000, 200, workers=2)
+    assert split["pairs_stored"] == alone["pairs_stored"]          # it knows every row
+    assert 0.3 < split["pairs_counted"] / alone["pairs_stored"] < 0.7
+    assert 0.3 < split["pair_updates"] / alone["pair_updates"] < 0.7
+    assert split["adopted_mib"] >= 0 and split["bytes_per_adopted_pair"] is not None
 
 
 def test_the_pair_updates_metric_counts_what_learning_an_order_costs():
