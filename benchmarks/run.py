@@ -311,9 +311,10 @@ def run_learners(config: BenchConfig, console: Console) -> dict:
 
 def report_learners(result: dict, console: Console) -> None:
     workers = result["learners"][0].get("workers", 1) if result["learners"] else 1
-    table = Table(title=f"shared learners of one worker of {workers} ({'partitioned learning: its own anchors' "
-                        f"pairs counted, the others adopted' if workers > 1 else 'it counts every pair'}): resident "
-                        "memory after learning large-cart orders (20 to 60 lines)")
+    how = ("partitioned learning: its own anchors' pairs counted, the others' rows adopted" if workers > 1
+           else "it counts every pair")
+    table = Table(title=f"shared learners of one worker of {workers} ({how}): resident memory after learning "
+                        "large-cart orders (20 to 60 lines)")
     for col in ("catalog", "orders learned", "products ordered", "pairs stored (counted here)", "catalog MiB",
                 "learners MiB (adopted rows)", "bytes / pair", "orders learned / s", "target"):
         table.add_column(col, justify="right")

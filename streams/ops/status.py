@@ -47,6 +47,7 @@ def gather(settings: Settings) -> dict[str, Any]:
                                               if k.startswith("events.") and k != "events.duplicate"),
                                 "offers": sum(v for k, v in stats.items() if k.startswith("offers.")),
                                 "dead_letters": stats.get("dead_letter", 0),
+                                "pair_updates": snap.get("tally", {}).get("updates.pairs", 0),
                                 "latency_p99_ms": None if snap.get("latency", {}).get("p99") is None
                                 else round(1000 * snap["latency"]["p99"], 1)})
         out["workers"] = sorted(workers, key=lambda w: w["worker"] or "")
@@ -79,9 +80,9 @@ def render(status: dict[str, Any], console) -> None:
     console.print(f"[bold]Redis[/] {r.get('version')}: {r.get('keys')} keys, {r.get('used_memory')} used, "
                   f"append-only {'on' if r.get('appendonly') else 'off'}")
     workers = Table(title="workers reporting", show_edge=False)
-    for col in ("worker", "partitions", "events", "offers", "dead letters", "latency p99 ms"):
+    for col in ("worker", "partitions", "events", "offers", "dead letters", "pair updates", "latency p99 ms"):
         workers.add_column(col, justify="left" if col == "worker" else "right")
     for w in status["workers"]:
         workers.add_row(str(w["worker"]), str(w["partitions"]), f"{w['events']:,}", f"{w['offers']:,}",
-                        f"{w['dead_letters']:,}", str(w["latency_p99_ms"] or "–"))
+                        f"{w['dead_letters']:,}", f"{w.get('pair_updates', 0):,}", str(w["latency_p99_ms"] or "–"))
     console.print(workers if status["workers"] else "[yellow]no worker reporting[/] (start one: nextoffer worker)")

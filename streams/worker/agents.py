@@ -326,7 +326,9 @@ async def publish_status() -> None:
              "complements": [[c.anchor_id, c.product_id, c.attachment_rate, c.lift]
                              for c in engine.bought.strongest_pairs(10)],
              "upgrades": [[a, b, n] for (a, b), n in pipeline.upgrades.most_common(10)],
-             "learned": {"products": len(engine.catalog), "orders": shared.applied["baskets"]}}
+             "learned": {"products": len(engine.catalog), "orders": shared.applied["baskets"],
+                         "learning_partitions": sorted(shared.pairs.owned) if shared.pairs is not None else None,
+                         "orders_counted_again": shared.applied["counted_again"]}}
     try:
         await writer.store.put_status(settings.status_key(worker_id), orjson.dumps(metrics.snapshot(extra)),
                                       ttl=max(int(3 * settings.report_interval), 30))

@@ -91,6 +91,8 @@ def test_two_workers_split_the_pair_counting_and_a_take_over_counts_the_rest(dep
     send_orders(d, 0, 200, seed=1)
     found = settled(d, 2, 200)
     total, strongest = expected(d)
+    owned = [s["learned"]["learning_partitions"] for s in found.values()]
+    assert sorted(sum(owned, [])) == [0, 1, 2, 3] and all(owned)    # each counts its own partitions
     updates = [s["tally"]["updates.pairs"] for s in found.values()]
     print(f"\n[scale-out] pair updates per worker {updates}, one worker alone {total}")
     assert sum(updates) == total                       # every pair counted once, by its owner
