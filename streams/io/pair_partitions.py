@@ -72,6 +72,8 @@ class PairPartitions:
         records, kept = [], set()
         for anchor in bought.take_touched():
             partition = anchor_partition(anchor, self.partitions)
+            if partition not in self.owned:
+                continue                # given up: its new owner shares it (and counts what this missed)
             if partition in self.restoring:
                 kept.add(anchor)        # counted again right now: shared once complete
                 continue

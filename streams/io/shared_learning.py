@@ -256,8 +256,8 @@ class SharedLearning:
 
     async def _count_again(self, starts: list[int], replay: Replay) -> None:
         """Count again, for the partitions taken over, the orders from ``starts`` to where this
-        worker's counting of them began; tried again until it is done (nothing counted twice:
-        it starts over from the rows as they were)."""
+        worker's counting of them began; after a connection failure it goes on from the offsets
+        it had reached, so nothing is counted twice."""
         s, began = self.settings, time.monotonic()
         todo = {p: (start, stop) for p, (start, stop) in enumerate(zip(starts, replay.stop)) if start < stop}
         counted, pause = 0, 1.0

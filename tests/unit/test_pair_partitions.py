@@ -152,3 +152,12 @@ def test_a_single_worker_counts_what_the_unpartitioned_engine_does():
         alone.engine.learn_basket(order)
     assert_same_rows(alone, whole)
     assert alone.engine.tally["updates.pairs"] == whole.tally["updates.pairs"]
+
+
+def test_rows_of_partitions_given_up_are_left_to_their_new_owner():
+    owner = worker({0, 1, 2, 3})
+    owner.engine.learn_basket(Basket("u", 0.0, tuple(LineItem(p, 1, 1.0) for p in PRODUCTS[:10])))
+    owner.give_up({2, 3})                         # moved away without a revocation of its own
+    records = owner.publication([1, 0])
+    assert {anchor_partition(k.decode(), PARTITIONS) for _, k, _ in records if not k.startswith(b"\x00")} <= {0, 1}
+    assert {k for _, k, _ in records if k.startswith(b"\x00")} == {b"\x00covered:0", b"\x00covered:1"}
