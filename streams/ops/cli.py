@@ -458,7 +458,7 @@ def cmd_evaluate(args, rest) -> int:
     console = Console()
     orders = load_orders(args.file, args.limit, _columns(args))
     with console.status(f"replaying {args.file.name} through every method..."):
-        report = run_evaluation(args.file, orders, settings.rules, args.warm_up)
+        report = run_evaluation(args.file, orders, settings.rules, args.warm_up, learners=settings.learners)
     if args.live:
         from nextoffer.streams.tools.live_eval import run_live
         with console.status("replaying through Kafka, a worker and Redis...") as status:
@@ -470,7 +470,8 @@ def cmd_evaluate(args, rest) -> int:
                                   "repeat_hit_rate": rounded(live.repeat_hit_rate),
                                   "new_hit_rate": rounded(live.new_hit_rate), **info})
         report["curves"][live.name] = live.curve
-    shares = event_shares(args.file, settings.rules) if _columns(args) is None else None
+    shares = (event_shares(args.file, settings.rules, learners=settings.learners) if _columns(args) is None
+              else None)
     if shares is not None:
         report["event_shares"] = shares
         _print_shares(console, shares)

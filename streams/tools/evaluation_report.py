@@ -17,7 +17,7 @@ import orjson
 
 from nextoffer.streams.tools.evaluation import (BoughtTogetherCounts, EngineMethod, MostPopular, Order, evaluate,
                                                 orders_from, replay_events)
-from nextoffer.models.engine import OfferEngine
+from nextoffer.models.engine import LearnerSettings, OfferEngine
 from nextoffer.models.rules import OfferRules
 from nextoffer.streams.io.codecs import decode_event
 from nextoffer.streams.tools.exports import ColumnMap, read_orders
@@ -37,7 +37,8 @@ def load_orders(path: Path, limit: Optional[int] = None, columns: Optional[Colum
     return orders_from(read_invoices(path) if fmt == "online-retail" else rees46_invoices(path))[:limit]
 
 
-def event_shares(path: Path, rules: OfferRules, limit: Optional[int] = None) -> Optional[dict]:
+def event_shares(path: Path, rules: OfferRules, limit: Optional[int] = None,
+                 learners: LearnerSettings = LearnerSettings()) -> Optional[dict]:
     """For a file of shopping events (REES46): every event replayed through the engine, and the
     share of events that got an offer, by placement and kind (None for a file of orders)."""
     if detect_format(path) != "rees46":
@@ -46,18 +47,23 @@ def event_shares(path: Path, rules: OfferRules, limit: Optional[int] = None) -> 
     def events():
         decoded = (decode_event(r.topic, orjson.dumps(r.value)) for r in rees46_events(path))
         return itertools.islice(decoded, limit)
-    return {name: replay_events(events(), OfferEngine(r)).report()
+    return {name: replay_events(events(), OfferEngine(r, learners)).report()
             for name, r in (("configured rules", rules),
                             ("relevance-only rules", dataclasses.replace(rules, price_rules=False)))}
 
 
 def run_evaluation(path: Path, orders: list[Order], rules: OfferRules, warm_up: float = 0.8,
-                   k: int = 3) -> dict:
-    """Replay ``orders`` (read from ``path``); return the report (methods, figures, timings)."""
+                   k: int = 3, learners: LearnerSettings = LearnerSettings()) -> dict:
+    """Replay ``orders`` (read from ``path``); return the report (methods, figures, timings).
+    The engines learn with ``learners`` (the NEXTOFFER_* learner settings, as a worker does)."""
     started = time.perf_counter()
     warm = int(len(orders) * warm_up)
-    engines = [EngineMethod("nextoffer, relevance-only rules", dataclasses.replace(rules, price_rules=False)),
-               EngineMethod("nextoffer, configured rules", rules)]
+
+    def engine(r: OfferRules) -> OfferEngine:
+        return OfferEngine(r, learners)
+    engines = [EngineMethod("nextoffer, relevance-only rules", dataclasses.replace(rules, price_rules=False),
+                            engine),
+               EngineMethod("nextoffer, configured rules", rules, engine)]
     methods = [MostPopular(), BoughtTogetherCounts(False, warm), BoughtTogetherCounts(True), *engines]
     scores, info = evaluate(orders, methods, warm_up, k)
     core = {m.name: round(m.events / info["seconds"][m.name]) for m in engines}

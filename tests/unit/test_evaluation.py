@@ -69,3 +69,17 @@ def test_a_replay_of_events_counts_the_share_offered_by_placement_and_kind():
               ShopperEvent("clickstream", "search", "e3", "u1", 3.0, query="phone")]
     report = replay_events(events, engine).report()
     assert report == {"product_page": {"events": 2, "offered": 0.5, "upsell": 0.5, "cross_sell": 0.0}}
+
+
+def test_the_evaluation_learns_with_the_configured_learner_settings(tmp_path):
+    from nextoffer.models.engine import LearnerSettings
+    from nextoffer.streams.tools.evaluation_report import run_evaluation
+    # Thirty teapots, each bought with its own cups by shoppers seen once: only pairs find them.
+    orders = [order(n, f"t{n}", f"teapot-{n % 30}", f"cups-{n % 30}") for n in range(600)]
+
+    def relevance(report):
+        return next(m["hit_rate"] for m in report["methods"] if m["name"] == "nextoffer, relevance-only rules")
+    default = run_evaluation(tmp_path / "orders.csv", orders, OfferRules(), warm_up=0.5)
+    unpaired = run_evaluation(tmp_path / "orders.csv", orders, OfferRules(), warm_up=0.5,
+                              learners=LearnerSettings(max_basket=1))     # NEXTOFFER_MAX_BASKET=1: no pairs
+    assert relevance(default) > 0.9 > 0.5 > relevance(unpaired)
