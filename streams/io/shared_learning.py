@@ -73,6 +73,8 @@ class SharedLearning:
         self._assigned: Optional[set[int]] = None     # learning partitions given, not yet taken over
         self._assigned_ends: Optional[dict] = None    # the complements topic's ends when they were given
         self._given = False                           # partitions were given once (maybe none)
+        #: Called with each anchor whose row another worker shared (the showcase writer's hook).
+        self.on_row: Optional[Callable[[str], None]] = None
         self.limits = settings.limits()
         self.positions: dict[TopicPartition, int] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -150,6 +152,8 @@ class SharedLearning:
         try:
             self.pairs.receive(key, value)
             self.applied["complements"] += 1
+            if self.on_row is not None and key and not key.startswith(MARKER):
+                self.on_row(key.decode())
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, orjson.JSONDecodeError):
             self.applied["skipped"] += 1
 

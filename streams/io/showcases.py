@@ -56,6 +56,25 @@ class ShowcaseWriter:
         self.settings = settings
         self.engine = engine
         self._written: dict[str, float] = {}    # product -> when its windows were last written
+        # Products written with no "bought together" window, and those of them whose row has come
+        # since from the worker that counts it (partitioned learning): written again next round.
+        self._unpaired: set[str] = set()
+        self._paired_since: set[str] = set()
+
+    def row_adopted(self, anchor: str) -> None:
+        """Another worker shared the anchor's "bought together" row. If this worker wrote the
+        product's windows without one, they are written again in the next round (else they
+        would wait for the product's next event after ``showcase_refresh``).
+
+        >>> from nextoffer.models.rules import OfferRules
+        >>> w = ShowcaseWriter(Settings(showcase_refresh=60.0), OfferEngine(OfferRules()))
+        >>> _ = w.round(w.due(["tea"], 0.0), {}, now=0.0)
+        >>> w.row_adopted("tea"), w.due([], 1.0)
+        (None, ['tea'])
+        """
+        if anchor in self._unpaired:
+            self._unpaired.discard(anchor)
+            self._paired_since.add(anchor)
 
     def due(self, products: Iterable[str], clock: float) -> list[str]:
         """The ``products`` whose windows were not written in the last ``showcase_refresh``
@@ -69,7 +88,10 @@ class ShowcaseWriter:
         refresh, written = self.settings.showcase_refresh, self._written
         if len(written) > 100_000:       # forget what is past its refresh anyway
             self._written = written = {p: t for p, t in written.items() if clock - t < refresh}
-        out = [p for p in products if clock - written.get(p, float("-inf")) >= refresh]
+            self._unpaired &= set(written)
+        again, self._paired_since = self._paired_since, set()
+        out = [p for p in products if clock - written.get(p, float("-inf")) >= refresh and p not in again]
+        out += sorted(again)
         for p in out:
             written[p] = clock
         return out
@@ -83,6 +105,10 @@ class ShowcaseWriter:
                                                                for kind in POPULARITY})] if store_windows else [])
         for pid in products:
             fields = {kind: _dump(shows.window(kind, pid, now, cache=cache)) for kind in KINDS}
+            if fields["frequently_bought_together"] == b"[]":
+                self._unpaired.add(pid)
+            else:
+                self._unpaired.discard(pid)
             product = self.engine.catalog.get(pid)
             if product is not None and product.category:
                 fields["category"] = product.category.encode()

@@ -76,6 +76,7 @@ pipeline = ShopperPipeline(
     activity_every=settings.showcase_interval,
     max_touched=settings.showcase_max_writes if settings.showcase_interval > 0 else 0)
 showcase_writer = ShowcaseWriter(settings, engine)
+shared.on_row = showcase_writer.row_adopted
 
 
 
