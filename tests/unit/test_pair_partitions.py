@@ -77,57 +77,59 @@ def test_two_workers_each_counting_half_the_anchors_know_all_pairs():
     assert all(0.3 < n / whole.tally["updates.pairs"] < 0.7 for n in updates)
 
 
-def test_a_worker_taking_over_counts_again_only_the_orders_after_the_marker():
-    log = orders(300)
+def learned(log: list, upto: int) -> tuple[OfferEngine, PairPartitions]:
+    """One engine that learned every order of ``log``, and an owner of every partition that
+    learned the first ``upto``."""
     whole, owner = engine(), worker({0, 1, 2, 3})
     for _, _, order in log:
         whole.learn_basket(order)
-    for _, _, order in log[:200]:
+    for _, _, order in log[:upto]:
         owner.engine.learn_basket(order)
-    published = owner.publication(positions(log[:200]))
-    for _, _, order in log[200:]:
-        owner.engine.learn_basket(order)          # counted, never published: the owner crashes
+    return whole, owner
+
+
+def taken_over(records: list, log: list) -> tuple[PairPartitions, list[int], int]:
+    """A worker that read ``records`` of the complements topic and every order of ``log``, then
+    took every partition over; its replay's starts and how many orders it counted again."""
     newcomer = worker(set())
-    for _, key, value in published:
+    for _, key, value in records:
         newcomer.receive(key, value)
     for _, _, order in log:
         newcomer.engine.learn_basket(order)       # every worker reads every order (not its pairs yet)
     starts, replay = newcomer.take_over({0, 1, 2, 3}, positions(log))
-    assert starts == positions(log[:200])
     again = 0
     for partition, offset, order in log:
-        if offset >= starts[partition]:
-            anchors = replay.anchors(partition, offset)
-            if anchors is not None:
-                newcomer.engine.replay_pairs(order, anchors)
-                again += 1
+        if offset >= starts[partition] and (anchors := replay.anchors(partition, offset)) is not None:
+            newcomer.engine.replay_pairs(order, anchors)
+            again += 1
     replay.done()
+    return newcomer, starts, again
+
+
+def test_a_worker_taking_over_counts_again_only_the_orders_after_the_marker():
+    log = orders(300)
+    whole, owner = learned(log, 200)
+    published = owner.publication(positions(log[:200]))
+    for _, _, order in log[200:]:
+        owner.engine.learn_basket(order)          # counted, never published: the owner crashes
+    newcomer, starts, again = taken_over(published, log)
+    assert starts == positions(log[:200])
     assert again == 100 and not newcomer.restoring
     assert_same_rows(newcomer, whole)
 
 
 def test_rows_published_after_the_last_marker_are_not_counted_twice():
     log = orders(300, seed=5)
-    whole, owner = engine(), worker({0, 1, 2, 3})
-    for _, _, order in log:
-        whole.learn_basket(order)
-    for _, _, order in log[:150]:
-        owner.engine.learn_basket(order)
+    whole, owner = learned(log, 150)
     first = owner.publication(positions(log[:150]))
     for _, _, order in log[150:250]:
         owner.engine.learn_basket(order)
     cut_short = [r for r in owner.publication(positions(log[:250])) if not r[1].startswith(b"\x00")][:5]
-    newcomer = worker(set())
+    probe = worker(set())
     for _, key, value in first + cut_short:       # the owner died before its markers went out
-        newcomer.receive(key, value)
-    assert len(newcomer.ahead) == 5
-    for _, _, order in log:
-        newcomer.engine.learn_basket(order)
-    starts, replay = newcomer.take_over({0, 1, 2, 3}, positions(log))
-    for partition, offset, order in log:
-        if offset >= starts[partition] and (anchors := replay.anchors(partition, offset)) is not None:
-            newcomer.engine.replay_pairs(order, anchors)
-    replay.done()
+        probe.receive(key, value)
+    assert len(probe.ahead) == 5                  # rows newer than their partition's marker
+    newcomer, _, _ = taken_over(first + cut_short, log)
     assert_same_rows(newcomer, whole)
 
 
