@@ -99,6 +99,8 @@ class BoughtTogether:
         self.owns: Optional[Callable[[str], bool]] = None
         #: The counted anchors whose rows changed since :meth:`take_touched` (only with ``owns``).
         self.touched: set[str] = set()
+        #: Pair counts updated so far: what learning costs (each worker's share of it).
+        self.updates = 0
 
     # -- learning -------------------------------------------------------------
     def observe_basket(self, product_ids: Iterable[str], ts: float, weight: float = 1.0) -> None:
@@ -138,6 +140,7 @@ class BoughtTogether:
         self._count_pairs([a for a in basket if anchors(a)], basket, weight * self._inflation(ts))
 
     def _count_pairs(self, anchors: list[str], paired: list[str], w: float) -> None:
+        self.updates += len(anchors) * (len(paired) - 1)
         if self.owns is not None:
             self.touched.update(anchors)
         for a in anchors:

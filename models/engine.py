@@ -204,8 +204,9 @@ class OfferEngine:
         for line in basket.items:
             self.catalog.observe(line.product_id, line.price)
         products = [line.product_id for line in basket.items]
+        updates = self.bought.updates
         self.bought.observe_basket(products, basket.ts)
-        self._tally_pairs(products, self.bought.owns)
+        self.tally["updates.pairs"] += self.bought.updates - updates    # what learning costs: a metric
         self.showcases.observe_order([(line.product_id, line.quantity) for line in basket.items], basket.ts)
         self.repeats.observe(products, basket.repeats)
         known = [self.catalog.get(pid) for pid in products]
@@ -224,15 +225,9 @@ class OfferEngine:
     def replay_pairs(self, basket: Basket, anchors) -> None:
         """Count an order's "bought together" pairs again for the ``anchors`` (a predicate) only:
         an order learned before their partition came to this worker (partitioned learning)."""
-        products = [line.product_id for line in basket.items]
-        self.bought.observe_pairs(products, basket.ts, anchors)
-        self._tally_pairs(products, anchors)
-
-    def _tally_pairs(self, products: list[str], owns) -> None:
-        """Pair counts updated, a metric of what learning costs (each worker's share of it)."""
-        paired = list(dict.fromkeys(products))[: self.bought.max_basket]
-        anchors = len(paired) if owns is None else sum(1 for pid in paired if owns(pid))
-        self.tally["updates.pairs"] += anchors * (len(paired) - 1)
+        updates = self.bought.updates
+        self.bought.observe_pairs([line.product_id for line in basket.items], basket.ts, anchors)
+        self.tally["updates.pairs"] += self.bought.updates - updates
 
     def _prices(self, pairs) -> list[tuple[float, float]]:
         found = [(self.catalog.get(a), self.catalog.get(b)) for a, b in pairs]

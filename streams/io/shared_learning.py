@@ -45,8 +45,8 @@ RECENT_ORDERS = 200_000
 #: The topics every worker learns from, in full.
 LEARNED_FROM = (CATALOG, BASKETS, MODELS, ACTIVITY, COMPLEMENTS)
 
-#: Sends one record to a topic partition; returns the delivery to await.
-SendTo = Callable[[int, bytes, bytes], Awaitable[Awaitable]]
+#: Sends one record (key, value, partition); returns the delivery to await.
+SendTo = Callable[[bytes, bytes, int], Awaitable[Awaitable]]
 
 #: Other workers whose latest acceptance checkpoint is remembered.
 MAX_PEERS = 64
@@ -328,7 +328,7 @@ class SharedLearning:
         markers = [r for r in records if r[1].startswith(MARKER)]
         try:
             for part in (rows, markers):        # a marker only after the rows it covers
-                deliveries = [await send(p, key, value) for p, key, value in part]
+                deliveries = [await send(key, value, p) for p, key, value in part]
                 await asyncio.gather(*deliveries)
         except Exception as exc:  # noqa: BLE001 - published again with the next round
             self.pairs.not_published(records)

@@ -44,25 +44,17 @@ writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
 
 def _sender(topic):
     """Sends through the app's producer straight away (Faust's ``topic.send`` costs a future and
-    callbacks per record); keyed records get Kafka's default partition for their key. Returns the
-    delivery, which the pipeline awaits before it saves the batch's states."""
+    callbacks per record); keyed records get Kafka's default partition for their key unless one
+    is given (the complements topic's records go to their anchor's). Returns the delivery, which
+    the pipeline awaits before it saves the batch's states."""
     name = topic.get_topic_name()
 
-    async def send(key, value):
-        return await app.producer.send(name, key, value, None, None, None)
-    return send
-
-
-def _partition_sender(topic):
-    """Sends to a chosen partition (the complements topic's records go to their anchor's)."""
-    name = topic.get_topic_name()
-
-    async def send(partition, key, value):
+    async def send(key, value, partition=None):
         return await app.producer.send(name, key, value, partition, None, None)
     return send
 
 
-send_complements = _partition_sender(complements_topic)
+send_complements = _sender(complements_topic)
 pipeline = ShopperPipeline(
     engine, shoppers, writer,
     Outputs(offers=_sender(offers_topic), dead_letters=_sender(dead_letter_topic),
