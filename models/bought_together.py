@@ -292,23 +292,37 @@ class BoughtTogether:
         items, pairs, orders, exponent = self._items, self._pairs, self._orders, self.lift_exponent
         total_weight = sum(w for _, w in anchors) or 1.0
         scores: dict[str, float] = {}
-        best: dict[str, tuple] = {}   # pid -> (part, anchor, attachment, lift, both)
+        best: dict[str, tuple[float, str]] = {}   # pid -> (its largest part, the anchor giving it)
         for anchor, weight in anchors:
             na = items.get(anchor)
-            if not na:
+            row = pairs.get(anchor) if na else None
+            if not row:
                 continue
-            for pid, both in pairs.get(anchor, {}).items():
+            for pid, both in row.items():
                 if both < min_both:
                     continue
                 lift = both * orders / (na * items[pid])
                 if lift <= min_lift:
                     continue
-                attach = both / na
-                part = weight * attach * (lift ** exponent if exponent else 1.0)
-                scores[pid] = scores.get(pid, 0.0) + part
-                if pid not in best or part > best[pid][0]:
-                    best[pid] = (part, anchor, attach, lift, both)
-        top = heapq.nlargest(limit, scores.items(), key=lambda kv: kv[1]) if limit else \
-            sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        return [Complement(pid, score / total_weight, best[pid][1], best[pid][2], best[pid][3],
-                           best[pid][4] / scale) for pid, score in top]
+                part = weight * (both / na) * (lift ** exponent if exponent else 1.0)
+                score = scores.get(pid)
+                if score is None:
+                    scores[pid] = part
+                    best[pid] = (part, anchor)
+                else:
+                    scores[pid] = score + part
+                    if part > best[pid][0]:
+                        best[pid] = (part, anchor)
+        top = heapq.nlargest(limit, scores.items(), key=_second) if limit else \
+            sorted(scores.items(), key=_second, reverse=True)
+        out = []
+        for pid, score in top:     # the evidence of the strongest anchor, for the few returned
+            anchor = best[pid][1]
+            na, both = items[anchor], pairs[anchor].get(pid)
+            out.append(Complement(pid, score / total_weight, anchor, both / na,
+                                  both * orders / (na * items[pid]), both / scale))
+        return out
+
+
+def _second(kv: tuple) -> float:
+    return kv[1]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from nextoffer.models.bought_together import BoughtTogether
 from nextoffer.models.catalog import Catalog
@@ -34,15 +34,27 @@ CONTENT_SCAN = 200
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A product that could be offered, its relevance and why."""
+    """A product that could be offered, its relevance and why.
+
+    ``why`` is the reason as text, or as a format string and its arguments: a decision builds
+    dozens of candidates and offers three, so the text is only made for those read.
+
+    >>> Candidate("mug", 0.5, ("in {:.0%} of orders",  0.25)).reason
+    'in 25% of orders'
+    """
 
     product_id: str
     score: float
-    reason: str
+    why: Union[str, tuple]
     price: Optional[float] = None
     source: str = "bought_together"   # family, learned_upgrade, category, bought_together, history, content
     bought: float = 0.0               # its "bought together" score (cross-sells), before any blend
     history: float = 0.0              # its repeat-buy score for this shopper, before its weight
+
+    @property
+    def reason(self) -> str:
+        why = self.why
+        return why if type(why) is str else why[0].format(*why[1:])
 
 
 def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: OfferRules,
@@ -163,17 +175,24 @@ def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: 
                 rules: OfferRules, now: float, limit: int) -> list[Candidate]:
     """The best ``limit`` complements of the weighted anchors from "bought together" counts."""
     out = []
-    families = {p.family for p in map(catalog.get, (a for a, _ in anchors)) if p and p.family}
+    get = catalog.get
+    families = {p.family for p in map(get, (a for a, _ in anchors)) if p and p.family}
+    labels: dict[str, str] = {}
     for c in bought.complements(anchors, now, rules.min_support, rules.min_lift, limit):
-        product = catalog.get(c.product_id)
+        product = get(c.product_id)
         if product is not None and product.family is not None and product.family in families:
             continue  # another tier of what they have is an upsell or a substitute, not a complement
-        anchor = catalog.get(c.anchor_id)
-        label = anchor.label if anchor else c.anchor_id
-        reason = (f"often bought with {label}: in {c.attachment_rate:.0%} of its orders, "
-                  f"{c.lift:.1f}x the usual rate")
-        out.append(Candidate(c.product_id, c.score, reason, product.price if product else None, bought=c.score))
+        label = labels.get(c.anchor_id)
+        if label is None:
+            anchor = get(c.anchor_id)
+            label = labels[c.anchor_id] = anchor.label if anchor else c.anchor_id
+        out.append(Candidate(c.product_id, c.score, (BOUGHT_WITH, label, c.attachment_rate, c.lift),
+                             product.price if product else None, bought=c.score))
     return out
+
+
+#: The reason of a "bought together" candidate: the anchor's label, attachment rate and lift.
+BOUGHT_WITH = "often bought with {}: in {:.0%} of its orders, {:.1f}x the usual rate"
 
 
 #: Added to a past purchase that was in the same order as the anchor last time.
@@ -182,6 +201,10 @@ WITH_ANCHOR_BONUS = 0.1
 MIN_REPEAT_RATE = 0.05
 #: Weight of the product's repeat rate beside the share of the shopper's own orders that held it.
 PRODUCT_HABIT = 0.3
+#: The reasons of a repeat buy: in how many of the shopper's orders, and the product's repeat rate;
+#: or bought with the anchor last time.
+BOUGHT_BEFORE = "you bought it in {} of your {} order{}; {:.0%} of its orders are repeat buys"
+BOUGHT_WITH_ANCHOR = "you bought it with this item before ({} order{})"
 
 
 def repeat_buys(shopper: ShopperState, repeats: RepeatPurchases, catalog: Catalog, anchor_id: str,
@@ -205,11 +228,11 @@ def repeat_buys(shopper: ShopperState, repeats: RepeatPurchases, catalog: Catalo
         # how often buyers come back for the product, and how often this shopper does
         habit = PRODUCT_HABIT * rate + (1 - PRODUCT_HABIT) * min(1.0, times / orders)
         score = habit * (1 - 0.5 ** times) * 0.5 ** ((latest - ts) / half_life)
-        reason = (f"you bought it in {min(times, orders)} of your {orders} order{'s' if orders > 1 else ''}; "
-                  f"{rate:.0%} of its orders are repeat buys")
         if ts == anchor_ts:
             score += WITH_ANCHOR_BONUS
-            reason = f"you bought it with this item before ({times} order{'s' if times > 1 else ''})"
+            reason = (BOUGHT_WITH_ANCHOR, times, "s" if times > 1 else "")
+        else:
+            reason = (BOUGHT_BEFORE, min(times, orders), orders, "s" if orders > 1 else "", rate)
         product = catalog.get(pid)
         out.append(Candidate(pid, score, reason, product.price if product else None, "history"))
     return out
@@ -230,11 +253,11 @@ def blend(complements: Sequence[Candidate], personal: Sequence[Candidate], weigh
             continue
         c = merged.get(p.product_id)
         if c is None:
-            merged[p.product_id] = Candidate(p.product_id, part, p.reason, p.price, p.source, history=p.score)
+            merged[p.product_id] = Candidate(p.product_id, part, p.why, p.price, p.source, history=p.score)
         else:
             personal_wins = part > c.score
             merged[p.product_id] = Candidate(c.product_id, c.score + part,
-                                             p.reason if personal_wins else c.reason, c.price,
+                                             p.why if personal_wins else c.why, c.price,
                                              p.source if personal_wins else c.source, c.bought, p.score)
     return sorted(merged.values(), key=lambda c: c.score, reverse=True)
 
