@@ -12,6 +12,7 @@ import heapq
 import sys
 import zlib
 from array import array
+from operator import itemgetter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -292,7 +293,7 @@ class BoughtTogether:
         items, pairs, orders, exponent = self._items, self._pairs, self._orders, self.lift_exponent
         total_weight = sum(w for _, w in anchors) or 1.0
         scores: dict[str, float] = {}
-        best: dict[str, tuple[float, str]] = {}   # pid -> (its largest part, the anchor giving it)
+        best: dict[str, tuple[float, str, float]] = {}   # pid -> (largest part, its anchor, their count)
         for anchor, weight in anchors:
             na = items.get(anchor)
             row = pairs.get(anchor) if na else None
@@ -308,21 +309,17 @@ class BoughtTogether:
                 score = scores.get(pid)
                 if score is None:
                     scores[pid] = part
-                    best[pid] = (part, anchor)
+                    best[pid] = (part, anchor, both)
                 else:
                     scores[pid] = score + part
                     if part > best[pid][0]:
-                        best[pid] = (part, anchor)
-        top = heapq.nlargest(limit, scores.items(), key=_second) if limit else \
-            sorted(scores.items(), key=_second, reverse=True)
+                        best[pid] = (part, anchor, both)
+        top = heapq.nlargest(limit, scores.items(), key=itemgetter(1)) if limit else \
+            sorted(scores.items(), key=itemgetter(1), reverse=True)
         out = []
         for pid, score in top:     # the evidence of the strongest anchor, for the few returned
-            anchor = best[pid][1]
-            na, both = items[anchor], pairs[anchor].get(pid)
+            _, anchor, both = best[pid]
+            na = items[anchor]
             out.append(Complement(pid, score / total_weight, anchor, both / na,
                                   both * orders / (na * items[pid]), both / scale))
         return out
-
-
-def _second(kv: tuple) -> float:
-    return kv[1]

@@ -39,7 +39,7 @@ class Candidate:
     ``why`` is the reason as text, or as a format string and its arguments: a decision builds
     dozens of candidates and offers three, so the text is only made for those read.
 
-    >>> Candidate("mug", 0.5, ("in {:.0%} of orders",  0.25)).reason
+    >>> Candidate("mug", 0.5, ("in {:.0%} of orders", 0.25)).reason
     'in 25% of orders'
     """
 
