@@ -51,14 +51,16 @@ def owned_by_first(partitions: int, workers: int):
 
 def peer_rows(products: int, orders: int, seed: int, workers: int, partitions: int, path: str) -> None:
     """The rows of every anchor the first worker does not count, as the other workers publish
-    them, one JSON line each (``anchor``, ``t0``, ``row``), written to ``path``."""
+    them, one JSON line each (``anchor``, ``t0``, ``ts``: their latest order, ``row``), written
+    to ``path``."""
     mine, bought = owned_by_first(partitions, workers), BoughtTogether()
     bought.owns = lambda pid: not mine(pid)
     for o in large_cart_orders(products, orders, seed):
         bought.observe_basket([line.product_id for line in o.lines], o.ts)
     with open(path, "wb") as out:
         for anchor in bought.take_touched():
-            out.write(orjson.dumps({"anchor": anchor, "t0": bought.t0, "row": bought.row(anchor)}) + b"\n")
+            out.write(orjson.dumps({"anchor": anchor, "t0": bought.t0, "ts": bought.latest,
+                                    "row": bought.row(anchor)}) + b"\n")
 
 
 def learner_memory(products: int, orders: int, seed: int = 7, workers: int = 1, partitions: int = 8) -> dict:
@@ -110,6 +112,6 @@ def _adopt_peer_rows(bought: BoughtTogether, products: int, orders: int, seed: i
         with open(rows.name, "rb") as lines:
             for line in lines:
                 record = orjson.loads(line)
-                bought.adopt(record["anchor"], record["row"], record["t0"])
-                adopted += len(record["row"])
+                bought.adopt(record["anchor"], record["row"], record["t0"], record["ts"])
+                adopted += len(bought.row(record["anchor"]))
         return adopted

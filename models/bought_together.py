@@ -19,6 +19,14 @@ from typing import Callable, Iterable, Optional, Sequence
 DAY = 86_400.0
 _RESCALE_AT = 1e150
 
+#: How far a decision's clock may lag behind the latest order of the worker that shared a row
+#: (workers read the same orders, a few seconds apart): an adopted row keeps every pair that can
+#: still reach the support a decision asks for at that time.
+ADOPT_LAG = DAY
+
+#: The support :meth:`BoughtTogether.complements` asks of a pair unless told otherwise.
+DEFAULT_MIN_SUPPORT = 2.0
+
 
 def anchor_partition(product_id: str, partitions: int) -> int:
     """The learning partition of an anchor product: the worker that owns it counts its pairs.
@@ -102,6 +110,12 @@ class BoughtTogether:
         self.touched: set[str] = set()
         #: Pair counts updated so far: what learning costs (each worker's share of it).
         self.updates = 0
+        #: The least support any reader asks of a pair (decisions, showcases): an adopted row keeps
+        #: only the pairs that can still reach it, the few a decision reads (about one in eight
+        #: on a long-tail catalog), while the owner counts every pair.
+        self.read_support = 0.0
+        #: The time of the latest order learned: what a shared row's pairs are judged against.
+        self.latest: Optional[float] = None
 
     # -- learning -------------------------------------------------------------
     def observe_basket(self, product_ids: Iterable[str], ts: float, weight: float = 1.0) -> None:
@@ -116,6 +130,8 @@ class BoughtTogether:
         if not basket:
             return
         w = weight * self._inflation(ts)
+        if self.latest is None or ts > self.latest:
+            self.latest = ts
         self._orders += w
         for pid in basket:
             self._items[pid] = self._items.get(pid, 0.0) + w
@@ -145,12 +161,18 @@ class BoughtTogether:
         if self.owns is not None:
             self.touched.update(anchors)
         for a in anchors:
-            row = self._pairs.setdefault(a, {})
-            if type(row) is SharedRow:           # taken over: counted here from now on
+            row = self._pairs.get(a)
+            if row is None:
+                row = self._pairs[a] = {}
+            elif type(row) is SharedRow:           # taken over: counted here from now on
                 row = self._pairs[a] = dict(row.items())
+            get = row.get
             for b in paired:
                 if a != b:
-                    row[b] = row.get(b, 0.0) + w
+                    # A new pair holds the order's own weight object: most pairs of a long-tail
+                    # catalog are seen once, and a float of their own would be a third of a pair.
+                    both = get(b)
+                    row[b] = w if both is None else both + w
             if len(row) > 2 * self.max_neighbours:
                 self._prune(a)
 
@@ -164,20 +186,33 @@ class BoughtTogether:
         """The time the counts' scale starts from (the first order's)."""
         return self._t0
 
-    def adopt(self, anchor: str, row: dict[str, float], t0: Optional[float]) -> None:
+    def adopt(self, anchor: str, row: dict[str, float], t0: Optional[float],
+              latest: Optional[float] = None) -> None:
         """Take the row of an anchor counted by another worker (scaled as of its ``t0``) in place
-        of this one's, rescaled to this instance's start.
+        of this one's, rescaled to this instance's start. With the owner's ``latest`` order time,
+        only the pairs that a reader can still use are kept (see :attr:`read_support`); without
+        it, all of them (a partition taken over is counted on from its full rows).
 
-        >>> owner, reader = BoughtTogether(), BoughtTogether()
-        >>> owner.observe_basket(["tea", "mug"], ts=0.0)
+        >>> owner, reader = BoughtTogether(half_life=None), BoughtTogether(half_life=None)
+        >>> for basket in (["tea", "mug"], ["tea", "mug"], ["tea", "spoon"]):
+        ...     owner.observe_basket(basket, ts=0.0)
         >>> reader.adopt("tea", owner.row("tea"), owner.t0)
         >>> reader.row("tea") == owner.row("tea")
         True
+        >>> reader.read_support = 1.5
+        >>> reader.adopt("tea", owner.row("tea"), owner.t0, owner.latest)
+        >>> reader.row("tea")
+        {'mug': 2.0}
         """
         if self._t0 is None:
             self._t0 = t0
         scale = (2.0 ** ((t0 - self._t0) / self.half_life)
                  if self.half_life and t0 is not None and self._t0 is not None and t0 != self._t0 else 1.0)
+        if row and latest is not None and self.read_support:
+            # Counts only fall behind the support asked as time goes on: a pair below it as of the
+            # owner's latest order (less the lag allowed) stays below it for every later decision.
+            least = self.read_support * self._inflation_at(latest - ADOPT_LAG) / scale
+            row = {pid: both for pid, both in row.items() if both >= least}
         if row:
             self._pairs[anchor] = SharedRow(row, scale)
         else:
@@ -272,7 +307,7 @@ class BoughtTogether:
         return out[:limit]
 
     def complements(self, anchors: Sequence[tuple[str, float]], now: float,
-                    min_support: float = 2.0, min_lift: float = 1.0,
+                    min_support: float = DEFAULT_MIN_SUPPORT, min_lift: float = 1.0,
                     limit: Optional[int] = None) -> list[Complement]:
         """Products bought with the weighted ``anchors``, best first.
 

@@ -160,7 +160,7 @@ def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: Bought
     for rel in related:
         if rel.product_id == anchor.category:
             continue
-        for _, pid in catalog.in_category(rel.product_id)[:CONTENT_SCAN]:
+        for pid in catalog.in_category(rel.product_id)[:CONTENT_SCAN]:
             p = catalog.get(pid)
             sold = bought.item_count(pid, now)
             same_brand = bool(anchor.brand and p.brand == anchor.brand)

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
-from nextoffer.models.bought_together import DAY, BoughtTogether
+from nextoffer.models.bought_together import DAY, DEFAULT_MIN_SUPPORT, BoughtTogether
 from nextoffer.models import profile
 from nextoffer.models.reranker import PairwiseRanker
 from nextoffer.models.acceptance import AcceptanceModel, OfferedItem, shopper_features
@@ -98,6 +98,8 @@ class OfferEngine:
         self.catalog = catalog if catalog is not None else Catalog()
         self.bought = BoughtTogether(learners.half_life, learners.max_neighbours,
                                      learners.max_basket, learners.lift_exponent)
+        # Rows adopted from other workers keep only the pairs that decisions or showcases can use.
+        self.bought.read_support = min(rules.min_support, DEFAULT_MIN_SUPPORT)
         self.repeats = RepeatPurchases()
         self.acceptance = AcceptanceModel(learners.acceptance_learning_rate)
         self.upgrades = LearnedUpgrades()

@@ -254,7 +254,7 @@ class Showcases:
         ranked = cache.get(key) if cache is not None else None
         if ranked is None:
             counts = {"best_sellers": self.sold, "most_viewed": self.viewed, "trending": self.trending}[kind]
-            among = [pid for _, pid in self.catalog.in_category(category)] if category is not None else None
+            among = self.catalog.in_category(category) if category is not None else None
             ranked = self._items(counts.top(key[2], now, among=among))
             if cache is not None:
                 cache[key] = ranked

@@ -13,8 +13,12 @@ anchor's pair counts, at most ``2 × max_neighbours`` of them) to the compacted
 then a *marker* per partition it owns: the baskets offsets its rows include. Every worker reads
 that topic in full and adopts the rows it does not count, so a decision sees every anchor.
 
+Memory. An adopted row keeps only the pairs a decision can still use (those with the support
+decisions ask for, as of the owner's latest order): on a long-tail catalog most pairs are seen
+once, and only their owner needs them, to count on.
+
 Recovery. The topic is also the counts' changelog. A worker given a partition (a rebalance, a
-crashed or stopped worker) adopts its rows from the topic, then counts again only the orders
+crashed or stopped worker) reads that partition's rows from the topic again, whole, then counts again only the orders
 past the partition's marker (past a row's own offsets for a row published after the marker, by
 a worker stopped mid-publication), instead of every order ever placed.
 """
@@ -42,6 +46,7 @@ class PairPartitions:
     >>> order = Basket("u1", 0.0, (LineItem("tea", 1, 4.0), LineItem("mug", 1, 6.0)))
     >>> for pairs in (owner, reader):
     ...     pairs.engine.learn_basket(order)
+    ...     pairs.engine.learn_basket(order)         # seen twice: a pair decisions can use
     >>> for partition, key, value in owner.publication([1, 0]):
     ...     reader.receive(key, value)
     >>> reader.engine.bought.row("tea") == owner.engine.bought.row("tea"), reader.markers
@@ -79,7 +84,7 @@ class PairPartitions:
                 continue
             row = bought.row(anchor)
             records.append((partition, anchor.encode(), orjson.dumps(
-                {"t0": bought.t0, "v": v, "r": list(row.items())})))
+                {"t0": bought.t0, "ts": bought.latest, "v": v, "r": list(row.items())})))
         bought.touched |= kept
         for partition in sorted(self.owned - self.restoring):
             if records or self._marked.get(partition) != tuple(v):
@@ -106,12 +111,26 @@ class PairPartitions:
         partition = anchor_partition(anchor, self.partitions)
         if partition in self.owned:
             return                  # counted here: this worker's own row, or one it has replaced
-        self.engine.bought.adopt(anchor, dict(data["r"]), data["t0"])
+        # Kept for decisions only (the pairs they can use): a take-over restores the full rows.
+        self.engine.bought.adopt(anchor, dict(data["r"]), data["t0"], data.get("ts"))
         covered, marker = tuple(data["v"]), self.markers.get(partition)
         if marker is None or any(a > b for a, b in zip(covered, marker)):
             self.ahead[anchor] = covered
         else:
             self.ahead.pop(anchor, None)
+
+    def restore(self, key: Optional[bytes], value: Optional[bytes], partitions: set[int]) -> bool:
+        """One record of the complements topic read again for ``partitions`` about to be taken
+        over: their rows adopted whole, every pair, since counting goes on from them (an adopted
+        row keeps only what decisions read). Returns whether it was a row of theirs."""
+        if not key or not value or key.startswith(MARKER):
+            return False
+        anchor = key.decode()
+        if anchor_partition(anchor, self.partitions) not in partitions:
+            return False
+        data = orjson.loads(value)
+        self.engine.bought.adopt(anchor, dict(data["r"]), data["t0"])
+        return True
 
     def _marker(self, key: bytes, data: dict) -> None:
         partition = int(key[len(MARKER) + 1:]) if len(key) > len(MARKER) else None

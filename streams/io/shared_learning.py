@@ -255,8 +255,53 @@ class SharedLearning:
             return
         given, self._assigned, self._given = self._assigned, None, True
         self.pairs.give_up(self.pairs.owned - given)    # no revocation came for them
+        await self._restore_rows(given - self.pairs.owned)
         starts, replay = self.pairs.take_over(given, self._basket_positions())
         await self._count_again(starts, replay)
+
+    async def _restore_rows(self, gained: set[int]) -> None:
+        """Read the rows of the learning partitions ``gained`` again, whole, from the start of
+        their complements partitions to where this worker's reading of them has reached (the
+        rows it adopted hold only what decisions use, and counting goes on from these)."""
+        s, began = self.settings, time.monotonic()
+        todo = {TopicPartition(s.topic(COMPLEMENTS), p): self.positions.get(TopicPartition(s.topic(COMPLEMENTS), p), 0)
+                for p in gained}
+        todo = {tp: end for tp, end in todo.items() if end > 0}
+        restored, pause = 0, 1.0
+        while todo:
+            consumer = AIOKafkaConsumer(**aiokafka_client(s), group_id=None, enable_auto_commit=False,
+                                        auto_offset_reset="earliest", max_poll_records=5000,
+                                        client_id=f"{s.topic(s.app_id)}-restore")
+            try:
+                await consumer.start()
+                consumer.assign(list(todo))
+                for tp in todo:
+                    await consumer.seek_to_beginning(tp)
+                while todo:
+                    for tp, records in (await consumer.getmany(*todo, timeout_ms=200)).items():
+                        for record in records:
+                            if record.offset < todo.get(tp, 0):
+                                restored += self._restore_row(record.key, record.value, gained)
+                    for tp in list(todo):
+                        if await consumer.position(tp) >= todo[tp]:
+                            del todo[tp]
+                            consumer.pause(tp)
+            except (KafkaError, OSError) as exc:       # read again from the start: adopting is idempotent
+                log.error("reading the rows of taken-over partitions interrupted (%s: %s); going on in %.0f s",
+                          type(exc).__name__, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+            finally:
+                await consumer.stop()
+        if gained:
+            log.info("restored the full rows of learning partitions %s: %d rows (%.1f s)",
+                     sorted(gained), restored, time.monotonic() - began)
+
+    def _restore_row(self, key: Optional[bytes], value: Optional[bytes], gained: set[int]) -> bool:
+        try:
+            return self.pairs.restore(key, value, gained)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, orjson.JSONDecodeError):
+            return False
 
     async def _count_again(self, starts: list[int], replay: Replay) -> None:
         """Count again, for the partitions taken over, the orders from ``starts`` to where this

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from nextoffer.models.bought_together import anchor_partition
+from nextoffer.models.bought_together import ADOPT_LAG, DAY, anchor_partition
 from nextoffer.models.engine import Basket, OfferEngine
 from nextoffer.models.events import LineItem
 from nextoffer.models.rules import OfferRules
@@ -55,22 +55,45 @@ def exchange(*workers: PairPartitions, covered: list[int]) -> None:
                 w.receive(key, value)
 
 
-def assert_same_rows(pairs: PairPartitions, whole: OfferEngine) -> None:
-    for pid in PRODUCTS:
+def assert_same_rows(pairs: PairPartitions, whole: OfferEngine, products=PRODUCTS) -> None:
+    for pid in products:
         assert pairs.engine.bought.row(pid) == pytest.approx(whole.bought.row(pid), rel=1e-12), pid
+
+
+def readable(whole: OfferEngine, pid: str) -> dict:
+    """The pairs of ``pid``'s row that a decision can use as of the latest order learned."""
+    bought = whole.bought
+    least = bought.read_support * bought._inflation_at(bought.latest - ADOPT_LAG)
+    return {b: n for b, n in bought.row(pid).items() if n >= least}
+
+
+def complements(pairs_engine: OfferEngine, anchor: str, now: float, support: float) -> list:
+    return [(c.product_id, c.anchor_id, round(c.score, 12), round(c.support, 9))
+            for c in pairs_engine.bought.complements([(anchor, 1.0)], now, support)]
 
 
 def test_two_workers_each_counting_half_the_anchors_know_all_pairs():
     whole, a, b = engine(), worker({0, 1}), worker({2, 3})
-    for _, _, order in orders(400):
+    log = orders(400)
+    for _, _, order in log:
         for e in (whole, a.engine, b.engine):
             e.learn_basket(order)
     exchange(a, b, covered=[200, 200])
+    latest = log[-1][2].ts
     for w in (a, b):
-        assert_same_rows(w, whole)
-        for anchor in ("p0", "p7", "p42"):
-            assert ([c.product_id for c in w.engine.bought.complements([(anchor, 1.0)], now=1_701_500_000.0)]
-                    == [c.product_id for c in whole.bought.complements([(anchor, 1.0)], now=1_701_500_000.0)])
+        mine = [p for p in PRODUCTS if w.owns(p)]
+        assert_same_rows(w, whole, mine)                    # counted here: every pair
+        for pid in PRODUCTS:                                # adopted: the pairs decisions read
+            if not w.owns(pid):
+                assert w.engine.bought.row(pid) == pytest.approx(readable(whole, pid), rel=1e-12), pid
+        # The same complements as one worker counting everything, for every anchor, from a lag
+        # behind the owner's latest order on, with any support a reader asks for.
+        for anchor in PRODUCTS:
+            for now in (latest - ADOPT_LAG, latest, latest + 30 * DAY):
+                for support in (w.engine.bought.read_support, 2.0, 3.0):
+                    assert complements(w.engine, anchor, now, support) == complements(whole, anchor, now, support)
+    stored = sum(len(w.engine.bought.row(p)) for w in (a, b) for p in PRODUCTS if not w.owns(p))
+    assert stored < sum(len(whole.bought.row(p)) for p in PRODUCTS)  # fewer pairs adopted than counted
     # Each counted its own anchors' pairs only: together as many updates as one worker alone.
     updates = [w.engine.tally["updates.pairs"] for w in (a, b)]
     assert sum(updates) == whole.tally["updates.pairs"]
@@ -94,6 +117,8 @@ def taken_over(records: list, log: list) -> tuple[PairPartitions, list[int], int
     newcomer = worker(set())
     for _, key, value in records:
         newcomer.receive(key, value)
+    for _, key, value in records:                 # read again, whole, for the partitions taken
+        newcomer.restore(key, value, {0, 1, 2, 3})
     for _, _, order in log:
         newcomer.engine.learn_basket(order)       # every worker reads every order (not its pairs yet)
     starts, replay = newcomer.take_over({0, 1, 2, 3}, positions(log))
