@@ -9,6 +9,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from nextoffer.streams.io.connecting import BrokerUnreachable, connecting
 from nextoffer.streams.io.topics import SHOPPER_INPUTS
 from nextoffer.streams.io.security import kafka_python_client
 from nextoffer.streams.io.settings import Settings
@@ -21,34 +22,13 @@ class TopicError(RuntimeError):
     """The cluster's topics do not fit the settings; the message says what to do."""
 
 
-class _AuthFailures(logging.Handler):
-    """Remembers kafka-python's authentication failures, which it otherwise reports as a timeout."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.reason = ""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if "AuthenticationFailed" in text or "Authentication failed" in text:
-            self.reason = text.rsplit(": ", 1)[-1]
-
-
 def admin_client(settings: Settings) -> KafkaAdminClient:
-    failures, watched = _AuthFailures(), logging.getLogger("kafka")
-    watched.addHandler(failures)
     try:
-        return KafkaAdminClient(**kafka_python_client(settings), client_id=f"{settings.topic(settings.app_id)}-admin",
-                                request_timeout_ms=15_000)
-    except KafkaError:
-        if failures.reason:
-            raise TopicError(f"Kafka at {settings.kafka_bootstrap_servers} refused the credentials of user "
-                             f"{settings.kafka_sasl_username!r} ({failures.reason}); check "
-                             "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM") from None
-        raise TopicError(f"no Kafka broker answers at {settings.kafka_bootstrap_servers}; start one "
-                         "(deploy/kafka.sh start) or set KAFKA_BOOTSTRAP_SERVERS") from None
-    finally:
-        watched.removeHandler(failures)
+        with connecting(settings):
+            return KafkaAdminClient(**kafka_python_client(settings),
+                                    client_id=f"{settings.topic(settings.app_id)}-admin", request_timeout_ms=15_000)
+    except BrokerUnreachable as exc:
+        raise TopicError(str(exc)) from None
 
 
 def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:

@@ -6,9 +6,9 @@ from typing import Callable, Iterable, Optional
 
 import orjson
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
 from kafka.serializer import Serializer
 
+from nextoffer.streams.io.connecting import BrokerUnreachable, connecting
 from nextoffer.streams.io.records import Record
 from nextoffer.streams.io.security import kafka_python_client
 from nextoffer.streams.io.settings import Settings
@@ -36,12 +36,12 @@ class JsonSerializer(Serializer):
 
 def make_producer(settings: Settings) -> KafkaProducer:
     try:
-        return KafkaProducer(**kafka_python_client(settings), acks="all", linger_ms=5,
-                             batch_size=256 * 1024,
-                             key_serializer=KeySerializer(), value_serializer=JsonSerializer())
-    except KafkaError:
-        raise SystemExit(f"error: no Kafka broker answers at {settings.kafka_bootstrap_servers}; "
-                         "start one (deploy/kafka.sh start) or set KAFKA_BOOTSTRAP_SERVERS") from None
+        with connecting(settings):
+            return KafkaProducer(**kafka_python_client(settings), acks="all", linger_ms=5,
+                                 batch_size=256 * 1024,
+                                 key_serializer=KeySerializer(), value_serializer=JsonSerializer())
+    except BrokerUnreachable as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def produce(settings: Settings, records: Iterable[Record], rate: float = 0.0,

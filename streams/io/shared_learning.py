@@ -263,36 +263,15 @@ class SharedLearning:
         """Read the rows of the learning partitions ``gained`` again, whole, from the start of
         their complements partitions to where this worker's reading of them has reached (the
         rows it adopted hold only what decisions use, and counting goes on from these)."""
-        s, began = self.settings, time.monotonic()
-        todo = {TopicPartition(s.topic(COMPLEMENTS), p): self.positions.get(TopicPartition(s.topic(COMPLEMENTS), p), 0)
-                for p in gained}
-        todo = {tp: end for tp, end in todo.items() if end > 0}
-        restored, pause = 0, 1.0
-        while todo:
-            consumer = AIOKafkaConsumer(**aiokafka_client(s), group_id=None, enable_auto_commit=False,
-                                        auto_offset_reset="earliest", max_poll_records=5000,
-                                        client_id=f"{s.topic(s.app_id)}-restore")
-            try:
-                await consumer.start()
-                consumer.assign(list(todo))
-                for tp in todo:
-                    await consumer.seek_to_beginning(tp)
-                while todo:
-                    for tp, records in (await consumer.getmany(*todo, timeout_ms=200)).items():
-                        for record in records:
-                            if record.offset < todo.get(tp, 0):
-                                restored += self._restore_row(record.key, record.value, gained)
-                    for tp in list(todo):
-                        if await consumer.position(tp) >= todo[tp]:
-                            del todo[tp]
-                            consumer.pause(tp)
-            except (KafkaError, OSError) as exc:       # read again from the start: adopting is idempotent
-                log.error("reading the rows of taken-over partitions interrupted (%s: %s); going on in %.0f s",
-                          type(exc).__name__, exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 30.0)
-            finally:
-                await consumer.stop()
+        s, began, restored = self.settings, time.monotonic(), 0
+        spans = {tp: (0, self.positions.get(tp, 0))
+                 for tp in (TopicPartition(s.topic(COMPLEMENTS), p) for p in gained)}
+
+        def restore(_tp: TopicPartition, record) -> None:
+            nonlocal restored
+            restored += self._restore_row(record.key, record.value, gained)
+
+        await self._read_spans(spans, restore, "restore", "reading the rows of taken-over partitions")
         if gained:
             log.info("restored the full rows of learning partitions %s: %d rows (%.1f s)",
                      sorted(gained), restored, time.monotonic() - began)
@@ -305,44 +284,64 @@ class SharedLearning:
 
     async def _count_again(self, starts: list[int], replay: Replay) -> None:
         """Count again, for the partitions taken over, the orders from ``starts`` to where this
-        worker's counting of them began; after a connection failure it goes on from the offsets
-        it had reached, so nothing is counted twice."""
-        s, began = self.settings, time.monotonic()
-        todo = {p: (start, stop) for p, (start, stop) in enumerate(zip(starts, replay.stop)) if start < stop}
-        counted, pause = 0, 1.0
-        while todo:
-            consumer = AIOKafkaConsumer(**aiokafka_client(s), group_id=None, enable_auto_commit=False,
-                                        auto_offset_reset="earliest", max_poll_records=5000,
-                                        client_id=f"{s.topic(s.app_id)}-recount")
-            try:
-                await consumer.start()
-                parts = {TopicPartition(s.topic(BASKETS), p): p for p in todo}
-                consumer.assign(list(parts))
-                for tp, p in parts.items():
-                    consumer.seek(tp, todo[p][0])
-                while todo:
-                    for tp, records in (await consumer.getmany(timeout_ms=200)).items():
-                        p = parts[tp]
-                        for record in records:
-                            anchors = replay.anchors(p, record.offset)
-                            if anchors is not None:
-                                counted += self._count_order_again(record.value, anchors)
-                        if p in todo:
-                            todo[p] = (records[-1].offset + 1, todo[p][1]) if records else todo[p]
-                    for tp, p in parts.items():
-                        if p in todo and await consumer.position(tp) >= todo[p][1]:
-                            del todo[p]
-            except (KafkaError, OSError) as exc:
-                log.error("counting orders again interrupted (%s: %s); going on in %.0f s",
-                          type(exc).__name__, exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 30.0)
-            finally:
-                await consumer.stop()
+        worker's counting of them began."""
+        s, began, counted = self.settings, time.monotonic(), 0
+        spans = {TopicPartition(s.topic(BASKETS), p): (start, stop)
+                 for p, (start, stop) in enumerate(zip(starts, replay.stop))}
+
+        def count(tp: TopicPartition, record) -> None:
+            nonlocal counted
+            anchors = replay.anchors(tp.partition, record.offset)
+            if anchors is not None:
+                counted += self._count_order_again(record.value, anchors)
+
+        await self._read_spans(spans, count, "recount", "counting orders again")
         replay.done()
         self.applied["counted_again"] += counted
         log.info("counting the pairs of learning partitions %s: %d orders counted again (%.1f s)",
                  sorted(replay.gained), counted, time.monotonic() - began)
+
+    async def _read_spans(self, spans: dict[TopicPartition, tuple[int, int]],
+                          handle: Callable[[TopicPartition, object], None], role: str, what: str) -> None:
+        """Hand ``handle`` each record of ``spans`` (partition: [start, stop) offsets) with a side
+        consumer of its own. After a connection failure it goes on, with a growing pause, from
+        the offsets it had reached, so no record is handled twice; a start below the log's
+        first offset reads from that first offset."""
+        s, pause = self.settings, 1.0
+        todo = {tp: [start, stop] for tp, (start, stop) in spans.items() if start < stop}
+        while todo:
+            consumer = AIOKafkaConsumer(**aiokafka_client(s), group_id=None, enable_auto_commit=False,
+                                        auto_offset_reset="earliest", max_poll_records=5000,
+                                        client_id=f"{s.topic(s.app_id)}-{role}")
+            try:
+                await consumer.start()
+                consumer.assign(list(todo))
+                for tp, (start, _stop) in todo.items():
+                    consumer.seek(tp, start)
+                await self._read_todo(consumer, todo, handle)
+            except (KafkaError, OSError) as exc:
+                log.error("%s interrupted (%s: %s); going on in %.0f s", what, type(exc).__name__, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+            finally:
+                await consumer.stop()
+
+    @staticmethod
+    async def _read_todo(consumer: AIOKafkaConsumer, todo: dict[TopicPartition, list[int]],
+                         handle: Callable[[TopicPartition, object], None]) -> None:
+        while todo:
+            for tp, records in (await consumer.getmany(*todo, timeout_ms=200)).items():
+                span = todo.get(tp)
+                if span is None or not records:
+                    continue
+                for record in records:
+                    if record.offset < span[1]:
+                        handle(tp, record)
+                span[0] = records[-1].offset + 1
+            for tp in list(todo):
+                if await consumer.position(tp) >= todo[tp][1]:
+                    del todo[tp]
+                    consumer.pause(tp)
 
     def _count_order_again(self, value: Optional[bytes], anchors) -> int:
         try:
