@@ -22,10 +22,7 @@ from kafka import errors as kafka_errors
 from nextoffer.streams.io.security import aiokafka_client
 from nextoffer.streams.io.settings import Settings
 
-_AUTH_ERRORS = tuple(getattr(kafka_errors, name) for name in
-                     ("SaslAuthenticationFailedError", "AuthenticationFailedError")
-                     if hasattr(kafka_errors, name))
-_AUTH_TEXTS = ("SaslAuthenticationFailed", "AuthenticationFailed", "Authentication failed")
+_AUTH_TEXTS = ("AuthenticationFailed", "Authentication failed")
 _BACKOFF = re.compile(r"\s*\(backoff [^)]*\)$")
 
 
@@ -71,8 +68,8 @@ def raised_reason(error: Optional[BaseException]) -> str:
     """The reason of an authentication error in ``error`` or the errors that caused it, or ""."""
     seen = 0
     while error is not None and seen < 5:     # the auth error may be the cause of a timeout
-        if isinstance(error, _AUTH_ERRORS):
-            return auth_reason(f"Authentication failed: {error}") or str(error) or type(error).__name__
+        if isinstance(error, kafka_errors.SaslAuthenticationFailedError):
+            return auth_reason(str(error)) or str(error) or type(error).__name__
         error, seen = error.__cause__ or error.__context__, seen + 1
     return ""
 
@@ -99,7 +96,6 @@ def connecting(settings: Settings) -> Iterator[None]:
     try:
         yield
     except kafka_errors.KafkaError as exc:
-        watched.removeHandler(failures)
         reason = failures.reason or raised_reason(exc) or login_refusal(settings)
         raise BrokerUnreachable(explain(settings, reason)) from None
     finally:

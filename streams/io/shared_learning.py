@@ -331,9 +331,9 @@ class SharedLearning:
                          handle: Callable[[TopicPartition, object], None]) -> None:
         while todo:
             for tp, records in (await consumer.getmany(*todo, timeout_ms=200)).items():
-                span = todo.get(tp)
-                if span is None or not records:
+                if not records:
                     continue
+                span = todo[tp]     # only partitions still to read were asked for
                 for record in records:
                     if record.offset < span[1]:
                         handle(tp, record)
