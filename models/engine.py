@@ -23,7 +23,7 @@ from nextoffer.models.proportion import PriceProportions
 from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
-from nextoffer.models.showcases import Showcases, ShowcaseSettings
+from nextoffer.models.showcases import Counts, Showcases, ShowcaseSettings
 from nextoffer.models.upgrades import LearnedUpgrades, upgrade_votes
 
 
@@ -44,6 +44,9 @@ class LearnerSettings:
     ranking_step: float = field(default=0.001, metadata={
         "doc": "Step size of the learned cross-sell order (pairwise logistic, one step per order)."})
     seed: int = field(default=0, metadata={"doc": "Seed of the exploration's random choices."})
+    recent_sales_half_life: float = field(default=7 * DAY, metadata={
+        "doc": "Seconds after which an order counts half in a product's recent sales (a feature of the "
+               "learned cross-sell order: what is selling now)."})
     proportion_quantile: float = field(default=0.98, metadata={
         "doc": "Share of the price ratios of products this store's shoppers bought together that a "
                "cross-sell's price ratio to its anchor may reach (the learned proportion)."})
@@ -112,9 +115,11 @@ class OfferEngine:
         self.showcases = Showcases(self.catalog, self.bought, showcases)
         #: The learned order of a cross-sell's best candidates (models/reranker.py), if on.
         self.ranker = PairwiseRanker(learners.ranking_step, rules.learned_ranking_depth) if rules.learned_ranking else None
+        #: Orders holding each product, decayed over days: what is selling now.
+        self.recent_sales = Counts(learners.recent_sales_half_life)
         self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats, self.acceptance,
                                   random.Random(learners.seed), self.upgrades, self.categories,
-                                  self.proportions, self.ranker)
+                                  self.proportions, self.ranker, self.recent_sales)
         #: Business and model counts since start, for metrics: ``outcome.<kind>.<placement>.<accepted|
         #: declined>``, ``segment_outcome.<segment>.<accepted|declined>``, ``orders.<treated|control>``,
         #: ``order_value.<group>``, ``orders_with_offer.<group>``, ``updates.<learner>``.
@@ -210,6 +215,8 @@ class OfferEngine:
         self.bought.observe_basket(products, basket.ts)
         self.tally["updates.pairs"] += self.bought.updates - updates    # what learning costs: a metric
         self.showcases.observe_order([(line.product_id, line.quantity) for line in basket.items], basket.ts)
+        for pid in set(products):
+            self.recent_sales.add(pid, 1.0, basket.ts)
         self.repeats.observe(products, basket.repeats)
         known = [self.catalog.get(pid) for pid in products]
         categories = [p.category for p in known if p is not None and p.category]

@@ -22,6 +22,7 @@ from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.reranker import PairwiseRanker
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
+from nextoffer.models.showcases import Counts
 from nextoffer.models.upgrades import LearnedUpgrades
 
 #: Which kind each placement tries first (the domain guide: upsell before commitment,
@@ -139,7 +140,7 @@ class OfferPolicy:
                  rng: Optional[random.Random] = None, upgrades: Optional[LearnedUpgrades] = None,
                  categories: Optional[BoughtTogether] = None,
                  proportions: Optional[PriceProportions] = None,
-                 ranker: Optional[PairwiseRanker] = None) -> None:
+                 ranker: Optional[PairwiseRanker] = None, recent_sales: Optional[Counts] = None) -> None:
         self.rules = rules
         self.catalog = catalog
         self.bought = bought
@@ -151,6 +152,8 @@ class OfferPolicy:
         self.proportions = proportions if proportions is not None else PriceProportions()
         #: The learned order of a cross-sell's best candidates (None: the engine's order alone).
         self.ranker = ranker
+        #: Orders per product, decayed over days: what sells now (a feature of the learned order).
+        self.recent_sales = recent_sales
         self.profile_settings = rules.profile_settings()
         if rules.exploration_policy in ("uniform", "thompson"):
             self.name = rules.exploration_policy
@@ -259,7 +262,7 @@ class OfferPolicy:
 
     # -- candidates, rules, ranking ------------------------------------------
     def _ranked(self, kind: Kind, placement: Placement, anchor_id: str, context: Sequence[str],
-                s: Situation, trace: Optional[list] = None, accept=None) -> list[Candidate]:
+                s: Situation, trace: Optional[list] = None, accept=None, learning: bool = False) -> list[Candidate]:
         """Eligible candidates of one kind, best first (a few more than fit, for exploration).
         With ``trace``, every candidate looked at is appended as (candidate, verdict, value): the
         rule that removed it and None, or ``eligible`` and its value."""
@@ -272,6 +275,10 @@ class OfferPolicy:
         priced = kind is Kind.CROSS_SELL
         eligible = []
         bounds: dict = {}      # the cap per candidate category: the same for all of a category
+        # The learned order reorders the best ``depth`` eligible candidates, which may be more than
+        # the shortlist: it brings up products the engine's fixed blend ranks lower.
+        learned = kind is Kind.CROSS_SELL and self.ranker is not None and (self.ranker.updates or learning)
+        wanted = max(self.rules.shortlist, self.ranker.depth) if learned else self.rules.shortlist
         for n, c in enumerate(candidates):  # best first: stop once the tie-break has enough to reorder
             # The price cap is checked here, not over every candidate first: a cart's complements
             # run to hundreds, and only the best ``shortlist`` eligible ones are ranked.
@@ -281,7 +288,7 @@ class OfferPolicy:
                 eligible.append(c)
             elif trace is not None:
                 trace.append((c, excluded, None))
-            if len(eligible) >= self.rules.shortlist and self.rules.exploration_policy != "uniform":
+            if len(eligible) >= wanted and self.rules.exploration_policy != "uniform":
                 if trace is not None:
                     trace.extend((rest, "not_needed", None) for rest in candidates[n + 1:])
                 break
@@ -290,19 +297,23 @@ class OfferPolicy:
             eligible = [_nudge(c, gap) for c in eligible] if gap is not None else eligible
         value = self._value_function(kind, placement, anchor, s, accept)
         ranked = sorted(eligible, key=value, reverse=True)
-        if kind is Kind.CROSS_SELL and self.ranker is not None and self.ranker.updates:
+        if learned and self.ranker.updates:
             ranked = self._learned_order(ranked, anchor_id, s)
         if kind is Kind.CROSS_SELL and self.rules.new_item_slots:
             ranked = self._with_new_items(ranked, s.shopper)
         if trace is not None:
             trace.extend((c, "eligible", round(value(c), 4)) for c in ranked)
+        if learned and not learning and self.rules.exploration_policy != "uniform":
+            ranked = ranked[:self.rules.shortlist]      # what the ranker brought up, the rest below
         return ranked
 
     def _ranking_features(self, ranked: Sequence[Candidate], anchor_id: str, s: Situation):
         shopper = s.shopper
         anchor_past = shopper.purchases.get(anchor_id)
+        sold = self.recent_sales
         return self.ranker.features(ranked, shopper.purchases, shopper.orders, self.repeats.orders,
-                                    anchor_past[1] if anchor_past else None, s.now)
+                                    anchor_past[1] if anchor_past else None, s.now,
+                                    (lambda pid: sold.get(pid, s.now)) if sold is not None else None)
 
     def _learned_order(self, ranked: list[Candidate], anchor_id: str, s: Situation) -> list[Candidate]:
         """The best ``depth`` candidates in the order the ranker learned (:mod:`nextoffer.models.reranker`)."""
@@ -324,7 +335,8 @@ class OfferPolicy:
         cart, shopper.cart = shopper.cart, {first.product_id: [first.quantity, first.price]}
         try:
             situation = self._prepared(Situation(event, shopper, (), now, now))
-            ranked = self._ranked(Kind.CROSS_SELL, Placement.CART, first.product_id, [], situation)
+            ranked = self._ranked(Kind.CROSS_SELL, Placement.CART, first.product_id, [], situation,
+                                  learning=True)
         finally:
             shopper.cart = cart
         top = ranked[:self.ranker.depth]

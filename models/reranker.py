@@ -32,7 +32,7 @@ import numpy as np
 
 #: The features, in the order of a row of :meth:`PairwiseRanker.features`.
 FEATURES = ("rank", "bought_together", "history", "log_bought_together", "log_orders", "history_share",
-            "log_times", "age", "with_anchor", "in_history", "in_bought_together")
+            "log_times", "age", "with_anchor", "in_history", "in_bought_together", "log_recent_sales", "log_price")
 #: The checkpoint format (:meth:`PairwiseRanker.snapshot`).
 SNAPSHOT_VERSION = 1
 #: A past purchase's age is counted up to this many seconds (then it is simply old).
@@ -51,7 +51,7 @@ class PairwiseRanker:
 
     @staticmethod
     def features(candidates: Sequence, purchases: dict, orders: int, product_orders, anchor_ts: Optional[float],
-                 now: float) -> np.ndarray:
+                 now: float, recent_sales=None) -> np.ndarray:
         """One row per candidate (best first in the engine's order): see :data:`FEATURES`.
         ``purchases`` is the shopper's product -> (times, last time) and ``product_orders`` a
         function giving how many orders held a product."""
@@ -63,6 +63,9 @@ class PairwiseRanker:
             row[0], row[1], row[2] = (n - i) / n, bought, history
             row[3], row[4] = math.log1p(10 * bought), math.log1p(product_orders(c.product_id)) / 10
             row[9], row[10] = history > 0, bought > 0
+            if recent_sales is not None:
+                row[11] = math.log1p(recent_sales(c.product_id)) / 5
+            row[12] = math.log1p(c.price or 0.0) / 5
             past = purchases.get(c.product_id)
             if past is not None:
                 times, ts = past

@@ -54,7 +54,8 @@ class OfferRules:
         "Share of orders the learned order learns from (each costs one more cross-sell ranking "
         "at the purchase); 1 learns from every order.", default=1.0)
     learned_ranking_depth: int = _doc(
-        "How many of a cross-sell's best candidates the learned order reorders.", default=20)
+        "How many of a cross-sell's best eligible candidates the learned order reorders (the best "
+        "NEXTOFFER_SHORTLIST of its order are then offered or explored).", default=40)
     history_half_life: float = _doc(
         "Seconds after which a past purchase counts half as a repeat-buy candidate.", default=60 * DAY)
     max_context: int = _doc(

@@ -16,8 +16,10 @@ from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
 
 #: The digest of the offers below, and how many offers it covers. Changed by: the learned
-#: cross-sell order (models/reranker.py), a model change (was eb74e7a383373422 / 4e216ec0b52a86e5).
-EXPECTED = {"default": ("48c8c327b9481197", 2083), "relevance_only": ("8fd844f30592a16d", 2085)}
+#: cross-sell order (models/reranker.py), a model change (was eb74e7a383373422 / 4e216ec0b52a86e5);
+#: its recent-sales and price features and its depth of 40 candidates, another (was
+#: 48c8c327b9481197 / 8fd844f30592a16d).
+EXPECTED = {"default": ("bb338c97b71ffee0", 2083), "relevance_only": ("e6c3a4059c39eb1c", 2085)}
 
 
 def replay_digest(rules: OfferRules) -> tuple[str, int]:
