@@ -198,6 +198,7 @@ def chromium() -> tuple[str, str]:
 def test_dashboard_renders_live_charts_and_looks_up_a_shopper(shop):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -210,7 +211,9 @@ def test_dashboard_renders_live_charts_and_looks_up_a_shopper(shop):
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
         driver.get(f"{base}/#token={TOKEN}")
-        wait = WebDriverWait(driver, 60, poll_frequency=0.5)
+        # The page redraws its tiles and charts every few seconds: an element read during a redraw
+        # is stale, and the wait reads it again; snapshots are taken in one script call.
+        wait = WebDriverWait(driver, 60, poll_frequency=0.5, ignored_exceptions=(StaleElementReferenceException,))
         wait.until(lambda drv: "1 worker(s) reporting" in drv.find_element(By.ID, "status").text)
         # Charts are drawn from the live series; the throughput chart needs two samples.
         wait.until(lambda drv: int(drv.find_element(By.ID, "chart-throughput").get_attribute("data-points")
@@ -226,10 +229,11 @@ def test_dashboard_renders_live_charts_and_looks_up_a_shopper(shop):
                 time.sleep(0.5)
         wait.until(lambda drv: float(drv.find_element(By.ID, "chart-throughput").get_attribute("data-max")
                                      or 0) > 0)
-        bars = driver.find_elements(By.CSS_SELECTOR, "#chart-offers rect.bar")
+        bars = driver.execute_script("return document.querySelectorAll('#chart-offers rect.bar').length")
         assert bars, "offers by kind and placement not drawn"
-        tiles = {t.get_attribute("data-name"): t.find_element(By.CLASS_NAME, "v").text
-                 for t in driver.find_elements(By.CLASS_NAME, "tile")}
+        tiles = driver.execute_script(
+            "const out = {}; for (const t of document.querySelectorAll('.tile'))"
+            " out[t.dataset.name] = t.querySelector('.v').textContent; return out;")
         published = len(d.read("offers", until=lambda got: False, timeout=3))
         wait.until(lambda drv: drv.find_element(By.CSS_SELECTOR, ".tile[data-name=offers] .v").text
                    == str(published))
@@ -238,7 +242,8 @@ def test_dashboard_renders_live_charts_and_looks_up_a_shopper(shop):
         driver.find_element(By.ID, "user").send_keys("shopper-2")
         driver.find_element(By.CSS_SELECTOR, "#lookup button").click()
         wait.until(lambda drv: drv.find_elements(By.CSS_SELECTOR, "#lookup-result .offer"))
-        shown = {o.get_attribute("data-placement") for o in driver.find_elements(By.CSS_SELECTOR, "#lookup-result .offer")}
+        shown = set(driver.execute_script(
+            "return [...document.querySelectorAll('#lookup-result .offer')].map(o => o.dataset.placement)"))
         assert shown == {"product_page", "cart"}
         assert "often bought with" in driver.find_element(By.ID, "lookup-result").text or \
             "upgrade" in driver.find_element(By.ID, "lookup-result").text.lower()
