@@ -313,7 +313,7 @@ class OfferPolicy:
         sold = self.recent_sales
         return self.ranker.features(ranked, shopper.purchases, shopper.orders, self.repeats.orders,
                                     anchor_past[1] if anchor_past else None, s.now,
-                                    (lambda pid: sold.get(pid, s.now)) if sold is not None else None)
+                                    sold.values_of([c.product_id for c in ranked], s.now) if sold is not None else None)
 
     def _learned_order(self, ranked: list[Candidate], anchor_id: str, s: Situation) -> list[Candidate]:
         """The best ``depth`` candidates in the order the ranker learned (:mod:`nextoffer.models.reranker`)."""

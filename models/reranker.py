@@ -51,10 +51,11 @@ class PairwiseRanker:
 
     @staticmethod
     def features(candidates: Sequence, purchases: dict, orders: int, product_orders, anchor_ts: Optional[float],
-                 now: float, recent_sales=None) -> np.ndarray:
+                 now: float, recent_sales: Optional[np.ndarray] = None) -> np.ndarray:
         """One row per candidate (best first in the engine's order): see :data:`FEATURES`.
-        ``purchases`` is the shopper's product -> (times, last time) and ``product_orders`` a
-        function giving how many orders held a product."""
+        ``purchases`` is the shopper's product -> (times, last time), ``product_orders`` a
+        function giving how many orders held a product, and ``recent_sales`` each candidate's
+        recent orders (in the candidates' order; None: unknown)."""
         n = len(candidates)
         x = np.zeros((n, len(FEATURES)))
         for i, c in enumerate(candidates):
@@ -63,14 +64,14 @@ class PairwiseRanker:
             row[0], row[1], row[2] = (n - i) / n, bought, history
             row[3], row[4] = math.log1p(10 * bought), math.log1p(product_orders(c.product_id)) / 10
             row[9], row[10] = history > 0, bought > 0
-            if recent_sales is not None:
-                row[11] = math.log1p(recent_sales(c.product_id)) / 5
             row[12] = math.log1p(c.price or 0.0) / 5
             past = purchases.get(c.product_id)
             if past is not None:
                 times, ts = past
                 row[5], row[6] = min(1.0, times / max(1, orders)), math.log1p(times) / 3
                 row[7], row[8] = min(1.0, max(0.0, now - ts) / AGE_SPAN), ts == anchor_ts
+        if recent_sales is not None and n:
+            x[:, 11] = np.log1p(recent_sales) / 5
         return x
 
     def order(self, x: np.ndarray) -> np.ndarray:
