@@ -13,8 +13,10 @@ the candidate policy's probability of the logged item in position j to the loggi
 - **IPS**: the mean over offers of sum_j w_j r_j; unbiased where the logging policy could have
   shown what the candidate shows;
 - **SNIPS** (self-normalised): per position sum(w r) / sum(w), lower variance, a little bias;
-- **DR** (doubly robust): a reward model q(item, j) = P(accept) x c_j, with c_j each position's
-  calibration, plus the IPS correction of its error: right if either part is.
+- **DR** (doubly robust): a reward model, plus the IPS correction of its error: right if either
+  part is. The model is a cascade: the shopper reads the offer top down and takes the item in
+  position j with P(accept) x b_j if nothing above was taken (b_j fitted per position on the
+  logs), so it knows that a strong first item leaves less for the ones below.
 
 Intervals are percentile bootstrap intervals over offers. Candidate policies rank the logged
 candidates: ``logged`` (the logging policy's values, greedily), ``relevance``, ``acceptance``,
@@ -125,8 +127,8 @@ def evaluate(logs: Sequence[LoggedDecision], policy: Policy, resamples: int = 50
     k = max(len(d.offered) for d in logs)
     w = np.zeros((len(logs), k))              # importance weight of the logged item in each position
     r = np.zeros((len(logs), k))
-    q_logged = np.zeros((len(logs), k))       # the reward model's P(accept) of the logged item
-    q_target = np.zeros((len(logs), k))       # ... and its expectation under the policy
+    accept_logged = np.zeros((len(logs), k))  # the acceptance model's P(accept) of the logged item
+    accept_target = np.zeros((len(logs), k))  # ... and its expectation under the policy
     has = np.zeros((len(logs), k), dtype=bool)
     for n, d in enumerate(logs):
         slots = len(d.offered)
@@ -136,13 +138,13 @@ def evaluate(logs: Sequence[LoggedDecision], policy: Policy, resamples: int = 50
         for j, (pid, mu) in enumerate(zip(d.offered, d.propensities)):
             i = index.get(pid)
             w[n, j] = probs[i, j] / mu if i is not None and mu > 0 else 0.0
-            q_logged[n, j] = accept[i] if i is not None else 0.0
-            q_target[n, j] = float(probs[:, j] @ accept)
+            accept_logged[n, j] = accept[i] if i is not None else 0.0
+            accept_target[n, j] = float(probs[:, j] @ accept)
         r[n, :slots] = d.rewards()
         has[n, :slots] = True
-    calibration = np.array([r[has[:, j], j].sum() / max(q_logged[has[:, j], j].sum(), 1e-9) for j in range(k)])
+    q_logged, q_target = _cascade_reward_model(r, has, accept_logged, accept_target)
     ips_n = (w * r).sum(axis=1)
-    dr_n = (calibration * q_target + w * (r - calibration * q_logged)).sum(axis=1)
+    dr_n = (q_target + w * (r - q_logged)).sum(axis=1)
     share = has.mean(axis=0)                  # offers with a j-th position (the same under any policy)
 
     def snips(rows: np.ndarray) -> float:
@@ -159,6 +161,38 @@ def evaluate(logs: Sequence[LoggedDecision], policy: Policy, resamples: int = 50
         low, high = np.quantile(boot, [tail, 1 - tail])
         out[name] = Estimate(name, round(float(point), 5), round(float(low), 5), round(float(high), 5))
     return out
+
+
+def _cascade_reward_model(r: np.ndarray, has: np.ndarray, accept_logged: np.ndarray,
+                          accept_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reward model of DR under a cascade: the shopper reads the offer top down and takes at
+    most one item, the item in position j with P = b_j x P(accept), if none above was taken.
+
+    Each position's factor b_j is fitted in turn on the logs (the accepts in position j over the
+    expected ones given the logged items above). Returns the model's reward of the logged item in
+    each position, and its expectation under the candidate policy, whose items above make
+    position j's survival (exact for a ranking; for a random policy, the mean P(accept) of each
+    position stands in for its items).
+
+    >>> r = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    >>> has = np.ones_like(r, dtype=bool)
+    >>> a = np.full_like(r, 0.5)
+    >>> q_logged, q_target = _cascade_reward_model(r, has, a, a)
+    >>> q_logged.sum(axis=0).round(3).tolist()      # one accept in each position, as logged
+    [1.0, 1.0]
+    """
+    n, k = r.shape
+    survive_logged, survive_target = np.ones(n), np.ones(n)
+    q_logged, q_target = np.zeros((n, k)), np.zeros((n, k))
+    for j in range(k):
+        at_risk = has[:, j]
+        expected = (accept_logged[at_risk, j] * survive_logged[at_risk]).sum()
+        b = min(r[at_risk, j].sum() / expected, 1.0 / max(accept_logged.max(), 1e-9)) if expected > 0 else 0.0
+        q_logged[:, j] = np.where(at_risk, b * accept_logged[:, j] * survive_logged, 0.0)
+        q_target[:, j] = np.where(at_risk, b * accept_target[:, j] * survive_target, 0.0)
+        survive_logged = survive_logged - q_logged[:, j]       # nothing taken up to and with j
+        survive_target = survive_target - q_target[:, j]
+    return q_logged, q_target
 
 
 def _seed(offer_id: str) -> float:

@@ -126,7 +126,25 @@ def validate(impressions: int = 20_000, seed: int = 7, shoppers: int = 500, resa
         rows[name] = {"truth": round(truth[name], 5), **est,
                       "within": {e: est[e]["low"] <= truth[name] <= est[e]["high"] for e in ESTIMATORS}}
     return {"impressions": impressions, "seed": seed, "shoppers": shoppers, "decisions": len(logs),
-            "logged_acceptance": out["logged_acceptance"], "rankings": rows}
+            "logged_acceptance": out["logged_acceptance"],
+            "logged_expected": round(_expected_acceptance(logs, POSITION_BIAS), 5), "rankings": rows}
+
+
+def _expected_acceptance(logs: list[LoggedDecision], bias: tuple) -> float:
+    """The acceptance the logged lists had in expectation, from the shoppers' hidden tastes: set
+    beside the acceptance observed, it shows how much of an estimate's error is the luck of the
+    logged outcomes, which every estimator shares.
+
+    >>> d = LoggedDecision("o", (), ("a", "b"), (1.0, 1.0), extra={"oracle": {"a": 0.5, "b": 0.5}})
+    >>> _expected_acceptance([d], (1.0, 0.5))      # 1 - (1 - 0.5) x (1 - 0.25)
+    0.625
+    """
+    total = 0.0
+    for d in logs:
+        hidden = d.extra["oracle"]
+        total += 1 - math.prod(1 - hidden.get(pid, 0.0) * bias[min(j, len(bias) - 1)]
+                               for j, pid in enumerate(d.offered))
+    return total / len(logs)
 
 
 def _true_acceptance(logs: list[LoggedDecision], policy: str, bias: tuple, seed: int) -> float:
@@ -163,7 +181,9 @@ def render(report: dict, console) -> None:
 def render_validation(report: dict, console) -> None:
     from rich.table import Table
     table = Table(title=f"off-policy estimates from {report['decisions']:,} offers the learned ranking logged "
-                        f"(Thompson sampling; seed {report['seed']}) against each ranking's simulated acceptance")
+                        f"(Thompson sampling; seed {report['seed']}; accepted {report['logged_acceptance']:.3f}, "
+                        f"expected from the shoppers' tastes {report['logged_expected']:.3f}) "
+                        f"against each ranking's simulated acceptance")
     for col in ("ranking", "simulated", *ESTIMATORS):
         table.add_column(col, justify="left" if col == "ranking" else "right")
     for name, row in report["rankings"].items():
