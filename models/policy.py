@@ -9,7 +9,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from nextoffer.models.acceptance import AcceptanceModel, item_record, shopper_features
+from nextoffer.models.acceptance import AcceptanceModel, item_record
 from nextoffer.models.bought_together import BoughtTogether
 from nextoffer.models.candidates import Candidate, blend, content_fallback, cross_sells, repeat_buys, upsells
 from nextoffer.models.catalog import Catalog
@@ -542,15 +542,16 @@ class OfferPolicy:
         (each candidate's computed once)."""
         anchor_price = anchor.price if anchor else None
         known: dict[str, float] = {}
+        score = None      # made on the first candidate: most decisions with a learned model need it
 
         def accept(c: Candidate) -> float:
+            nonlocal score
             p = known.get(c.product_id)
             if p is None:
                 product = self.catalog.get(c.product_id)
                 position = price_position(product, self.catalog) if product is not None else None
-                record = item_record(c.product_id, kind.value, placement.value, c.source, c.score,
-                                     c.price, anchor_price, 0)
-                p = known[c.product_id] = self.acceptance.predict(record, shopper_features(s.profile, product, position))
+                score = score or self.acceptance.scorer(kind.value, placement.value, s.profile)
+                p = known[c.product_id] = score(c.source, c.score, c.price, anchor_price, product, position)
             return p
         return accept
 
