@@ -225,7 +225,7 @@ class BoughtTogether:
 
     def _prune(self, pid: str) -> None:
         row = self._pairs[pid]
-        keep = sorted(row.items(), key=lambda kv: kv[1], reverse=True)[: self.max_neighbours]
+        keep = sorted(row.items(), key=itemgetter(1), reverse=True)[: self.max_neighbours]
         self._pairs[pid] = dict(keep)
 
     def _inflation(self, ts: float) -> float:
@@ -327,8 +327,9 @@ class BoughtTogether:
         min_both = min_support * scale
         items, pairs, orders, exponent = self._items, self._pairs, self._orders, self.lift_exponent
         total_weight = sum(w for _, w in anchors) or 1.0
-        scores: dict[str, float] = {}
-        best: dict[str, tuple[float, str, float]] = {}   # pid -> (largest part, its anchor, their count)
+        # pid -> [score, largest part, its anchor, their count]: one lookup per pair read
+        acc: dict[str, list] = {}
+        get = acc.get
         for anchor, weight in anchors:
             na = items.get(anchor)
             row = pairs.get(anchor) if na else None
@@ -341,19 +342,19 @@ class BoughtTogether:
                 if lift <= min_lift:
                     continue
                 part = weight * (both / na) * (lift ** exponent if exponent else 1.0)
-                score = scores.get(pid)
-                if score is None:
-                    scores[pid] = part
-                    best[pid] = (part, anchor, both)
+                seen = get(pid)
+                if seen is None:
+                    acc[pid] = [part, part, anchor, both]
                 else:
-                    scores[pid] = score + part
-                    if part > best[pid][0]:
-                        best[pid] = (part, anchor, both)
-        top = heapq.nlargest(limit, scores.items(), key=itemgetter(1)) if limit else \
-            sorted(scores.items(), key=itemgetter(1), reverse=True)
+                    seen[0] += part
+                    if part > seen[1]:
+                        seen[1], seen[2], seen[3] = part, anchor, both
+        scores = ((pid, seen[0]) for pid, seen in acc.items())
+        top = heapq.nlargest(limit, scores, key=itemgetter(1)) if limit else \
+            sorted(scores, key=itemgetter(1), reverse=True)
         out = []
         for pid, score in top:     # the evidence of the strongest anchor, for the few returned
-            _, anchor, both = best[pid]
+            _, _, anchor, both = acc[pid]
             na = items[anchor]
             out.append(Complement(pid, score / total_weight, anchor, both / na,
                                   both * orders / (na * items[pid]), both / scale))
