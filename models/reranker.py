@@ -57,19 +57,21 @@ class PairwiseRanker:
         function giving how many orders held a product, and ``recent_sales`` each candidate's
         recent orders (in the candidates' order; None: unknown)."""
         n = len(candidates)
-        x = np.zeros((n, len(FEATURES)))
+        rows = []          # Python rows, made into one array: numpy's per-element writes cost more
+        log1p = math.log1p
         for i, c in enumerate(candidates):
             bought, history = c.bought, c.history
-            row = x[i]
-            row[0], row[1], row[2] = (n - i) / n, bought, history
-            row[3], row[4] = math.log1p(10 * bought), math.log1p(product_orders(c.product_id)) / 10
-            row[9], row[10] = history > 0, bought > 0
-            row[12] = math.log1p(c.price or 0.0) / 5
             past = purchases.get(c.product_id)
-            if past is not None:
+            if past is None:
+                mine = (0.0, 0.0, 0.0, 0.0)
+            else:
                 times, ts = past
-                row[5], row[6] = min(1.0, times / max(1, orders)), math.log1p(times) / 3
-                row[7], row[8] = min(1.0, max(0.0, now - ts) / AGE_SPAN), ts == anchor_ts
+                mine = (min(1.0, times / max(1, orders)), log1p(times) / 3,
+                        min(1.0, max(0.0, now - ts) / AGE_SPAN), float(ts == anchor_ts))
+            rows.append(((n - i) / n, bought, history, log1p(10 * bought),
+                         log1p(product_orders(c.product_id)) / 10, *mine,
+                         float(history > 0), float(bought > 0), 0.0, log1p(c.price or 0.0) / 5))
+        x = np.array(rows, dtype=float).reshape(n, len(FEATURES))
         if recent_sales is not None and n:
             x[:, 11] = np.log1p(recent_sales) / 5
         return x
