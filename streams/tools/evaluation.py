@@ -154,10 +154,12 @@ class BoughtTogetherCounts:
         self.popular.learn(order)
         products = order.products
         for a in products:
+            # every product of the order counted in C (Counter.update), then the anchor taken out
+            # again (a row never holds its own anchor): the same counts, in the same order, as a
+            # loop over the pairs
             row = self.pairs[a]
-            for b in products:
-                if a != b:
-                    row[b] += 1
+            row.update(products)
+            del row[a]
 
 
 class EngineMethod:
