@@ -542,15 +542,13 @@ class OfferPolicy:
         (each candidate's computed once)."""
         anchor_price = anchor.price if anchor else None
         known: dict[str, float] = {}
-        score = None      # made on the first candidate: most decisions with a learned model need it
+        score = self.acceptance.scorer(kind.value, placement.value, s.profile)
 
         def accept(c: Candidate) -> float:
-            nonlocal score
             p = known.get(c.product_id)
             if p is None:
                 product = self.catalog.get(c.product_id)
                 position = price_position(product, self.catalog) if product is not None else None
-                score = score or self.acceptance.scorer(kind.value, placement.value, s.profile)
                 p = known[c.product_id] = score(c.source, c.score, c.price, anchor_price, product, position)
             return p
         return accept

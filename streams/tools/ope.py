@@ -139,12 +139,13 @@ def _expected_acceptance(logs: list[LoggedDecision], bias: tuple) -> float:
     >>> _expected_acceptance([d], (1.0, 0.5))      # 1 - (1 - 0.5) x (1 - 0.25)
     0.625
     """
-    total = 0.0
-    for d in logs:
-        hidden = d.extra["oracle"]
-        total += 1 - math.prod(1 - hidden.get(pid, 0.0) * bias[min(j, len(bias) - 1)]
-                               for j, pid in enumerate(d.offered))
-    return total / len(logs)
+    return sum(_cascade(d.extra["oracle"], d.offered, bias) for d in logs) / len(logs)
+
+
+def _cascade(hidden: dict, slate: Iterable[str], bias: tuple) -> float:
+    """P(the shopper takes an item of ``slate``) under the simulation's click model: each item in
+    turn is taken with its hidden acceptance x its position's bias, the first taken ends the offer."""
+    return 1 - math.prod(1 - hidden.get(pid, 0.0) * bias[min(j, len(bias) - 1)] for j, pid in enumerate(slate))
 
 
 def _true_acceptance(logs: list[LoggedDecision], policy: str, bias: tuple, seed: int) -> float:
@@ -162,8 +163,7 @@ def _true_acceptance(logs: list[LoggedDecision], policy: str, bias: tuple, seed:
         else:
             probs = policy_named(policy)(d, k)
             slates = [[pids[int(probs[:, j].argmax())] for j in range(k)]]
-        total += sum(1 - math.prod(1 - hidden[pid] * bias[min(j, len(bias) - 1)] for j, pid in enumerate(s))
-                     for s in slates) / len(slates)
+        total += sum(_cascade(hidden, s, bias) for s in slates) / len(slates)
     return total / len(logs)
 
 
