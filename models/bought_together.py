@@ -341,7 +341,7 @@ class BoughtTogether:
                 lift = both * orders / (na * items[pid])
                 if lift <= min_lift:
                     continue
-                part = weight * (both / na) * (lift ** exponent if exponent else 1.0)
+                part = weight * (both / na) * lift ** exponent     # ** 0 is 1.0, as it should be
                 seen = get(pid)
                 if seen is None:
                     acc[pid] = [part, part, anchor, both]

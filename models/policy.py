@@ -5,7 +5,7 @@ import hashlib
 import math
 import random
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -275,6 +275,7 @@ class OfferPolicy:
         priced = kind is Kind.CROSS_SELL
         eligible = []
         bounds: dict = {}      # the cap per candidate category: the same for all of a category
+        exclusion = self._exclusions(anchor_id, s)
         # The learned order reorders the best ``depth`` eligible candidates, which may be more than
         # the shortlist: it brings up products the engine's fixed blend ranks lower.
         learned = kind is Kind.CROSS_SELL and self.ranker is not None and (self.ranker.updates or learning)
@@ -283,7 +284,7 @@ class OfferPolicy:
             # The price cap is checked here, not over every candidate first: a cart's complements
             # run to hundreds, and only the best ``shortlist`` eligible ones are ranked.
             excluded = ("price_share" if priced and not self._price_share_ok(c, anchor, placement, s, bounds)
-                        else self.exclusion(c.product_id, anchor_id, s))
+                        else exclusion(c.product_id))
             if excluded is None:
                 eligible.append(c)
             elif trace is not None:
@@ -425,26 +426,46 @@ class OfferPolicy:
         return [c for c in candidates if c.score >= threshold]
 
     def exclusion(self, pid: str, anchor_id: str, s: Situation) -> Optional[str]:
-        """Why the hygiene rules forbid offering ``pid`` now, or None if they allow it."""
-        rules, shopper = self.rules, s.shopper
-        product = self.catalog.get(pid)
-        if pid == anchor_id:
-            return "anchor"
-        if pid in shopper.cart:
-            return "in_cart"
-        bought_at = shopper.bought_at(pid)
-        if bought_at is not None and s.now - bought_at < rules.repurchase_window:
-            return "just_bought"
-        if pid in s.ordered:
-            return "just_bought"
-        if product is not None and not product.available(rules.min_stock):
-            return "unavailable"
-        declined_at = shopper.declined.get(pid)
-        if declined_at is not None and s.now - declined_at < rules.decline_cooldown:
-            return "declined"
-        if shopper.times_shown(pid, s.now, rules.fatigue_window) >= rules.max_impressions:
-            return "frequency_cap"
-        return None
+        """Why the hygiene rules forbid offering ``pid`` now, or None if they allow it.
+
+        >>> policy = OfferPolicy(OfferRules(), Catalog(), BoughtTogether())
+        >>> s = Situation(ShopperEvent("cart", "add", "e1", "u1", 0.0, product_id="tea"),
+        ...               ShopperState("u1", cart={"tea": [1, 2.0]}), (), 0.0, 0.0)
+        >>> [policy.exclusion(pid, "tea", s) for pid in ("tea", "mug")]
+        ['anchor', None]
+        """
+        return self._exclusions(anchor_id, s)(pid)
+
+    def _exclusions(self, anchor_id: str, s: Situation) -> Callable[[str], Optional[str]]:
+        """:meth:`exclusion` for one decision's anchor and situation, its rules' values and the
+        shopper's records read once (a decision checks up to a few hundred candidates)."""
+        rules, shopper, now = self.rules, s.shopper, s.now
+        product_of, cart, purchases, ordered = self.catalog.get, shopper.cart, shopper.purchases, s.ordered
+        declined, shown = shopper.declined.get, shopper.shown.get
+        repurchase, min_stock, cooldown = rules.repurchase_window, rules.min_stock, rules.decline_cooldown
+        fatigue, max_impressions = rules.fatigue_window, rules.max_impressions
+
+        def exclusion(pid: str) -> Optional[str]:
+            if pid == anchor_id:
+                return "anchor"
+            if pid in cart:
+                return "in_cart"
+            past = purchases.get(pid)
+            if past and now - past[1] < repurchase:
+                return "just_bought"
+            if pid in ordered:
+                return "just_bought"
+            product = product_of(pid)
+            if product is not None and not product.available(min_stock):
+                return "unavailable"
+            declined_at = declined(pid)
+            if declined_at is not None and now - declined_at < cooldown:
+                return "declined"
+            times, since = shown(pid, (0, now))
+            if (0 if now - since > fatigue else times) >= max_impressions:
+                return "frequency_cap"
+            return None
+        return exclusion
 
     def _price_share_ok(self, c: Candidate, anchor, placement: Placement, s: Situation,
                         bounds: Optional[dict] = None) -> bool:
@@ -518,22 +539,28 @@ class OfferPolicy:
         learned = rules.acceptance_weight and self.acceptance.updates
         accept = accept or self._acceptance(kind, placement, anchor, s)
 
+        # The rules' values read once: a decision values up to the learned order's depth (40).
+        product_of, catalog = self.catalog.get, self.catalog
+        expected = rules.ranking == "expected_value"
+        margin_weight, weight = rules.margin_weight, rules.acceptance_weight
+        relevance_weight, boost = 1.0 - weight, 1.0 + rules.free_shipping_boost
+
         def value(c: Candidate) -> float:
-            product = self.catalog.get(c.product_id)
+            product = product_of(c.product_id)
             margin = product.margin if product is not None and product.margin is not None else None
-            if learned or rules.ranking == "expected_value":
+            if learned or expected:
                 p = accept(c) if learned else min(1.0, c.score)
-            if rules.ranking == "expected_value":
+            if expected:
                 return p * (c.price or 1.0) * (margin if margin is not None else 1.0)
-            v = c.score * (1.0 + rules.margin_weight * (margin or 0.0))
+            v = c.score * (1.0 + margin_weight * (margin or 0.0))
             if learned:   # geometric blend: 0 = relevance alone, 1 = learned acceptance alone
-                v = v ** (1.0 - rules.acceptance_weight) * p ** rules.acceptance_weight
+                v = v ** relevance_weight * p ** weight
             if tilt:
-                position = price_position(product, self.catalog) if product is not None else None
+                position = price_position(product, catalog) if product is not None else None
                 if position is not None:
                     v *= math.exp(tilt * max(-1.0, min(1.0, position)))   # premium or cheaper, near ties
             if gap is not None and c.price is not None and c.price >= gap:
-                v *= 1.0 + rules.free_shipping_boost
+                v *= boost
             return v
         return value
 
