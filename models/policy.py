@@ -440,8 +440,8 @@ class OfferPolicy:
         """:meth:`exclusion` for one decision's anchor and situation, its rules' values and the
         shopper's records read once (a decision checks up to a few hundred candidates)."""
         rules, shopper, now = self.rules, s.shopper, s.now
-        product_of, cart, purchases, ordered = self.catalog.get, shopper.cart, shopper.purchases, s.ordered
-        declined, shown = shopper.declined.get, shopper.shown.get
+        product_of, cart, ordered = self.catalog.get, shopper.cart, s.ordered
+        bought_at, declined, times_shown = shopper.bought_at, shopper.declined.get, shopper.times_shown
         repurchase, min_stock, cooldown = rules.repurchase_window, rules.min_stock, rules.decline_cooldown
         fatigue, max_impressions = rules.fatigue_window, rules.max_impressions
 
@@ -450,8 +450,8 @@ class OfferPolicy:
                 return "anchor"
             if pid in cart:
                 return "in_cart"
-            past = purchases.get(pid)
-            if past and now - past[1] < repurchase:
+            past = bought_at(pid)
+            if past is not None and now - past < repurchase:
                 return "just_bought"
             if pid in ordered:
                 return "just_bought"
@@ -461,8 +461,7 @@ class OfferPolicy:
             declined_at = declined(pid)
             if declined_at is not None and now - declined_at < cooldown:
                 return "declined"
-            times, since = shown(pid, (0, now))
-            if (0 if now - since > fatigue else times) >= max_impressions:
+            if times_shown(pid, now, fatigue) >= max_impressions:
                 return "frequency_cap"
             return None
         return exclusion
