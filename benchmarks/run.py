@@ -28,6 +28,7 @@ from nextoffer.benchmarks import memory
 from nextoffer.benchmarks.pipeline import (ROOT, STARTED, Deployment, drain_rate, freshness, lookup_under_load,
                                  redis_as_left)
 from nextoffer.benchmarks.workload import Workload
+from nextoffer.models.bought_together import KERNELS
 from nextoffer.streams.io.admin import remove_deployment
 from nextoffer.streams.io.settings import Settings
 
@@ -61,7 +62,7 @@ def machine() -> dict:
     mem = next(int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                if line.startswith("MemTotal"))
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
-            "os": platform.platform()}
+            "os": platform.platform(), "kernels": KERNELS}
 
 
 def run(config: BenchConfig, console: Console) -> dict:
@@ -241,7 +242,7 @@ def _timed(progress: Progress, task, work):
 def report(result: dict, console: Console) -> None:
     m = result["machine"]
     console.print(f"\n[bold]nextoffer bench[/bold]: {m['cpu']}, {m['cores']} cores, "
-                  f"{m['memory_mib']:,} MiB, Python {m['python']}")
+                  f"{m['memory_mib']:,} MiB, Python {m['python']}, {m.get('kernels', '')}")
     table = Table("measure", "figure", "target", "met")
     ceiling, pipe = result["ceiling_events_per_s"], result["pipeline_events_per_s"]
     table.add_row("ceiling: do-nothing Faust agent", f"{ceiling:,} events/s", "", "")

@@ -16,6 +16,14 @@ from operator import itemgetter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
+try:        # built by the install (pyproject.toml); a build without a C compiler runs the Python
+    from nextoffer.models._kernels import complements_scan
+except ImportError:
+    complements_scan = None
+
+#: Whether the compiled kernels were built, as benchmarks and evaluations report it.
+KERNELS = "compiled kernels" if complements_scan is not None else "pure Python (no compiled kernels)"
+
 DAY = 86_400.0
 _RESCALE_AT = 1e150
 
@@ -116,6 +124,9 @@ class BoughtTogether:
         self.read_support = 0.0
         #: The time of the latest order learned: what a shared row's pairs are judged against.
         self.latest: Optional[float] = None
+        #: Whether :meth:`complements` runs the compiled kernel (when it was built): the same
+        #: results as the Python version, which ``False`` runs (to compare them).
+        self.compiled = complements_scan is not None
 
     # -- learning -------------------------------------------------------------
     def observe_basket(self, product_ids: Iterable[str], ts: float, weight: float = 1.0) -> None:
@@ -324,38 +335,54 @@ class BoughtTogether:
         [('mug', 'tea'), ('biscuits', 'tea')]
         """
         scale = self._inflation_at(now)
-        min_both = min_support * scale
-        items, pairs, orders, exponent = self._items, self._pairs, self._orders, self.lift_exponent
+        items, orders = self._items, self._orders
         total_weight = sum(w for _, w in anchors) or 1.0
-        # pid -> [score, largest part, its anchor, their count]: one lookup per pair read
-        acc: dict[str, list] = {}
-        get = acc.get
-        for anchor, weight in anchors:
-            na = items.get(anchor)
-            row = pairs.get(anchor) if na else None
-            if not row:
-                continue
-            for pid, both in row.items():
-                if both < min_both:
-                    continue
-                lift = both * orders / (na * items[pid])
-                if lift <= min_lift:
-                    continue
-                part = weight * (both / na) * lift ** exponent     # ** 0 is 1.0, as it should be
-                seen = get(pid)
-                if seen is None:
-                    acc[pid] = [part, part, anchor, both]
-                else:
-                    seen[0] += part
-                    if part > seen[1]:
-                        seen[1], seen[2], seen[3] = part, anchor, both
-        scores = ((pid, seen[0]) for pid, seen in acc.items())
-        top = heapq.nlargest(limit, scores, key=itemgetter(1)) if limit else \
-            sorted(scores, key=itemgetter(1), reverse=True)
+        scan = complements_scan if self.compiled else scan_complements
         out = []
-        for pid, score in top:     # the evidence of the strongest anchor, for the few returned
-            _, _, anchor, both = acc[pid]
+        for pid, score, anchor, both in scan(anchors, items, self._pairs, orders, self.lift_exponent,
+                                             min_support * scale, min_lift, limit or 0):
+            # the evidence of the strongest anchor, for the few returned
             na = items[anchor]
             out.append(Complement(pid, score / total_weight, anchor, both / na,
                                   both * orders / (na * items[pid]), both / scale))
         return out
+
+
+def scan_complements(anchors: Sequence[tuple[str, float]], items: dict[str, float], pairs: dict,
+                     orders: float, exponent: float, min_both: float, min_lift: float,
+                     limit: int) -> list[tuple[str, float, str, float]]:
+    """The candidates of :meth:`BoughtTogether.complements`, best first: (product id, the
+    anchors' summed score, the strongest anchor, its pair count), at most ``limit`` (0: all).
+    The compiled kernel (``_kernels.complements_scan``) does the same arithmetic in the same
+    order; this is the version a build without a C compiler runs.
+
+    >>> items, pairs = {"tea": 4.0, "mug": 2.0, "jam": 1.0}, {"tea": {"mug": 2.0, "jam": 1.0}}
+    >>> scan_complements([("tea", 1.0)], items, pairs, 4.0, 0.0, 1.0, 0.5, 0)
+    [('mug', 0.5, 'tea', 2.0), ('jam', 0.25, 'tea', 1.0)]
+    """
+    # pid -> [score, largest part, its anchor, their count]: one lookup per pair read
+    acc: dict[str, list] = {}
+    get = acc.get
+    for anchor, weight in anchors:
+        na = items.get(anchor)
+        row = pairs.get(anchor) if na else None
+        if not row:
+            continue
+        for pid, both in row.items():
+            if both < min_both:
+                continue
+            lift = both * orders / (na * items[pid])
+            if lift <= min_lift:
+                continue
+            part = weight * (both / na) * lift ** exponent     # ** 0 is 1.0, as it should be
+            seen = get(pid)
+            if seen is None:
+                acc[pid] = [part, part, anchor, both]
+            else:
+                seen[0] += part
+                if part > seen[1]:
+                    seen[1], seen[2], seen[3] = part, anchor, both
+    scores = ((pid, seen[0]) for pid, seen in acc.items())
+    top = heapq.nlargest(limit, scores, key=itemgetter(1)) if limit else \
+        sorted(scores, key=itemgetter(1), reverse=True)
+    return [(pid, score, acc[pid][2], acc[pid][3]) for pid, score in top]

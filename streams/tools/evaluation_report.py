@@ -17,6 +17,7 @@ import orjson
 
 from nextoffer.streams.tools.evaluation import (BoughtTogetherCounts, EngineMethod, MostPopular, Order, evaluate,
                                                 orders_from, replay_events)
+from nextoffer.models.bought_together import KERNELS
 from nextoffer.models.engine import LearnerSettings, OfferEngine
 from nextoffer.models.rules import OfferRules
 from nextoffer.streams.io.codecs import decode_event
@@ -77,7 +78,8 @@ def run_evaluation(path: Path, orders: list[Order], rules: OfferRules, warm_up: 
         "curves": {s.name: s.curve for s in scores},
         "core_events_per_second": core,
         "seconds": round(time.perf_counter() - started, 1),
-        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+                   f"{KERNELS}",
     }
 
 

@@ -1,0 +1,270 @@
+/* Compiled kernels of the pure core: the same arithmetic as their Python versions, in the same
+ * order, so every result is the same float (tests/unit/test_kernels.py compares them).
+ *
+ * complements_scan: the inner loop of BoughtTogether.complements (models/bought_together.py).
+ * A cart decision reads a few hundred neighbour counts of its anchors; in Python each costs a
+ * dict lookup, a list and a handful of float objects, here a few arithmetic operations.
+ *
+ * Built by the project's own install (pyproject.toml, an optional extension): without a C
+ * compiler the install still works and the core runs its Python version.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    PyObject *pid;      /* borrowed: a key of a row, alive for the call */
+    Py_hash_t hash;
+    PyObject *anchor;   /* borrowed: the strongest anchor so far */
+    double score;       /* sum of the anchors' parts */
+    double best;        /* the largest part */
+    double both;        /* the strongest anchor's pair count */
+    Py_ssize_t order;   /* first seen: ties keep this order, as Python's stable sort does */
+} Entry;
+
+typedef struct {
+    Entry *entries;
+    Py_ssize_t size, cap;
+    Py_ssize_t *slots;  /* open addressing over entries' indices, -1 empty */
+    Py_ssize_t mask;
+} Acc;
+
+static int acc_init(Acc *acc, Py_ssize_t hint) {
+    Py_ssize_t n = 64;
+    while (n < 2 * hint) n <<= 1;
+    acc->cap = n / 2;
+    acc->size = 0;
+    acc->mask = n - 1;
+    acc->entries = PyMem_Malloc(sizeof(Entry) * acc->cap);
+    acc->slots = PyMem_Malloc(sizeof(Py_ssize_t) * n);
+    if (!acc->entries || !acc->slots) {
+        PyMem_Free(acc->entries);
+        PyMem_Free(acc->slots);
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset(acc->slots, 0xff, sizeof(Py_ssize_t) * n);
+    return 0;
+}
+
+static void acc_free(Acc *acc) {
+    PyMem_Free(acc->entries);
+    PyMem_Free(acc->slots);
+}
+
+static int acc_grow(Acc *acc) {
+    Py_ssize_t n = (acc->mask + 1) * 2, i;
+    Entry *entries = PyMem_Realloc(acc->entries, sizeof(Entry) * (n / 2));
+    if (!entries) { PyErr_NoMemory(); return -1; }
+    acc->entries = entries;
+    Py_ssize_t *slots = PyMem_Malloc(sizeof(Py_ssize_t) * n);
+    if (!slots) { PyErr_NoMemory(); return -1; }
+    memset(slots, 0xff, sizeof(Py_ssize_t) * n);
+    for (i = 0; i < acc->size; i++) {
+        size_t j = (size_t)acc->entries[i].hash & (size_t)(n - 1);
+        while (slots[j] >= 0) j = (j + 1) & (size_t)(n - 1);
+        slots[j] = i;
+    }
+    PyMem_Free(acc->slots);
+    acc->slots = slots;
+    acc->mask = n - 1;
+    acc->cap = n / 2;
+    return 0;
+}
+
+/* The entry of pid, or NULL with *found = 0 and *slot where to insert it; -1 on error. */
+static int acc_find(Acc *acc, PyObject *pid, Py_hash_t hash, Entry **entry, size_t *slot) {
+    size_t j = (size_t)hash & (size_t)acc->mask;
+    for (;;) {
+        Py_ssize_t i = acc->slots[j];
+        if (i < 0) { *entry = NULL; *slot = j; return 0; }
+        Entry *e = &acc->entries[i];
+        if (e->pid == pid) { *entry = e; return 0; }
+        if (e->hash == hash) {
+            int eq = PyObject_RichCompareBool(e->pid, pid, Py_EQ);
+            if (eq < 0) return -1;
+            if (eq) { *entry = e; return 0; }
+        }
+        j = (j + 1) & (size_t)acc->mask;
+    }
+}
+
+typedef struct {
+    PyObject *items;
+    double na, weight, orders, exponent, min_both, min_lift;
+    PyObject *anchor;
+} Scan;
+
+/* One pair of an anchor's row, exactly as the Python loop does it. */
+static int scan_pair(Acc *acc, const Scan *s, PyObject *pid, double both) {
+    if (both < s->min_both) return 0;
+    PyObject *nb_obj = PyDict_GetItemWithError(s->items, pid);
+    if (!nb_obj) {
+        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, pid);
+        return -1;
+    }
+    double nb = PyFloat_AsDouble(nb_obj);
+    if (nb == -1.0 && PyErr_Occurred()) return -1;
+    double den = s->na * nb;
+    if (den == 0.0) {
+        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+        return -1;
+    }
+    double lift = both * s->orders / den;
+    if (lift <= s->min_lift) return 0;
+    /* lift ** 0 is 1.0 in Python and in C alike */
+    double part = s->weight * (both / s->na) * pow(lift, s->exponent);
+    Py_hash_t hash = PyObject_Hash(pid);
+    if (hash == -1) return -1;
+    Entry *e;
+    size_t slot;
+    if (acc_find(acc, pid, hash, &e, &slot) < 0) return -1;
+    if (e) {
+        e->score += part;
+        if (part > e->best) { e->best = part; e->anchor = s->anchor; e->both = both; }
+        return 0;
+    }
+    if (acc->size >= acc->cap) {
+        if (acc_grow(acc) < 0) return -1;
+        if (acc_find(acc, pid, hash, &e, &slot) < 0) return -1;
+    }
+    Py_ssize_t i = acc->size++;
+    acc->entries[i] = (Entry){pid, hash, s->anchor, part, part, both, i};
+    acc->slots[slot] = i;
+    return 0;
+}
+
+static int scan_dict_row(Acc *acc, const Scan *s, PyObject *row) {
+    Py_ssize_t pos = 0;
+    PyObject *pid, *value;
+    while (PyDict_Next(row, &pos, &pid, &value)) {
+        double both = PyFloat_AsDouble(value);
+        if (both == -1.0 && PyErr_Occurred()) return -1;
+        if (scan_pair(acc, s, pid, both) < 0) return -1;
+    }
+    return 0;
+}
+
+/* A SharedRow: its ids (a tuple) and counts (an array of doubles). */
+static int scan_shared_row(Acc *acc, const Scan *s, PyObject *row) {
+    int rc = -1;
+    PyObject *ids = PyObject_GetAttrString(row, "ids");
+    PyObject *counts = ids ? PyObject_GetAttrString(row, "counts") : NULL;
+    Py_buffer view = {0};
+    if (!counts) goto done;
+    if (!PyTuple_Check(ids)) {
+        PyErr_SetString(PyExc_TypeError, "a shared row's ids must be a tuple");
+        goto done;
+    }
+    if (PyObject_GetBuffer(counts, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) goto done;
+    if (!view.format || strcmp(view.format, "d") != 0 ||
+            view.len / (Py_ssize_t)sizeof(double) != PyTuple_GET_SIZE(ids)) {
+        PyErr_SetString(PyExc_TypeError, "a shared row's counts must be doubles, one per id");
+        goto release;
+    }
+    const double *values = view.buf;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(ids); i++)
+        if (scan_pair(acc, s, PyTuple_GET_ITEM(ids, i), values[i]) < 0) goto release;
+    rc = 0;
+release:
+    PyBuffer_Release(&view);
+done:
+    Py_XDECREF(ids);
+    Py_XDECREF(counts);
+    return rc;
+}
+
+static int by_score(const void *a, const void *b) {
+    const Entry *x = a, *y = b;
+    if (x->score > y->score) return -1;
+    if (x->score < y->score) return 1;
+    return x->order < y->order ? -1 : (x->order > y->order);
+}
+
+static PyObject *result(Acc *acc, Py_ssize_t limit) {
+    qsort(acc->entries, (size_t)acc->size, sizeof(Entry), by_score);
+    Py_ssize_t n = limit > 0 && limit < acc->size ? limit : acc->size;
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Entry *e = &acc->entries[i];
+        PyObject *t = Py_BuildValue("(OdOd)", e->pid, e->score, e->anchor, e->both);
+        if (!t) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, t);
+    }
+    return out;
+}
+
+PyDoc_STRVAR(complements_scan_doc,
+"complements_scan(anchors, items, pairs, orders, exponent, min_both, min_lift, limit)\n"
+"--\n\n"
+"The candidates of BoughtTogether.complements, best first: (product id, summed score,\n"
+"strongest anchor, its pair count) for each, at most limit of them (all when limit is 0).");
+
+static PyObject *complements_scan(PyObject *self, PyObject *args) {
+    PyObject *anchors, *items, *pairs;
+    Scan s;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "OO!O!ddddn:complements_scan", &anchors, &PyDict_Type, &items,
+                          &PyDict_Type, &pairs, &s.orders, &s.exponent, &s.min_both,
+                          &s.min_lift, &limit))
+        return NULL;
+    s.items = items;
+    PyObject *seq = PySequence_Fast(anchors, "anchors must be a sequence of (product id, weight)");
+    if (!seq) return NULL;
+    Acc acc;
+    if (acc_init(&acc, 256) < 0) { Py_DECREF(seq); return NULL; }
+    PyObject *out = NULL;
+    for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(seq); k++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(seq, k), *anchor, *weight;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "an anchor is a (product id, weight) tuple");
+            goto done;
+        }
+        anchor = PyTuple_GET_ITEM(pair, 0);
+        weight = PyTuple_GET_ITEM(pair, 1);
+        PyObject *na_obj = PyDict_GetItemWithError(items, anchor);
+        if (!na_obj) {
+            if (PyErr_Occurred()) goto done;
+            continue;
+        }
+        int truth = PyObject_IsTrue(na_obj);
+        if (truth < 0) goto done;
+        if (!truth) continue;
+        PyObject *row = PyDict_GetItemWithError(pairs, anchor);
+        if (!row) {
+            if (PyErr_Occurred()) goto done;
+            continue;
+        }
+        s.na = PyFloat_AsDouble(na_obj);
+        s.weight = PyFloat_AsDouble(weight);
+        if (PyErr_Occurred()) goto done;
+        s.anchor = anchor;
+        if (PyDict_CheckExact(row)) {
+            if (scan_dict_row(&acc, &s, row) < 0) goto done;
+        } else if (scan_shared_row(&acc, &s, row) < 0) {
+            goto done;
+        }
+    }
+    out = result(&acc, limit);
+done:
+    acc_free(&acc);
+    Py_DECREF(seq);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"complements_scan", complements_scan, METH_VARARGS, complements_scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels",
+    "Compiled kernels of the pure core (the same results as their Python versions).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) {
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,72 @@
+"""The compiled kernels give exactly what their Python versions give: the same candidates, in
+the same order, with the same floats (offers must not depend on whether the install had a C
+compiler)."""
+import random
+
+import pytest
+
+from nextoffer.models import bought_together
+from nextoffer.models.bought_together import BoughtTogether, SharedRow, scan_complements
+
+kernel = bought_together.complements_scan
+
+
+def test_the_install_built_the_kernel():
+    assert kernel is not None, ("models/_kernels.c was not built: reinstall with a C compiler "
+                                "(deploy/bootstrap.sh, or pip install -e .) to get it")
+
+
+def _store(rng: random.Random, products: int, rows: int, shared: bool):
+    """Items and pair rows like a learned instance's: dict rows, and shared rows if asked; a
+    few counts repeat exactly, so that scores tie and the order of ties is compared too."""
+    ids = [f"p{n}" for n in range(products)]
+    items = {pid: float(rng.choice([1, 2, 3, 5, 8])) * rng.choice([1.0, 1.7, 2.25]) for pid in ids}
+    pairs = {}
+    for anchor in rng.sample(ids, min(rows, products)):
+        row = {pid: float(rng.choice([1, 2, 2, 3, 4])) for pid in rng.sample(ids, rng.randint(0, min(40, products)))
+               if pid != anchor}
+        pairs[anchor] = SharedRow(row) if shared and rng.random() < 0.5 else row
+    return ids, items, pairs
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+@pytest.mark.parametrize("seed", range(40))
+def test_the_kernel_scans_as_the_python_version_does(seed):
+    rng = random.Random(seed)
+    ids, items, pairs = _store(rng, rng.choice([20, 60, 300]), rng.choice([5, 20, 60]), shared=seed % 2 == 0)
+    anchors = [(pid, rng.choice([1.0, 0.5, 0.35])) for pid in rng.sample(ids, rng.randint(1, 9))]
+    args = (anchors, items, pairs, sum(items.values()) / 3, rng.choice([0.0, 0.2, 1.0]),
+            rng.choice([0.0, 1.0, 2.0]), rng.choice([0.5, 1.0]), rng.choice([0, 1, 3, 60]))
+    expected = scan_complements(*args)
+    assert kernel(*args) == expected
+    assert [type(v) for v in kernel(*args)[0]] == [type(v) for v in expected[0]] if expected else True
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+def test_the_kernel_fails_as_the_python_version_does():
+    items, pairs = {"tea": 2.0}, {"tea": {"mug": 2.0}}      # "mug" has no count of its own
+    for scan in (scan_complements, kernel):
+        with pytest.raises(KeyError):
+            scan([("tea", 1.0)], items, pairs, 2.0, 0.2, 0.0, 1.0, 0)
+    with pytest.raises(TypeError, match="product id, weight"):
+        kernel(["tea"], items, pairs, 2.0, 0.2, 0.0, 1.0, 0)
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+def test_learned_complements_are_the_same_either_way():
+    rng = random.Random(7)
+    catalog = [f"p{n}" for n in range(400)]
+    learned = BoughtTogether(max_neighbours=30)
+    for n in range(3000):
+        # themes of 40 products bought together, with a tail from anywhere
+        theme = rng.randrange(10) * 40
+        basket = [catalog[theme + int(rng.paretovariate(1.2)) % 40] for _ in range(rng.randint(2, 12))]
+        basket += rng.sample(catalog, rng.randint(0, 2))
+        learned.observe_basket(basket, ts=n * 600.0)
+    for _ in range(200):
+        anchors = [(pid, 1.0 if i == 0 else 0.35) for i, pid in enumerate(rng.sample(catalog, rng.randint(1, 9)))]
+        limit = rng.choice([None, 60])
+        learned.compiled = True
+        fast = learned.complements(anchors, now=3000 * 600.0, limit=limit)
+        learned.compiled = False
+        assert fast == learned.complements(anchors, now=3000 * 600.0, limit=limit)
