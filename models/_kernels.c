@@ -4,6 +4,8 @@
  * complements_scan: the inner loop of BoughtTogether.complements (models/bought_together.py).
  * A cart decision reads a few hundred neighbour counts of its anchors; in Python each costs a
  * dict lookup, a list and a handful of float objects, here a few arithmetic operations.
+ * count_pairs: the pair counting of BoughtTogether._count_pairs, O(lines²) an order: the same
+ * dictionaries and float objects, without the interpreter's loop around them.
  *
  * Built by the project's own install (pyproject.toml, an optional extension): without a C
  * compiler the install still works and the core runs its Python version.
@@ -204,6 +206,7 @@ PyDoc_STRVAR(complements_scan_doc,
 "strongest anchor, its pair count) for each, at most limit of them (all when limit is 0).");
 
 static PyObject *complements_scan(PyObject *self, PyObject *args) {
+    (void)self;
     PyObject *anchors, *items, *pairs;
     Scan s;
     Py_ssize_t limit;
@@ -255,14 +258,89 @@ done:
     return out;
 }
 
+
+PyDoc_STRVAR(count_pairs_doc,
+"count_pairs(pairs, anchors, paired, weight, most, own_row, prune)\n"
+"--\n\n"
+"The pair counting of BoughtTogether._count_pairs: for each anchor, weight added to its row's\n"
+"count of every other product of paired (a new pair holds weight itself). own_row(anchor) turns\n"
+"an adopted row into a counted one and returns it; prune(anchor) is called once a row holds\n"
+"more than most pairs.");
+
+static PyObject *count_pairs(PyObject *self, PyObject *args) {
+    PyObject *pairs, *anchors, *paired, *weight, *own_row, *prune;
+    Py_ssize_t most;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!nOO:count_pairs", &PyDict_Type, &pairs, &PyList_Type, &anchors,
+                          &PyList_Type, &paired, &PyFloat_Type, &weight, &most, &own_row, &prune))
+        return NULL;
+    double w = PyFloat_AS_DOUBLE(weight);
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(anchors); k++) {
+        PyObject *a = PyList_GET_ITEM(anchors, k);
+        Py_INCREF(a);
+        PyObject *row = PyDict_GetItemWithError(pairs, a);    /* borrowed, held by pairs */
+        if (!row) {
+            if (PyErr_Occurred()) goto fail;
+            PyObject *fresh = PyDict_New();
+            if (!fresh) goto fail;
+            int rc = PyDict_SetItem(pairs, a, fresh);
+            Py_DECREF(fresh);
+            if (rc < 0) goto fail;
+            row = fresh;
+        } else if (!PyDict_CheckExact(row)) {                /* adopted: counted here from now on */
+            PyObject *own = PyObject_CallOneArg(own_row, a);
+            if (!own) goto fail;
+            Py_DECREF(own);                                    /* pairs holds it */
+            if (!PyDict_CheckExact(own)) {
+                PyErr_SetString(PyExc_TypeError, "own_row must return a dict");
+                goto fail;
+            }
+            row = own;
+        }
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(paired); j++) {
+            PyObject *b = PyList_GET_ITEM(paired, j);
+            int same = PyObject_RichCompareBool(a, b, Py_EQ);
+            if (same < 0) goto fail;
+            if (same) continue;
+            PyObject *both = PyDict_GetItemWithError(row, b);
+            int rc;
+            if (!both) {
+                if (PyErr_Occurred()) goto fail;
+                rc = PyDict_SetItem(row, b, weight);
+            } else {
+                double v = PyFloat_AsDouble(both);
+                if (v == -1.0 && PyErr_Occurred()) goto fail;
+                PyObject *sum = PyFloat_FromDouble(v + w);
+                if (!sum) goto fail;
+                rc = PyDict_SetItem(row, b, sum);
+                Py_DECREF(sum);
+            }
+            if (rc < 0) goto fail;
+        }
+        if (PyDict_GET_SIZE(row) > most) {
+            PyObject *done = PyObject_CallOneArg(prune, a);
+            if (!done) goto fail;
+            Py_DECREF(done);
+        }
+        Py_DECREF(a);
+        continue;
+fail:
+        Py_DECREF(a);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"complements_scan", complements_scan, METH_VARARGS, complements_scan_doc},
+    {"count_pairs", count_pairs, METH_VARARGS, count_pairs_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_kernels",
     "Compiled kernels of the pure core (the same results as their Python versions).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__kernels(void) {

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
 try:        # built by the install (pyproject.toml); a build without a C compiler runs the Python
-    from nextoffer.models._kernels import complements_scan
+    from nextoffer.models._kernels import complements_scan, count_pairs
 except ImportError:
-    complements_scan = None
+    complements_scan = count_pairs = None
 
 #: Whether the compiled kernels were built, as benchmarks and evaluations report it.
 KERNELS = "compiled kernels" if complements_scan is not None else "pure Python (no compiled kernels)"
@@ -124,8 +124,8 @@ class BoughtTogether:
         self.read_support = 0.0
         #: The time of the latest order learned: what a shared row's pairs are judged against.
         self.latest: Optional[float] = None
-        #: Whether :meth:`complements` runs the compiled kernel (when it was built): the same
-        #: results as the Python version, which ``False`` runs (to compare them).
+        #: Whether :meth:`complements` and the pair counting run the compiled kernels (when they
+        #: were built): the same results as the Python versions, which ``False`` runs.
         self.compiled = complements_scan is not None
 
     # -- learning -------------------------------------------------------------
@@ -171,6 +171,9 @@ class BoughtTogether:
         self.updates += len(anchors) * (len(paired) - 1)
         if self.owns is not None:
             self.touched.update(anchors)
+        if self.compiled and type(w) is float:
+            return count_pairs(self._pairs, anchors, paired, w, 2 * self.max_neighbours, self._own_row,
+                               self._prune)
         for a in anchors:
             row = self._pairs.get(a)
             if row is None:
@@ -233,6 +236,11 @@ class BoughtTogether:
         """The counted anchors whose rows changed since the last call."""
         touched, self.touched = self.touched, set()
         return touched
+
+    def _own_row(self, anchor: str) -> dict[str, float]:
+        """An adopted row made a counted one: this worker took its anchor over."""
+        row = self._pairs[anchor] = dict(self._pairs[anchor].items())
+        return row
 
     def _prune(self, pid: str) -> None:
         row = self._pairs[pid]

@@ -70,3 +70,30 @@ def test_learned_complements_are_the_same_either_way():
         fast = learned.complements(anchors, now=3000 * 600.0, limit=limit)
         learned.compiled = False
         assert fast == learned.complements(anchors, now=3000 * 600.0, limit=limit)
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+@pytest.mark.parametrize("owned", [None, 2])
+def test_pairs_are_counted_the_same_either_way(owned):
+    """Every row, pair and float the same after thousands of orders, with rows pruned, and (with
+    partitioned learning) adopted rows taken over and counted on."""
+    rng = random.Random(11)
+    catalog = [f"p{n}" for n in range(300)]
+    fast, slow = BoughtTogether(max_neighbours=20), BoughtTogether(max_neighbours=20)
+    slow.compiled = False
+    for bt in (fast, slow):
+        if owned is not None:
+            bt.owns = lambda pid: int(pid[1:]) % 3 != owned
+            bt.adopt("p2", {"p5": 3.0, "p7": 1.0}, 0.0)     # another worker's row, taken over below
+    for n in range(2000):
+        basket = rng.sample(catalog[:60], rng.randint(1, 8)) + rng.sample(catalog, rng.randint(0, 3))
+        if n == 1000 and owned is not None:
+            for bt in (fast, slow):
+                bt.owns = lambda pid: True
+        for bt in (fast, slow):
+            bt.observe_basket(basket + basket[:1], ts=n * 900.0)
+    assert fast._pairs.keys() == slow._pairs.keys()
+    for anchor, row in slow._pairs.items():
+        assert list(fast.row(anchor).items()) == list(row.items()), anchor
+    assert (fast.updates, fast.touched, fast._items) == (slow.updates, slow.touched, slow._items)
+    assert type(fast._pairs["p2"]) is dict
