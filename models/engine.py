@@ -55,6 +55,9 @@ class LearnerSettings:
                "shares (NEXTOFFER_CROSS_SELL_MAX_SHARE, _FIRST_TIME_MAX_SHARE, the upsell steps)."})
     proportion_min_category_evidence: int = field(default=30, metadata={
         "doc": "Priced pairs of one category pair before its own proportion replaces the store's."})
+    compiled_kernels: bool = field(default=True, metadata={
+        "doc": "Run the core's compiled kernels (models/_kernels.c) where the install built them: the "
+               "same offers, faster. Off: their Python versions (to compare speed)."})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,8 @@ class OfferEngine:
         # categories bought together: the content fallback's related categories
         self.categories = BoughtTogether(learners.half_life, learners.max_neighbours,
                                          learners.max_basket, learners.lift_exponent)
+        self.bought.compiled = self.bought.compiled and learners.compiled_kernels
+        self.categories.compiled = self.categories.compiled and learners.compiled_kernels
         #: The store's recommendation windows (best sellers, trending, similar, ...).
         self.showcases = Showcases(self.catalog, self.bought, showcases)
         #: The learned order of a cross-sell's best candidates (models/reranker.py), if on.
