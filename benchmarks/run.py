@@ -62,7 +62,8 @@ def machine() -> dict:
     mem = next(int(line.split()[1]) // 1024 for line in Path("/proc/meminfo").read_text().splitlines()
                if line.startswith("MemTotal"))
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
-            "os": platform.platform(), "kernels": KERNELS}
+            "os": platform.platform(),
+            "kernels": KERNELS if Settings.from_env().learners.compiled_kernels else "compiled kernels off"}
 
 
 def run(config: BenchConfig, console: Console) -> dict:

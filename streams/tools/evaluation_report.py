@@ -79,7 +79,7 @@ def run_evaluation(path: Path, orders: list[Order], rules: OfferRules, warm_up: 
         "core_events_per_second": core,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
-                   f"{KERNELS}",
+                   f"{KERNELS if learners.compiled_kernels else 'compiled kernels off'}",
     }
 
 
