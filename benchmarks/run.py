@@ -28,7 +28,7 @@ from nextoffer.benchmarks import memory
 from nextoffer.benchmarks.pipeline import (ROOT, STARTED, Deployment, drain_rate, freshness, lookup_under_load,
                                  redis_as_left)
 from nextoffer.benchmarks.workload import Workload
-from nextoffer.models.bought_together import KERNELS
+from nextoffer.models.bought_together import kernels_label
 from nextoffer.streams.io.admin import remove_deployment
 from nextoffer.streams.io.settings import Settings
 
@@ -63,7 +63,7 @@ def machine() -> dict:
                if line.startswith("MemTotal"))
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "python": platform.python_version(),
             "os": platform.platform(),
-            "kernels": KERNELS if Settings.from_env().learners.compiled_kernels else "compiled kernels off"}
+            "kernels": kernels_label(Settings.from_env().learners.compiled_kernels)}
 
 
 def run(config: BenchConfig, console: Console) -> dict:

@@ -21,8 +21,15 @@ try:        # built by the install (pyproject.toml); a build without a C compile
 except ImportError:
     complements_scan = count_pairs = None
 
-#: Whether the compiled kernels were built, as benchmarks and evaluations report it.
-KERNELS = "compiled kernels" if complements_scan is not None else "pure Python (no compiled kernels)"
+
+
+def kernels_label(enabled: bool = True) -> str:
+    """Which versions of the kernels run, as benchmarks and evaluations report it (``enabled``:
+    NEXTOFFER_COMPILED_KERNELS)."""
+    if complements_scan is None:
+        return "pure Python (no compiled kernels)"
+    return "compiled kernels" if enabled else "compiled kernels off"
+
 
 DAY = 86_400.0
 _RESCALE_AT = 1e150

@@ -17,7 +17,7 @@ import orjson
 
 from nextoffer.streams.tools.evaluation import (BoughtTogetherCounts, EngineMethod, MostPopular, Order, evaluate,
                                                 orders_from, replay_events)
-from nextoffer.models.bought_together import KERNELS
+from nextoffer.models.bought_together import kernels_label
 from nextoffer.models.engine import LearnerSettings, OfferEngine
 from nextoffer.models.rules import OfferRules
 from nextoffer.streams.io.codecs import decode_event
@@ -79,7 +79,7 @@ def run_evaluation(path: Path, orders: list[Order], rules: OfferRules, warm_up: 
         "core_events_per_second": core,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
-                   f"{KERNELS if learners.compiled_kernels else 'compiled kernels off'}",
+                   f"{kernels_label(learners.compiled_kernels)}",
     }
 
 
