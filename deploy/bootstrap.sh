@@ -22,7 +22,8 @@ if [ "${1:-}" = "--relock" ]; then
   mv "$LOCK.new" "$LOCK"
   echo "[setup] rewrote requirements.lock"
 fi
-stamp=$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$LOCK" | sha256sum | cut -c1-16)
+# The compiled kernels' source is in the stamp too: an edited models/_kernels.c is built again.
+stamp=$VENV/.installed-$(cat "$ROOT/pyproject.toml" "$LOCK" "$ROOT/models/_kernels.c" | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "[setup] installing nextoffer and its dependencies into .venv"
   log=$VENV/install.log

@@ -6,6 +6,8 @@
  * dict lookup, a list and a handful of float objects, here a few arithmetic operations.
  * count_pairs: the pair counting of BoughtTogether._count_pairs, O(lines²) an order: the same
  * dictionaries and float objects, without the interpreter's loop around them.
+ * top_row: the pruning of a row to its strongest pairs (BoughtTogether._prune), a sort of a
+ * few hundred counts that Python does with a tuple and a key call per pair.
  *
  * Built by the project's own install (pyproject.toml, an optional extension): without a C
  * compiler the install still works and the core runs its Python version.
@@ -259,13 +261,68 @@ done:
 }
 
 
+typedef struct {
+    double value;
+    Py_ssize_t order;   /* position in the row: ties keep it, as Python's stable sort does */
+    PyObject *key, *obj; /* borrowed from the row */
+} Ranked;
+
+static int by_value(const void *a, const void *b) {
+    const Ranked *x = a, *y = b;
+    if (x->value > y->value) return -1;
+    if (x->value < y->value) return 1;
+    return x->order < y->order ? -1 : (x->order > y->order);
+}
+
+/* A new dict of the row's keep largest counts, largest first (ties in the row's order): what
+ * dict(sorted(row.items(), key=itemgetter(1), reverse=True)[:keep]) makes. */
+static PyObject *top_of_row(PyObject *row, Py_ssize_t keep) {
+    Py_ssize_t n = PyDict_GET_SIZE(row), pos = 0, i = 0;
+    Ranked *all = PyMem_Malloc(sizeof(Ranked) * (n ? n : 1));
+    if (!all) return PyErr_NoMemory();
+    PyObject *key, *value, *out = NULL;
+    while (PyDict_Next(row, &pos, &key, &value)) {
+        double v = PyFloat_AsDouble(value);
+        if (v == -1.0 && PyErr_Occurred()) goto done;
+        if (v != v) {       /* NaN: Python's sort would order it its own way; refuse instead */
+            PyErr_SetString(PyExc_ValueError, "a pair count is NaN");
+            goto done;
+        }
+        all[i] = (Ranked){v, i, key, value};
+        i++;
+    }
+    qsort(all, (size_t)n, sizeof(Ranked), by_value);
+    out = PyDict_New();
+    if (!out) goto done;
+    for (i = 0; i < n && i < keep; i++)
+        if (PyDict_SetItem(out, all[i].key, all[i].obj) < 0) { Py_CLEAR(out); goto done; }
+done:
+    PyMem_Free(all);
+    return out;
+}
+
+PyDoc_STRVAR(top_row_doc,
+"top_row(row, keep)\n"
+"--\n\n"
+"A new dict of the keep largest counts of row, largest first, ties in the row's order: what\n"
+"dict(sorted(row.items(), key=itemgetter(1), reverse=True)[:keep]) makes.");
+
+static PyObject *top_row(PyObject *self, PyObject *args) {
+    PyObject *row;
+    Py_ssize_t keep;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!n:top_row", &PyDict_Type, &row, &keep)) return NULL;
+    return top_of_row(row, keep);
+}
+
+
 PyDoc_STRVAR(count_pairs_doc,
 "count_pairs(pairs, anchors, paired, weight, most, own_row, prune)\n"
 "--\n\n"
 "The pair counting of BoughtTogether._count_pairs: for each anchor, weight added to its row's\n"
 "count of every other product of paired (a new pair holds weight itself). own_row(anchor) turns\n"
-"an adopted row into a counted one and returns it; prune(anchor) is called once a row holds\n"
-"more than most pairs.");
+"an adopted row into a counted one and returns it; once a row holds more than most pairs it is\n"
+"cut to its most/2 largest counts (top_row), or prune(anchor) is called where prune is not None.");
 
 static PyObject *count_pairs(PyObject *self, PyObject *args) {
     PyObject *pairs, *anchors, *paired, *weight, *own_row, *prune;
@@ -318,9 +375,17 @@ static PyObject *count_pairs(PyObject *self, PyObject *args) {
             if (rc < 0) goto fail;
         }
         if (PyDict_GET_SIZE(row) > most) {
-            PyObject *done = PyObject_CallOneArg(prune, a);
-            if (!done) goto fail;
-            Py_DECREF(done);
+            if (prune == Py_None) {
+                PyObject *kept = top_of_row(row, most / 2);
+                if (!kept) goto fail;
+                int rc = PyDict_SetItem(pairs, a, kept);
+                Py_DECREF(kept);
+                if (rc < 0) goto fail;
+            } else {
+                PyObject *done = PyObject_CallOneArg(prune, a);
+                if (!done) goto fail;
+                Py_DECREF(done);
+            }
         }
         Py_DECREF(a);
         continue;
@@ -334,6 +399,7 @@ fail:
 static PyMethodDef methods[] = {
     {"complements_scan", complements_scan, METH_VARARGS, complements_scan_doc},
     {"count_pairs", count_pairs, METH_VARARGS, count_pairs_doc},
+    {"top_row", top_row, METH_VARARGS, top_row_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,13 +13,12 @@ import sys
 import zlib
 from array import array
 from operator import itemgetter
-from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 try:        # built by the install (pyproject.toml); a build without a C compiler runs the Python
-    from nextoffer.models._kernels import complements_scan, count_pairs
+    from nextoffer.models._kernels import complements_scan, count_pairs, top_row
 except ImportError:
-    complements_scan = count_pairs = None
+    complements_scan = count_pairs = top_row = None
 
 
 
@@ -82,9 +81,9 @@ class SharedRow:
         return len(self.ids)
 
 
-@dataclass(frozen=True, slots=True)
-class Complement:
-    """A product bought with an anchor, with the evidence for it."""
+class Complement(NamedTuple):
+    """A product bought with an anchor, with the evidence for it (a named tuple: a decision
+    reads dozens)."""
 
     product_id: str
     score: float
@@ -179,8 +178,8 @@ class BoughtTogether:
         if self.owns is not None:
             self.touched.update(anchors)
         if self.compiled and type(w) is float:
-            return count_pairs(self._pairs, anchors, paired, w, 2 * self.max_neighbours, self._own_row,
-                               self._prune)
+            # a row past twice max_neighbours is cut to its max_neighbours strongest in the kernel
+            return count_pairs(self._pairs, anchors, paired, w, 2 * self.max_neighbours, self._own_row, None)
         for a in anchors:
             row = self._pairs.get(a)
             if row is None:
@@ -251,6 +250,9 @@ class BoughtTogether:
 
     def _prune(self, pid: str) -> None:
         row = self._pairs[pid]
+        if self.compiled:
+            self._pairs[pid] = top_row(row, self.max_neighbours)
+            return
         keep = sorted(row.items(), key=itemgetter(1), reverse=True)[: self.max_neighbours]
         self._pairs[pid] = dict(keep)
 

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 from nextoffer.models.bought_together import BoughtTogether
 from nextoffer.models.catalog import Catalog
@@ -32,12 +31,13 @@ CONTENT_SCORE = 0.5
 CONTENT_SCAN = 200
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """A product that could be offered, its relevance and why.
 
     ``why`` is the reason as text, or as a format string and its arguments: a decision builds
-    dozens of candidates and offers three, so the text is only made for those read.
+    dozens of candidates and offers three, so the text is only made for those read. A named
+    tuple: a decision builds a hundred or more, and a tuple is made several times faster than a
+    frozen dataclass.
 
     >>> Candidate("mug", 0.5, ("in {:.0%} of orders", 0.25)).reason
     'in 25% of orders'

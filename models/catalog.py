@@ -62,9 +62,14 @@ class Catalog:
         only seen on events takes the latest values seen.
         """
         known = self._products.get(product_id)
-        if known is not None and not known.from_events:
-            return
-        if known is None:
+        if known is not None:
+            if not known.from_events:
+                return
+            # the common case, every line of every order: nothing new about the product
+            if ((price is None or price == known.price) and (category is None or category == known.category)
+                    and (brand is None or brand == known.brand)):
+                return
+        else:
             if price is None or price <= 0:
                 return
             self.upsert(Product(product_id, price, category=category, brand=brand, from_events=True))

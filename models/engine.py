@@ -220,8 +220,7 @@ class OfferEngine:
         self.bought.observe_basket(products, basket.ts)
         self.tally["updates.pairs"] += self.bought.updates - updates    # what learning costs: a metric
         self.showcases.observe_order([(line.product_id, line.quantity) for line in basket.items], basket.ts)
-        for pid in set(products):
-            self.recent_sales.add(pid, 1.0, basket.ts)
+        self.recent_sales.add_each(set(products), 1.0, basket.ts)
         self.repeats.observe(products, basket.repeats)
         known = [self.catalog.get(pid) for pid in products]
         categories = [p.category for p in known if p is not None and p.category]

@@ -104,7 +104,7 @@ def _nudge(c: Candidate, gap: float) -> Candidate:
     """An add-on that takes the cart over the free-shipping threshold (``gap`` away) says so."""
     if c.price is None or c.price < gap:
         return c
-    return replace(c, why=f"{c.reason}; adds free shipping ({gap:.2f} to go)")
+    return c._replace(why=f"{c.reason}; adds free shipping ({gap:.2f} to go)")
 
 
 def in_control_group(user_id: str, share: float) -> bool:
