@@ -6,6 +6,8 @@
  * dict lookup, a list and a handful of float objects, here a few arithmetic operations.
  * count_pairs: the pair counting of BoughtTogether._count_pairs, O(lines²) an order: the same
  * dictionaries and float objects, without the interpreter's loop around them.
+ * complements_rows: complements_scan with the evidence of each candidate computed and its
+ * Complement made here too (the Python loop around the scan cost almost as much as the scan).
  * top_row: the pruning of a row to its strongest pairs (BoughtTogether._prune), a sort of a
  * few hundred counts that Python does with a tuple and a key call per pair.
  *
@@ -207,21 +209,11 @@ PyDoc_STRVAR(complements_scan_doc,
 "The candidates of BoughtTogether.complements, best first: (product id, summed score,\n"
 "strongest anchor, its pair count) for each, at most limit of them (all when limit is 0).");
 
-static PyObject *complements_scan(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *anchors, *items, *pairs;
-    Scan s;
-    Py_ssize_t limit;
-    if (!PyArg_ParseTuple(args, "OO!O!ddddn:complements_scan", &anchors, &PyDict_Type, &items,
-                          &PyDict_Type, &pairs, &s.orders, &s.exponent, &s.min_both,
-                          &s.min_lift, &limit))
-        return NULL;
-    s.items = items;
+/* Scans the anchors' rows into acc (the loop both entry points share). */
+static int scan_anchors(Acc *acc, Scan *s, PyObject *anchors, PyObject *pairs) {
     PyObject *seq = PySequence_Fast(anchors, "anchors must be a sequence of (product id, weight)");
-    if (!seq) return NULL;
-    Acc acc;
-    if (acc_init(&acc, 256) < 0) { Py_DECREF(seq); return NULL; }
-    PyObject *out = NULL;
+    if (!seq) return -1;
+    int rc = -1;
     for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(seq); k++) {
         PyObject *pair = PySequence_Fast_GET_ITEM(seq, k), *anchor, *weight;
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
@@ -230,7 +222,7 @@ static PyObject *complements_scan(PyObject *self, PyObject *args) {
         }
         anchor = PyTuple_GET_ITEM(pair, 0);
         weight = PyTuple_GET_ITEM(pair, 1);
-        PyObject *na_obj = PyDict_GetItemWithError(items, anchor);
+        PyObject *na_obj = PyDict_GetItemWithError(s->items, anchor);
         if (!na_obj) {
             if (PyErr_Occurred()) goto done;
             continue;
@@ -243,20 +235,117 @@ static PyObject *complements_scan(PyObject *self, PyObject *args) {
             if (PyErr_Occurred()) goto done;
             continue;
         }
-        s.na = PyFloat_AsDouble(na_obj);
-        s.weight = PyFloat_AsDouble(weight);
+        s->na = PyFloat_AsDouble(na_obj);
+        s->weight = PyFloat_AsDouble(weight);
         if (PyErr_Occurred()) goto done;
-        s.anchor = anchor;
+        s->anchor = anchor;
         if (PyDict_CheckExact(row)) {
-            if (scan_dict_row(&acc, &s, row) < 0) goto done;
-        } else if (scan_shared_row(&acc, &s, row) < 0) {
+            if (scan_dict_row(acc, s, row) < 0) goto done;
+        } else if (scan_shared_row(acc, s, row) < 0) {
             goto done;
         }
     }
-    out = result(&acc, limit);
+    rc = 0;
+done:
+    Py_DECREF(seq);
+    return rc;
+}
+
+static PyObject *complements_scan(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *anchors, *items, *pairs;
+    Scan s;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "OO!O!ddddn:complements_scan", &anchors, &PyDict_Type, &items,
+                          &PyDict_Type, &pairs, &s.orders, &s.exponent, &s.min_both,
+                          &s.min_lift, &limit))
+        return NULL;
+    s.items = items;
+    Acc acc;
+    if (acc_init(&acc, 256) < 0) return NULL;
+    PyObject *out = scan_anchors(&acc, &s, anchors, pairs) < 0 ? NULL : result(&acc, limit);
+    acc_free(&acc);
+    return out;
+}
+
+/* A float of the row's items dict, or -1 with an exception set. */
+static int item_count(PyObject *items, PyObject *pid, double *value) {
+    PyObject *obj = PyDict_GetItemWithError(items, pid);
+    if (!obj) {
+        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, pid);
+        return -1;
+    }
+    *value = PyFloat_AsDouble(obj);
+    return (*value == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+PyDoc_STRVAR(complements_rows_doc,
+"complements_rows(anchors, items, pairs, orders, exponent, min_both, min_lift, limit,\n"
+"                 total_weight, scale, cls)\n"
+"--\n\n"
+"BoughtTogether.complements in one call: the candidates of complements_scan, each as a cls\n"
+"(a tuple type: Complement) of (product id, score / total_weight, strongest anchor, its\n"
+"attachment rate, its lift, its support as of scale), with Python's arithmetic.");
+
+static PyObject *complements_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *anchors, *items, *pairs;
+    PyTypeObject *cls;
+    Scan s;
+    Py_ssize_t limit;
+    double total_weight, scale;
+    if (!PyArg_ParseTuple(args, "OO!O!ddddnddO!:complements_rows", &anchors, &PyDict_Type, &items,
+                          &PyDict_Type, &pairs, &s.orders, &s.exponent, &s.min_both,
+                          &s.min_lift, &limit, &total_weight, &scale, &PyType_Type, &cls))
+        return NULL;
+    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a tuple type");
+        return NULL;
+    }
+    if (total_weight == 0.0 || scale == 0.0) {
+        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+        return NULL;
+    }
+    s.items = items;
+    Acc acc;
+    if (acc_init(&acc, 256) < 0) return NULL;
+    PyObject *out = NULL;
+    if (scan_anchors(&acc, &s, anchors, pairs) < 0) goto done;
+    qsort(acc.entries, (size_t)acc.size, sizeof(Entry), by_score);
+    Py_ssize_t n = limit > 0 && limit < acc.size ? limit : acc.size;
+    out = PyList_New(n);
+    if (!out) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Entry *e = &acc.entries[i];
+        double na, nb;
+        if (item_count(items, e->anchor, &na) < 0 || item_count(items, e->pid, &nb) < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        /* as complements() computes them: score / total, both / na, both * orders / (na * nb),
+         * both / scale (both and na are never 0 here: the scan kept only supported pairs) */
+        PyObject *t = cls->tp_alloc(cls, 6);
+        if (!t) { Py_CLEAR(out); goto done; }
+        PyObject *fields[6] = {e->pid, PyFloat_FromDouble(e->score / total_weight), e->anchor,
+                               PyFloat_FromDouble(e->both / na),
+                               PyFloat_FromDouble(e->both * s.orders / (na * nb)),
+                               PyFloat_FromDouble(e->both / scale)};
+        Py_INCREF(e->pid);
+        Py_INCREF(e->anchor);
+        for (int f = 0; f < 6; f++) {
+            if (!fields[f]) {
+                for (int g = 0; g < 6; g++) Py_XDECREF(fields[g]);
+                Py_DECREF(t);
+                Py_CLEAR(out);
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+        for (int f = 0; f < 6; f++) PyTuple_SET_ITEM(t, f, fields[f]);
+        PyList_SET_ITEM(out, i, t);
+    }
 done:
     acc_free(&acc);
-    Py_DECREF(seq);
     return out;
 }
 
@@ -398,6 +487,7 @@ fail:
 
 static PyMethodDef methods[] = {
     {"complements_scan", complements_scan, METH_VARARGS, complements_scan_doc},
+    {"complements_rows", complements_rows, METH_VARARGS, complements_rows_doc},
     {"count_pairs", count_pairs, METH_VARARGS, count_pairs_doc},
     {"top_row", top_row, METH_VARARGS, top_row_doc},
     {NULL, NULL, 0, NULL},

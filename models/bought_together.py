@@ -16,9 +16,9 @@ from operator import itemgetter
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 try:        # built by the install (pyproject.toml); a build without a C compiler runs the Python
-    from nextoffer.models._kernels import complements_scan, count_pairs, top_row
+    from nextoffer.models._kernels import complements_rows, complements_scan, count_pairs, top_row
 except ImportError:
-    complements_scan = count_pairs = top_row = None
+    complements_rows = complements_scan = count_pairs = top_row = None
 
 
 
@@ -354,10 +354,12 @@ class BoughtTogether:
         scale = self._inflation_at(now)
         items, orders = self._items, self._orders
         total_weight = sum(w for _, w in anchors) or 1.0
-        scan = complements_scan if self.compiled else scan_complements
+        if self.compiled:
+            return complements_rows(anchors, items, self._pairs, orders, self.lift_exponent, min_support * scale,
+                                    min_lift, limit or 0, total_weight, scale, Complement)
         out = []
-        for pid, score, anchor, both in scan(anchors, items, self._pairs, orders, self.lift_exponent,
-                                             min_support * scale, min_lift, limit or 0):
+        for pid, score, anchor, both in scan_complements(anchors, items, self._pairs, orders, self.lift_exponent,
+                                                         min_support * scale, min_lift, limit or 0):
             # the evidence of the strongest anchor, for the few returned
             na = items[anchor]
             out.append(Complement(pid, score / total_weight, anchor, both / na,

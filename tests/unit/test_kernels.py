@@ -6,7 +6,7 @@ import random
 import pytest
 
 from nextoffer.models import bought_together
-from nextoffer.models.bought_together import BoughtTogether, SharedRow, scan_complements
+from nextoffer.models.bought_together import BoughtTogether, Complement, SharedRow, scan_complements
 
 kernel = bought_together.complements_scan
 
@@ -69,7 +69,10 @@ def test_learned_complements_are_the_same_either_way():
         learned.compiled = True
         fast = learned.complements(anchors, now=3000 * 600.0, limit=limit)
         learned.compiled = False
-        assert fast == learned.complements(anchors, now=3000 * 600.0, limit=limit)
+        slow = learned.complements(anchors, now=3000 * 600.0, limit=limit)
+        assert fast == slow
+        assert [tuple(map(type, c)) for c in fast] == [tuple(map(type, c)) for c in slow]
+        assert all(type(c) is Complement for c in fast)
 
 
 @pytest.mark.skipif(kernel is None, reason="the kernel was not built")
