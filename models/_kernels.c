@@ -8,6 +8,7 @@
  * dictionaries and float objects, without the interpreter's loop around them.
  * complements_rows: complements_scan with the evidence of each candidate computed and its
  * Complement made here too (the Python loop around the scan cost almost as much as the scan).
+ * round_to: Python's round(x, n) of a float, without its decimal conversion.
  * top_row: the pruning of a row to its strongest pairs (BoughtTogether._prune), a sort of a
  * few hundred counts that Python does with a tuple and a key call per pair.
  *
@@ -405,6 +406,42 @@ static PyObject *top_row(PyObject *self, PyObject *args) {
 }
 
 
+PyDoc_STRVAR(round_to_doc,
+"round_to(x, ndigits)\n"
+"--\n\n"
+"round(x, ndigits): for a float x and 0 <= ndigits <= 15 the same float without the decimal\n"
+"conversion Python's round makes (a decision rounds a few hundred scores); else round's.");
+
+/* Python's round(x, n) rounds the exact binary value of x to n decimals (ties to even) and
+ * returns the double nearest that decimal. x * 10^n is within half an ulp of the exact product,
+ * so unless that product is within a few ulps of a half, its nearest integer k is the exact
+ * product's too, and k / 10^n (both exact doubles, one correctly rounded division) is the double
+ * nearest k * 10^-n. Near a half, for large or non-finite values: Python's own round. */
+static PyObject *round_to(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    static const double tens[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                  1e12, 1e13, 1e14, 1e15};
+    (void)self;
+    if (nargs != 2 || !PyLong_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "round_to(x, ndigits) takes a number and an int");
+        return NULL;
+    }
+    if (!PyFloat_CheckExact(args[0]))                   /* an int (a sigmoid's 0 or 1), ...: round's */
+        return PyObject_CallMethod(args[0], "__round__", "O", args[1]);
+    long n = PyLong_AsLong(args[1]);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    double x = PyFloat_AS_DOUBLE(args[0]);
+    if (n >= 0 && n <= 15 && isfinite(x)) {
+        double y = x * tens[n];
+        double ay = fabs(y);
+        if (ay < 4503599627370496.0) {                 /* 2^52: y's fraction is exact */
+            double f = ay - floor(ay);
+            if (fabs(f - 0.5) > ay * 1e-15 + 1e-300)
+                return PyFloat_FromDouble(nearbyint(y) / tens[n]);
+        }
+    }
+    return PyObject_CallMethod(args[0], "__round__", "O", args[1]);
+}
+
 PyDoc_STRVAR(count_pairs_doc,
 "count_pairs(pairs, anchors, paired, weight, most, own_row, prune)\n"
 "--\n\n"
@@ -490,6 +527,7 @@ static PyMethodDef methods[] = {
     {"complements_rows", complements_rows, METH_VARARGS, complements_rows_doc},
     {"count_pairs", count_pairs, METH_VARARGS, count_pairs_doc},
     {"top_row", top_row, METH_VARARGS, top_row_doc},
+    {"round_to", (PyCFunction)(void (*)(void))round_to, METH_FASTCALL, round_to_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -14,6 +14,11 @@ from typing import NamedTuple, Optional
 
 from river import linear_model, optim
 
+try:        # Python's round without its decimal conversion: the same floats (models/_kernels.c)
+    from nextoffer.models._kernels import round_to
+except ImportError:
+    round_to = round
+
 from nextoffer.models.events import Product
 from nextoffer.models.profile import ProfileView
 
@@ -93,6 +98,9 @@ class AcceptanceModel:
         self.positives = 0
         #: Outcomes learned per product: how sure the model is of it (Thompson sampling reads it).
         self.outcomes: dict[str, int] = {}
+        #: round(x, ndigits) as decisions compute it: the compiled kernel's where built (the same
+        #: floats, faster), Python's where not or with NEXTOFFER_COMPILED_KERNELS=off.
+        self.rounding = round_to
 
     @staticmethod
     def features(item: OfferedItem, personal: Optional[dict] = None) -> dict[str, float]:
@@ -118,7 +126,7 @@ class AcceptanceModel:
     def scorer(self, kind: str, placement: str, profile: Optional[ProfileView]) -> "DecisionScorer":
         """:meth:`predict` for the many candidates of one decision (one shopper, kind and
         placement), without building each candidate's record and feature dicts."""
-        return DecisionScorer(self._model, kind, placement, profile)
+        return DecisionScorer(self._model, kind, placement, profile, self.rounding)
 
     # -- checkpoints ----------------------------------------------------------
     def snapshot(self) -> dict:
@@ -208,36 +216,43 @@ class DecisionScorer:
     """
 
     def __init__(self, model: linear_model.LogisticRegression, kind: str, placement: str,
-                 profile: Optional[ProfileView]) -> None:
+                 profile: Optional[ProfileView], rounding=round_to) -> None:
         w = model._weights
         self._get = w.get
+        self._round = rounding
         self._intercept = model.intercept
         self._head = 0.0 + w.get(f"kind={kind}", 0.0) * 1.0 + w.get(f"placement={placement}", 0.0) * 1.0
         self._sources: dict[str, float] = {}
-        self._w = {name: w.get(name, 0.0) for name in (
-            "relevance", "log_price_ratio", "position", "category_affinity", "parent_affinity",
-            "brand_affinity", "price_gap", "price_gap_abs", "price_gap_x_sensitivity")}
+        (self._relevance, self._log_price_ratio, self._position, self._category_affinity, self._parent_affinity,
+         self._brand_affinity, self._price_gap, self._price_gap_abs, self._price_gap_x_sensitivity) = (
+            w.get(name, 0.0) for name in (
+                "relevance", "log_price_ratio", "position", "category_affinity", "parent_affinity",
+                "brand_affinity", "price_gap", "price_gap_abs", "price_gap_x_sensitivity"))
         self._profile = profile
         self._shopper: tuple = ()
         self._categories: dict = {}
         self._brands: dict = {}
+        self._level = self._sensitivity = None
         if profile is not None:
             self._shopper = (w.get(f"segment={profile.segment}", 0.0) * 1.0, w.get(f"stage={profile.stage}", 0.0) * 1.0,
                              w.get(f"intent={profile.intent}", 0.0) * 1.0,
                              w.get("price_sensitivity", 0.0) * profile.price_sensitivity)
+            self._level, self._sensitivity = profile.price_level, profile.price_sensitivity
 
     def __call__(self, source: str, score: float, price: Optional[float], anchor_price: Optional[float],
                  product: Optional[Product], position: Optional[float]) -> float:
-        w = self._w
+        # The weights are attributes read once each, and the terms are added in the feature
+        # dict's order (river's dot product's): the same float as predict, term by term.
+        rounding = self._round
         ratio = price / anchor_price if price and anchor_price else None
-        ratio = None if ratio is None else round(ratio, 4)
+        ratio = None if ratio is None else rounding(ratio, 4)
         weight = self._sources.get(source)
         if weight is None:
             weight = self._sources[source] = self._get(f"source={source}", 0.0)
         x = self._head + weight * 1.0
-        x += w["relevance"] * min(round(score, 6), 2.0)
-        x += w["log_price_ratio"] * (math.log(ratio) if ratio else 0.0)
-        x += w["position"] * 0.0
+        x += self._relevance * min(rounding(score, 6), 2.0)
+        x += self._log_price_ratio * (math.log(ratio) if ratio else 0.0)
+        x += self._position * 0.0
         profile = self._profile
         if profile is not None:
             for term in self._shopper:
@@ -246,19 +261,20 @@ class DecisionScorer:
                 category = self._categories.get(product.category)
                 if category is None:
                     category = self._categories[product.category] = (
-                        w["category_affinity"] * profile.category_affinity(product.category),
-                        w["parent_affinity"] * profile.parent_affinity(product.category))
+                        self._category_affinity * profile.category_affinity(product.category),
+                        self._parent_affinity * profile.parent_affinity(product.category))
                 brand = self._brands.get(product.brand)
                 if brand is None:
-                    brand = self._brands[product.brand] = w["brand_affinity"] * profile.brand_affinity(product.brand)
+                    brand = self._brands[product.brand] = self._brand_affinity * profile.brand_affinity(product.brand)
                 x += category[0]
                 x += category[1]
                 x += brand
-            if position is not None and profile.price_level is not None:
-                gap = position - profile.price_level
-                x += w["price_gap"] * gap
-                x += w["price_gap_abs"] * abs(gap)
-                x += w["price_gap_x_sensitivity"] * (gap * profile.price_sensitivity)
+            level = self._level
+            if position is not None and level is not None:
+                gap = position - level
+                x += self._price_gap * gap
+                x += self._price_gap_abs * abs(gap)
+                x += self._price_gap_x_sensitivity * (gap * self._sensitivity)
         x += self._intercept
         if x < -30:          # river's sigmoid
             return 0

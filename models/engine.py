@@ -116,6 +116,8 @@ class OfferEngine:
                                          learners.max_basket, learners.lift_exponent)
         self.bought.compiled = self.bought.compiled and learners.compiled_kernels
         self.categories.compiled = self.categories.compiled and learners.compiled_kernels
+        if not learners.compiled_kernels:
+            self.acceptance.rounding = round
         #: The store's recommendation windows (best sellers, trending, similar, ...).
         self.showcases = Showcases(self.catalog, self.bought, showcases)
         #: The learned order of a cross-sell's best candidates (models/reranker.py), if on.

@@ -210,9 +210,10 @@ class OfferPolicy:
         under this policy, its relevance, the acceptance model's P(accept), and the outcomes the
         model has learned for it."""
         value = self._value_function(kind, placement, anchor, s, accept)
-        seen = self.acceptance.outcomes
-        return tuple(LoggedCandidate(c.product_id, round(value(c), 6), round(c.score, 6), round(accept(c), 6),
-                                     seen.get(c.product_id, 0)) for c in ranked[:self.rules.decision_log_size])
+        seen, rounding = self.acceptance.outcomes, self.acceptance.rounding
+        return tuple(LoggedCandidate(c.product_id, rounding(value(c), 6), rounding(c.score, 6),
+                                     rounding(accept(c), 6), seen.get(c.product_id, 0))
+                     for c in ranked[:self.rules.decision_log_size])
 
     def _prepared(self, s: Situation) -> Situation:
         """The situation with what every candidate's check reads computed once: profile, order set."""

@@ -114,3 +114,30 @@ def test_a_row_is_cut_to_its_strongest_pairs_as_python_sorts_them(seed):
     cut = bought_together.top_row(row, keep)
     assert list(cut.items()) == list(expected.items())
     assert all(cut[pid] is row[pid] for pid in cut)        # the same float objects, not copies
+
+
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+def test_rounding_gives_pythons_floats_to_the_bit():
+    """round_to(x, n) is round(x, n): random values, exact decimal halves (ties go to even) and
+    their neighbours one ulp away, signed zeros, non-finite values and ints."""
+    import math
+    import struct
+
+    from nextoffer.models._kernels import round_to
+    rng = random.Random(5)
+    values = [rng.choice([rng.random(), rng.random() * 100, rng.expovariate(1.0), -rng.random(),
+                          rng.random() * 1e-5, rng.uniform(0, 1e6)]) for _ in range(100_000)]
+    for k in range(0, 20_000, 7):
+        for digits in (4, 6):
+            half = k / 10 ** digits + 0.5 / 10 ** digits
+            values += [half, math.nextafter(half, 0.0), math.nextafter(half, 1.0), -half]
+    values += [0.0, -0.0, 5e-324, 1e300, 2.675, 0.125, 0.5, 1.5, 2.5, 1e16 + 0.5]
+    for x in values:
+        for digits in (0, 2, 4, 6, 15):
+            assert struct.pack("d", round_to(x, digits)) == struct.pack("d", round(x, digits)), (x, digits)
+    for x in (math.inf, -math.inf):
+        assert round_to(x, 6) == x
+    assert math.isnan(round_to(math.nan, 6))
+    assert round_to(0, 6) == 0 and type(round_to(1, 6)) is int      # a sigmoid's exact 0 or 1
