@@ -192,9 +192,10 @@ class OfferPolicy:
         anchor = self.catalog.get(anchor_id)
         for kind in KIND_ORDER[placement]:
             accept = self._acceptance(kind, placement, anchor, situation)     # memoized: used twice
-            ranked = self._ranked(kind, placement, anchor_id, context, situation, accept=accept)
+            value = self._value_function(kind, placement, anchor, situation, accept)   # likewise
+            ranked = self._ranked(kind, placement, anchor_id, context, situation, accept=accept, value=value)
             if ranked:
-                shortlist = (self._shortlist(ranked, kind, placement, anchor, situation, accept)
+                shortlist = (self._shortlist(ranked, value, accept)
                              if self.rules.decision_log or self.rules.exploration_policy == "thompson" else ())
                 chosen, propensity, slots = self._explore(ranked, shortlist)
                 records = tuple(item_record(c.product_id, kind.value, placement.value, c.source, c.score,
@@ -204,12 +205,10 @@ class OfferPolicy:
                 return Decision(offer, "offer", records, shortlist)
         return Decision(None, "nothing_relevant")
 
-    def _shortlist(self, ranked: list[Candidate], kind: Kind, placement: Placement, anchor,
-                   s: Situation, accept) -> tuple[LoggedCandidate, ...]:
+    def _shortlist(self, ranked: list[Candidate], value, accept) -> tuple[LoggedCandidate, ...]:
         """What the off-policy evaluation needs of the best ranked candidates: each one's value
         under this policy, its relevance, the acceptance model's P(accept), and the outcomes the
         model has learned for it."""
-        value = self._value_function(kind, placement, anchor, s, accept)
         seen, rounding = self.acceptance.outcomes, self.acceptance.rounding
         return tuple(LoggedCandidate(c.product_id, rounding(value(c), 6), rounding(c.score, 6),
                                      rounding(accept(c), 6), seen.get(c.product_id, 0))
@@ -263,7 +262,8 @@ class OfferPolicy:
 
     # -- candidates, rules, ranking ------------------------------------------
     def _ranked(self, kind: Kind, placement: Placement, anchor_id: str, context: Sequence[str],
-                s: Situation, trace: Optional[list] = None, accept=None, learning: bool = False) -> list[Candidate]:
+                s: Situation, trace: Optional[list] = None, accept=None, learning: bool = False,
+                value=None) -> list[Candidate]:
         """Eligible candidates of one kind, best first (a few more than fit, for exploration).
         With ``trace``, every candidate looked at is appended as (candidate, verdict, value): the
         rule that removed it and None, or ``eligible`` and its value."""
@@ -297,7 +297,7 @@ class OfferPolicy:
         if kind is Kind.CROSS_SELL:
             gap = self.free_shipping_gap(placement, s)
             eligible = [_nudge(c, gap) for c in eligible] if gap is not None else eligible
-        value = self._value_function(kind, placement, anchor, s, accept)
+        value = value or self._value_function(kind, placement, anchor, s, accept)
         ranked = sorted(eligible, key=value, reverse=True)
         if learned and self.ranker.updates:
             ranked = self._learned_order(ranked, anchor_id, s)
@@ -545,7 +545,15 @@ class OfferPolicy:
         margin_weight, weight = rules.margin_weight, rules.acceptance_weight
         relevance_weight, boost = 1.0 - weight, 1.0 + rules.free_shipping_boost
 
+        known: dict[str, float] = {}     # a candidate's value, by product: the shortlist reads it again
+
         def value(c: Candidate) -> float:
+            v = known.get(c.product_id)
+            if v is None:
+                v = known[c.product_id] = worth(c)
+            return v
+
+        def worth(c: Candidate) -> float:
             product = product_of(c.product_id)
             margin = product.margin if product is not None and product.margin is not None else None
             if learned or expected:
