@@ -8,6 +8,7 @@
  * dictionaries and float objects, without the interpreter's loop around them.
  * complements_rows: complements_scan with the evidence of each candidate computed and its
  * Complement made here too (the Python loop around the scan cost almost as much as the scan).
+ * ranking_rows: the learned order's feature rows of a decision's candidates (40 rows of 13).
  * round_to: Python's round(x, n) of a float, without its decimal conversion.
  * top_row: the pruning of a row to its strongest pairs (BoughtTogether._prune), a sort of a
  * few hundred counts that Python does with a tuple and a key call per pair.
@@ -442,6 +443,112 @@ static PyObject *round_to(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return PyObject_CallMethod(args[0], "__round__", "O", args[1]);
 }
 
+/* A float field of a candidate (a tuple), or -1 with an exception set. */
+static int as_double(PyObject *obj, double *out) {
+    *out = PyFloat_AsDouble(obj);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+PyDoc_STRVAR(ranking_rows_doc,
+"ranking_rows(candidates, purchases, orders, product_orders, anchor_ts, now, age_span)\n"
+"--\n\n"
+"PairwiseRanker.features' rows, as a bytearray of float64 (one row of 13 per candidate, the\n"
+"recent-sales column 0): candidates are Candidate tuples, purchases the shopper's product ->\n"
+"(times, last time), product_orders RepeatPurchases' product -> (orders, repeat orders).");
+
+/* math.log1p's domain: it raises where C's returns -inf or NaN. */
+static int log1p_of(double v, double *out) {
+    if (v <= -1.0) {
+        PyErr_SetString(PyExc_ValueError, "math domain error");
+        return -1;
+    }
+    *out = log1p(v);
+    return 0;
+}
+
+/* Candidate fields (models/candidates.py): product_id, score, why, price, source, bought, history */
+enum { C_PID = 0, C_PRICE = 3, C_BOUGHT = 5, C_HISTORY = 6, ROW = 13 };
+
+static PyObject *ranking_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *candidates, *purchases, *product_orders, *anchor_obj;
+    Py_ssize_t orders;
+    double now, age_span;
+    if (!PyArg_ParseTuple(args, "O!O!nO!Odd:ranking_rows", &PyList_Type, &candidates, &PyDict_Type, &purchases,
+                          &orders, &PyDict_Type, &product_orders, &anchor_obj, &now, &age_span))
+        return NULL;
+    int has_anchor = anchor_obj != Py_None;
+    double anchor_ts = 0.0;
+    if (has_anchor && as_double(anchor_obj, &anchor_ts) < 0) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(candidates);
+    PyObject *buf = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(n * ROW * sizeof(double)));
+    if (!buf) return NULL;
+    double *x = (double *)PyByteArray_AS_STRING(buf);
+    double most = (double)(orders > 1 ? orders : 1);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PyList_GET_ITEM(candidates, i);
+        if (!PyTuple_Check(c) || PyTuple_GET_SIZE(c) < 7) {
+            PyErr_SetString(PyExc_TypeError, "a candidate is a Candidate tuple");
+            goto fail;
+        }
+        double *row = x + i * ROW, bought, history, price = 0.0, sold = 0.0;
+        PyObject *pid = PyTuple_GET_ITEM(c, C_PID), *price_obj = PyTuple_GET_ITEM(c, C_PRICE);
+        if (as_double(PyTuple_GET_ITEM(c, C_BOUGHT), &bought) < 0) goto fail;
+        if (as_double(PyTuple_GET_ITEM(c, C_HISTORY), &history) < 0) goto fail;
+        int truth = PyObject_IsTrue(price_obj);          /* c.price or 0.0 */
+        if (truth < 0) goto fail;
+        if (truth && as_double(price_obj, &price) < 0) goto fail;
+        PyObject *entry = PyDict_GetItemWithError(product_orders, pid);   /* RepeatPurchases.orders */
+        if (!entry && PyErr_Occurred()) goto fail;
+        if (entry) {
+            truth = PyObject_IsTrue(entry);
+            if (truth < 0) goto fail;
+            if (truth) {
+                PyObject *first = PySequence_GetItem(entry, 0);
+                if (!first) goto fail;
+                int rc = as_double(first, &sold);
+                Py_DECREF(first);
+                if (rc < 0) goto fail;
+            }
+        }
+        row[0] = (double)(n - i) / (double)n;
+        row[1] = bought;
+        row[2] = history;
+        double logs[4];
+        if (log1p_of(10 * bought, &logs[0]) < 0 || log1p_of(sold, &logs[1]) < 0 ||
+                log1p_of(price, &logs[2]) < 0)
+            goto fail;
+        row[3] = logs[0];
+        row[4] = logs[1] / 10;
+        row[5] = row[6] = row[7] = row[8] = 0.0;
+        PyObject *past = PyDict_GetItemWithError(purchases, pid);
+        if (!past && PyErr_Occurred()) goto fail;
+        if (past) {
+            double times, ts;
+            PyObject *t0 = PySequence_GetItem(past, 0), *t1 = t0 ? PySequence_GetItem(past, 1) : NULL;
+            int rc = (!t1 || as_double(t0, &times) < 0 || as_double(t1, &ts) < 0) ? -1 : 0;
+            Py_XDECREF(t0);
+            Py_XDECREF(t1);
+            if (rc < 0) goto fail;
+            double share = times / most, age = now - ts;
+            row[5] = share < 1.0 ? share : 1.0;                     /* min(1.0, ...) */
+            if (log1p_of(times, &logs[3]) < 0) goto fail;
+            row[6] = logs[3] / 3;
+            age = (age > 0.0 ? age : 0.0) / age_span;              /* max(0.0, ...) / span */
+            row[7] = age < 1.0 ? age : 1.0;
+            row[8] = has_anchor && ts == anchor_ts ? 1.0 : 0.0;
+        }
+        row[9] = history > 0 ? 1.0 : 0.0;
+        row[10] = bought > 0 ? 1.0 : 0.0;
+        row[11] = 0.0;
+        row[12] = logs[2] / 5;
+    }
+    return buf;
+fail:
+    Py_DECREF(buf);
+    return NULL;
+}
+
 PyDoc_STRVAR(count_pairs_doc,
 "count_pairs(pairs, anchors, paired, weight, most, own_row, prune)\n"
 "--\n\n"
@@ -527,6 +634,7 @@ static PyMethodDef methods[] = {
     {"complements_rows", complements_rows, METH_VARARGS, complements_rows_doc},
     {"count_pairs", count_pairs, METH_VARARGS, count_pairs_doc},
     {"top_row", top_row, METH_VARARGS, top_row_doc},
+    {"ranking_rows", ranking_rows, METH_VARARGS, ranking_rows_doc},
     {"round_to", (PyCFunction)(void (*)(void))round_to, METH_FASTCALL, round_to_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -19,7 +19,12 @@ from nextoffer.models.offer import Kind, Offer, OfferItem, Placement, offer_id_f
 from nextoffer.models.profile import ProfileView, price_position, view
 from nextoffer.models.proportion import Bound, PriceProportions
 from nextoffer.models.repeats import RepeatPurchases
-from nextoffer.models.reranker import PairwiseRanker
+from nextoffer.models.reranker import AGE_SPAN, FEATURES, PairwiseRanker
+
+try:        # the learned order's feature rows in C (models/_kernels.c): the same floats
+    from nextoffer.models._kernels import ranking_rows
+except ImportError:
+    ranking_rows = None
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
 from nextoffer.models.showcases import Counts
@@ -313,9 +318,16 @@ class OfferPolicy:
         shopper = s.shopper
         anchor_past = shopper.purchases.get(anchor_id)
         sold = self.recent_sales
+        anchor_ts = anchor_past[1] if anchor_past else None
+        recent = sold.values_of([c.product_id for c in ranked], s.now) if sold is not None else None
+        if ranking_rows is not None and self.bought.compiled and type(ranked) is list:   # the same rows, in C
+            x = np.frombuffer(ranking_rows(ranked, shopper.purchases, shopper.orders, self.repeats.counts,
+                                           anchor_ts, s.now, AGE_SPAN), dtype=float).reshape(len(ranked), len(FEATURES))
+            if recent is not None and len(ranked):
+                x[:, 11] = np.log1p(recent) / 5
+            return x
         return self.ranker.features(ranked, shopper.purchases, shopper.orders, self.repeats.orders,
-                                    anchor_past[1] if anchor_past else None, s.now,
-                                    sold.values_of([c.product_id for c in ranked], s.now) if sold is not None else None)
+                                    anchor_ts, s.now, recent)
 
     def _learned_order(self, ranked: list[Candidate], anchor_id: str, s: Situation) -> list[Candidate]:
         """The best ``depth`` candidates in the order the ranker learned (:mod:`nextoffer.models.reranker`)."""

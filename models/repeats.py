@@ -23,6 +23,11 @@ class RepeatPurchases:
         self.prior_weight = prior_weight
         self._counts: dict[str, list] = {}   # pid -> [orders, repeat orders]
 
+    @property
+    def counts(self) -> dict[str, list]:
+        """Product -> [orders, repeat orders], as held (read only: the ranking's rows read it)."""
+        return self._counts
+
     def observe(self, products: Iterable[str], repeats: Iterable[str]) -> None:
         """One order's ``products``, of which ``repeats`` the shopper had bought before."""
         again = set(repeats)

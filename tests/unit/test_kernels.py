@@ -141,3 +141,35 @@ def test_rounding_gives_pythons_floats_to_the_bit():
         assert round_to(x, 6) == x
     assert math.isnan(round_to(math.nan, 6))
     assert round_to(0, 6) == 0 and type(round_to(1, 6)) is int      # a sigmoid's exact 0 or 1
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+@pytest.mark.parametrize("seed", range(10))
+def test_the_learned_orders_rows_are_pythons_to_the_bit(seed):
+    """ranking_rows makes PairwiseRanker.features' rows (less the recent-sales column, which
+    numpy fills either way): repeat buys, products never ordered, prices None or 0, the anchor
+    bought at the same time as a candidate, integer counts and times."""
+    import numpy as np
+
+    from nextoffer.models._kernels import ranking_rows
+    from nextoffer.models.candidates import Candidate
+    from nextoffer.models.reranker import AGE_SPAN, PairwiseRanker
+    from nextoffer.models.repeats import RepeatPurchases
+    rng = random.Random(seed)
+    ids = [f"p{n}" for n in range(60)]
+    repeats = RepeatPurchases()
+    for _ in range(200):
+        repeats.observe(rng.sample(ids, 5), rng.sample(ids, 2))
+    anchor_ts = rng.choice([None, 1_700_000_000.0])
+    purchases = {pid: [rng.randint(1, 9), rng.choice([1_700_000_000.0, 1_690_000_000.5, 1_700_000_100])]
+                 for pid in rng.sample(ids, 20)}
+    candidates = [Candidate(pid, rng.random(), "", rng.choice([None, 0.0, 0, rng.uniform(0.1, 500.0), 7]),
+                            bought=rng.choice([0.0, rng.random(), 2]), history=rng.choice([0.0, rng.random()]))
+                  for pid in rng.sample(ids, rng.randint(0, 40))]
+    now = 1_700_000_050.0 + rng.random()
+    orders = rng.randint(0, 12)
+    expected = PairwiseRanker.features(candidates, purchases, orders, repeats.orders, anchor_ts, now)
+    rows = np.frombuffer(ranking_rows(candidates, purchases, orders, repeats.counts, anchor_ts, now, AGE_SPAN),
+                         dtype=float).reshape(len(candidates), expected.shape[1])
+    assert rows.shape == expected.shape
+    assert rows.tobytes() == expected.tobytes()
