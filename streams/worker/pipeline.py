@@ -59,7 +59,8 @@ class Outputs:
 class _Batch:
     """What the events applied since the last flush produced."""
 
-    states: dict = field(default_factory=dict)          # user_id -> (partition, encoded state), latest
+    states: dict = field(default_factory=dict)          # user_id -> (partition, encoded state, its object
+    #                                                      or None), latest
     offers: list = field(default_factory=list)          # (offer, payload, context)
     baskets: list = field(default_factory=list)         # (key, record)
     dead_letters: list = field(default_factory=list)    # (key, record)
@@ -176,16 +177,27 @@ class ShopperPipeline:
             self.reject_later(topic, partition, offset, key, value, str(exc))
             return
         self.stats[f"events.{source}.{event.type}"] += 1
-        # The newest state: this batch's, the one being published, or the table's.
-        pending = self._batch.states.get(event.user_id) or self._publishing.states.get(event.user_id)
-        raw = pending[1] if pending is not None else self.shoppers.get(event.user_id)
-        shopper = decode_state(raw) if raw else ShopperState(event.user_id)
-        outcome = self.engine.process(shopper, event, generated_at=self.clock())
+        # The newest state: this batch's, the one being published, or the table's. A state of
+        # this batch or the one being published is taken as the object its bytes were encoded
+        # from (a shopper's events come in runs): what is saved is always the bytes, taken when
+        # the event was applied, so the object may go on changing.
+        user = event.user_id
+        pending = self._batch.states.get(user) or self._publishing.states.get(user)
+        if pending is not None and pending[2] is not None:
+            shopper = pending[2]
+        else:
+            raw = pending[1] if pending is not None else self.shoppers.get(user)
+            shopper = decode_state(raw) if raw else ShopperState(user)
+        try:
+            outcome = self.engine.process(shopper, event, generated_at=self.clock())
+        except BaseException:
+            self._forget_object(user)      # half applied: the next event starts from the bytes
+            raise
         if not outcome.applied:
             self.stats["events.duplicate"] += 1
             return
         state = encode_state(shopper)
-        self._batch.states[event.user_id] = (partition, state)
+        self._batch.states[user] = (partition, state, shopper)
         self._touch(event, state)
         if outcome.basket is not None:
             self._batch.baskets.append((key, encode_basket(outcome.basket)))
@@ -195,6 +207,13 @@ class ShopperPipeline:
         self._batch.offers.append((outcome.offer, encode_offer(outcome.offer), context))
         if outcome.shortlist and self.outputs.decisions is not None:
             self._batch.decisions.append((key, encode_decision(outcome.offer, outcome.shortlist)))
+
+    def _forget_object(self, user: str) -> None:
+        """Keep only the bytes of ``user``'s pending states (their object is no longer theirs)."""
+        for batch in (self._batch, self._publishing):
+            pending = batch.states.get(user)
+            if pending is not None:
+                batch.states[user] = (pending[0], pending[1], None)
 
     async def flush(self) -> list[tuple[Any, Offer]]:
         """Publish the batch, then save its shoppers' states. Orders go to the baskets topic,
@@ -224,7 +243,7 @@ class ShopperPipeline:
             if offer.kind is Kind.UPSELL:
                 self._count_upgrade(offer.anchor_product_id, offer.items[0].product_id)
         self.stage = "saving shopper states"
-        for user_id, (partition, value) in batch.states.items():
+        for user_id, (partition, value, _) in batch.states.items():
             await self.save(partition, user_id, value)
         self._publishing = _Batch()
         self.stage = "idle"

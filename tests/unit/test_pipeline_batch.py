@@ -196,3 +196,45 @@ def test_a_dead_letter_kafka_did_not_confirm_leaves_no_mark():
         asyncio.run(pipeline.flush())
     assert saved == {}, "the record is dead-lettered again when its event comes round"
     assert DeadLettered(saved).first("clickstream", 1, 7)
+
+
+def test_a_shoppers_run_of_events_saves_the_states_decoding_each_event_would():
+    """A pending shopper is taken as the object its state was encoded from: the saved states are
+    the ones decoding the pending bytes for every event gives."""
+    def cart(user: str, n: int, kind: str, pid=None) -> bytes:
+        return orjson.dumps({"event_id": f"{user}-c{n}", "type": kind, "user_id": user, "ts": T0 + n,
+                             **({"product_id": pid, "price": 20.0} if pid else {})})
+
+    events = [("clickstream", view("u1", 0)), ("cart", cart("u1", 1, "add", "s-1")),
+              ("cart", cart("u1", 2, "add", "case")), ("clickstream", view("u2", 3)),
+              ("cart", cart("u1", 4, "checkout")), ("cart", cart("u1", 5, "purchase"))]
+    saved = []
+    for reuse in (True, False):
+        pipeline, _ = make()
+        for n, (topic, value) in enumerate(events):
+            pipeline.apply(topic, 0, n, orjson.loads(value)["user_id"].encode(), value)
+            if not reuse:
+                pipeline._forget_object("u1")
+            if n == 2:
+                asyncio.run(pipeline.flush())          # the rest reads the batch being published
+        asyncio.run(pipeline.flush())
+        saved.append(dict(pipeline.shoppers))
+    assert saved[0] == saved[1] and decode_state(saved[0]["u1"]).orders == 1
+
+
+def test_an_event_that_fails_half_applied_leaves_the_next_one_the_saved_bytes(monkeypatch):
+    pipeline, _ = make()
+    pipeline.apply("clickstream", 0, 0, b"u1", view("u1", 0))
+    before = pipeline._batch.states["u1"][1]
+    engine_process = pipeline.engine.process
+
+    def half_then_fail(shopper, event, generated_at):
+        shopper.orders += 100                    # changed, then the event fails
+        raise RuntimeError("model failure")
+    monkeypatch.setattr(pipeline.engine, "process", half_then_fail)
+    with pytest.raises(RuntimeError):
+        pipeline.apply("clickstream", 0, 1, b"u1", view("u1", 1))
+    monkeypatch.setattr(pipeline.engine, "process", engine_process)
+    assert pipeline._batch.states["u1"][1:] == (before, None)
+    pipeline.apply("clickstream", 0, 2, b"u1", view("u1", 2))
+    assert decode_state(pipeline._batch.states["u1"][1]).orders == 0
