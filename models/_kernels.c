@@ -10,6 +10,8 @@
  * Complement made here too (the Python loop around the scan cost almost as much as the scan).
  * ranking_rows: the learned order's feature rows of a decision's candidates (40 rows of 13).
  * round_to: Python's round(x, n) of a float, without its decimal conversion.
+ * cross_sell_rows: complements_rows made into a decision's cross-sell candidates (the anchors'
+ * families left out), the loop of candidates.cross_sells.
  * top_row: the pruning of a row to its strongest pairs (BoughtTogether._prune), a sort of a
  * few hundred counts that Python does with a tuple and a key call per pair.
  *
@@ -549,6 +551,112 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(cross_sell_rows_doc,
+"cross_sell_rows(anchors, items, pairs, orders, exponent, min_both, min_lift, limit, total_weight,\n"
+"                scale, products, families, labels, why, cls)\n"
+"--\n\n"
+"candidates.cross_sells over complements_rows' candidates in one call: each complement whose\n"
+"product (products: the catalog's product id -> Product) is not of one of the anchors' families\n"
+"becomes a cls (Candidate) of (product id, score, (why, its anchor's label from labels,\n"
+"attachment rate, lift), the product's price or None, 'bought_together', score, 0.0).");
+
+static PyObject *cross_sell_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *anchors, *items, *pairs, *products, *families, *labels, *why;
+    PyTypeObject *cls;
+    Scan s;
+    Py_ssize_t limit;
+    double total_weight, scale;
+    if (!PyArg_ParseTuple(args, "OO!O!ddddnddO!O!O!OO!:cross_sell_rows", &anchors, &PyDict_Type, &items,
+                          &PyDict_Type, &pairs, &s.orders, &s.exponent, &s.min_both, &s.min_lift, &limit,
+                          &total_weight, &scale, &PyDict_Type, &products, &PySet_Type, &families,
+                          &PyDict_Type, &labels, &why, &PyType_Type, &cls))
+        return NULL;
+    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a tuple type");
+        return NULL;
+    }
+    if (total_weight == 0.0 || scale == 0.0) {
+        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+        return NULL;
+    }
+    static PyObject *source = NULL, *zero = NULL, *family_name = NULL, *price_name = NULL;
+    if (!source && !(source = PyUnicode_InternFromString("bought_together"))) return NULL;
+    if (!zero && !(zero = PyFloat_FromDouble(0.0))) return NULL;
+    if (!family_name && !(family_name = PyUnicode_InternFromString("family"))) return NULL;
+    if (!price_name && !(price_name = PyUnicode_InternFromString("price"))) return NULL;
+    s.items = items;
+    Acc acc;
+    if (acc_init(&acc, 256) < 0) return NULL;
+    PyObject *out = NULL;
+    if (scan_anchors(&acc, &s, anchors, pairs) < 0) goto done;
+    qsort(acc.entries, (size_t)acc.size, sizeof(Entry), by_score);
+    Py_ssize_t n = limit > 0 && limit < acc.size ? limit : acc.size;
+    out = PyList_New(0);
+    if (!out) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Entry *e = &acc.entries[i];
+        PyObject *product = PyDict_GetItemWithError(products, e->pid);      /* borrowed */
+        if (!product && PyErr_Occurred()) goto fail;
+        PyObject *price = Py_None;
+        if (product && product != Py_None) {
+            PyObject *family = PyObject_GetAttr(product, family_name);
+            if (!family) goto fail;
+            int skip = 0;
+            if (family != Py_None) {
+                skip = PySet_Contains(families, family);   /* another tier: an upsell, not a complement */
+            }
+            Py_DECREF(family);
+            if (skip < 0) goto fail;
+            if (skip) continue;
+            price = PyObject_GetAttr(product, price_name);
+            if (!price) goto fail;
+        } else {
+            Py_INCREF(price);
+        }
+        PyObject *label = PyDict_GetItemWithError(labels, e->anchor);       /* borrowed */
+        if (!label) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, e->anchor);
+            Py_DECREF(price);
+            goto fail;
+        }
+        double na, nb;
+        if (item_count(items, e->anchor, &na) < 0 || item_count(items, e->pid, &nb) < 0) {
+            Py_DECREF(price);
+            goto fail;
+        }
+        PyObject *score = PyFloat_FromDouble(e->score / total_weight);
+        PyObject *reason = Py_BuildValue("(OOdd)", why, label, e->both / na, e->both * s.orders / (na * nb));
+        PyObject *t = score && reason ? cls->tp_alloc(cls, 7) : NULL;
+        if (!t) {
+            Py_XDECREF(score);
+            Py_XDECREF(reason);
+            Py_DECREF(price);
+            goto fail;
+        }
+        Py_INCREF(e->pid);
+        Py_INCREF(score);            /* twice: the score and the "bought together" score */
+        Py_INCREF(source);
+        Py_INCREF(zero);
+        PyTuple_SET_ITEM(t, 0, e->pid);
+        PyTuple_SET_ITEM(t, 1, score);
+        PyTuple_SET_ITEM(t, 2, reason);
+        PyTuple_SET_ITEM(t, 3, price);
+        PyTuple_SET_ITEM(t, 4, source);
+        PyTuple_SET_ITEM(t, 5, score);
+        PyTuple_SET_ITEM(t, 6, zero);
+        int rc = PyList_Append(out, t);
+        Py_DECREF(t);
+        if (rc < 0) goto fail;
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    acc_free(&acc);
+    return out;
+}
+
 PyDoc_STRVAR(count_pairs_doc,
 "count_pairs(pairs, anchors, paired, weight, most, own_row, prune)\n"
 "--\n\n"
@@ -632,6 +740,7 @@ fail:
 static PyMethodDef methods[] = {
     {"complements_scan", complements_scan, METH_VARARGS, complements_scan_doc},
     {"complements_rows", complements_rows, METH_VARARGS, complements_rows_doc},
+    {"cross_sell_rows", cross_sell_rows, METH_VARARGS, cross_sell_rows_doc},
     {"count_pairs", count_pairs, METH_VARARGS, count_pairs_doc},
     {"top_row", top_row, METH_VARARGS, top_row_doc},
     {"ranking_rows", ranking_rows, METH_VARARGS, ranking_rows_doc},

@@ -367,6 +367,17 @@ class BoughtTogether:
         return out
 
 
+    def evidence_rows(self, kernel, anchors: Sequence[tuple[str, float]], now: float, min_support: float,
+                      min_lift: float, limit: Optional[int], *extra):
+        """A compiled kernel's rows over :meth:`complements`' scan (``kernel``: one that takes
+        the scan's arguments, the anchors' total weight, the scale and ``extra``, as
+        ``_kernels.cross_sell_rows`` does)."""
+        scale = self._inflation_at(now)
+        total_weight = sum(w for _, w in anchors) or 1.0
+        return kernel(anchors, self._items, self._pairs, self._orders, self.lift_exponent, min_support * scale,
+                      min_lift, limit or 0, total_weight, scale, *extra)
+
+
 def scan_complements(anchors: Sequence[tuple[str, float]], items: dict[str, float], pairs: dict,
                      orders: float, exponent: float, min_both: float, min_lift: float,
                      limit: int) -> list[tuple[str, float, str, float]]:

@@ -13,6 +13,11 @@ from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
 from nextoffer.models.upgrades import LearnedUpgrades
 
+try:        # cross_sells' loop in C (models/_kernels.c): the same candidates
+    from nextoffer.models._kernels import cross_sell_rows
+except ImportError:
+    cross_sell_rows = None
+
 #: Score of the nearest higher tier in the anchor's family; each further tier gets 0.9x.
 FAMILY_SCORE = 1.0
 #: Base score of a same-category upgrade, raised by its popularity.
@@ -177,6 +182,10 @@ def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: 
     out = []
     get = catalog.get
     families = {p.family for p in map(get, (a for a, _ in anchors)) if p and p.family}
+    if bought.compiled and cross_sell_rows is not None:    # the same candidates, made in C
+        labels = {a: p.label if p else a for a, p in ((a, get(a)) for a, _ in anchors)}
+        return bought.evidence_rows(cross_sell_rows, anchors, now, rules.min_support, rules.min_lift, limit,
+                                    catalog.products_by_id, families, labels, BOUGHT_WITH, Candidate)
     labels: dict[str, str] = {}
     for c in bought.complements(anchors, now, rules.min_support, rules.min_lift, limit):
         product = get(c.product_id)

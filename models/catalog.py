@@ -37,6 +37,11 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._products)
 
+    @property
+    def products_by_id(self) -> dict[str, Product]:
+        """Product id -> product, as held (read only: the compiled kernels read it)."""
+        return self._products
+
     def __contains__(self, product_id: str) -> bool:
         return product_id in self._products
 

@@ -173,3 +173,31 @@ def test_the_learned_orders_rows_are_pythons_to_the_bit(seed):
                          dtype=float).reshape(len(candidates), expected.shape[1])
     assert rows.shape == expected.shape
     assert rows.tobytes() == expected.tobytes()
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+def test_cross_sell_candidates_are_the_same_either_way():
+    """cross_sell_rows makes what candidates.cross_sells' Python loop makes: the same candidates
+    with the same reasons, the anchors' other tiers left out, products the catalog lacks too."""
+    from nextoffer.models.candidates import cross_sells
+    from nextoffer.models.catalog import Catalog
+    from nextoffer.models.events import Product
+    from nextoffer.models.rules import OfferRules
+    rng = random.Random(3)
+    ids = [f"p{n}" for n in range(200)]
+    catalog = Catalog()
+    for n, pid in enumerate(ids[:150]):       # the last 50 only seen in orders
+        catalog.upsert(Product(pid, round(rng.uniform(1, 90), 2), name=f"Item {n}" if n % 3 else None,
+                               family=f"f{n % 7}" if n % 4 == 0 else None, tier=n))
+    learned = BoughtTogether(max_neighbours=40)
+    for n in range(2500):
+        learned.observe_basket(rng.sample(ids[:60], rng.randint(2, 9)) + rng.sample(ids, 2), ts=n * 600.0)
+    for _ in range(150):
+        anchors = [(pid, 1.0 if i == 0 else 0.5) for i, pid in enumerate(rng.sample(ids, rng.randint(1, 9)))]
+        rules, limit = OfferRules(min_support=rng.choice([1.0, 2.0])), rng.choice([10, 60])
+        learned.compiled = True
+        fast = cross_sells(anchors, catalog, learned, rules, 2500 * 600.0, limit)
+        learned.compiled = False
+        slow = cross_sells(anchors, catalog, learned, rules, 2500 * 600.0, limit)
+        assert fast == slow
+        assert [(c.reason, type(c)) for c in fast] == [(c.reason, type(c)) for c in slow]
