@@ -54,6 +54,7 @@ class BenchConfig:
     learners: tuple[int, ...] = ()      # catalog sizes: memory of the shared learners instead
     learner_orders: Optional[int] = None   # orders learned per catalog size (default: a tenth of it)
     learner_workers: int = 1            # with learners: one worker of this many (partitioned learning)
+    core_events: Optional[int] = None   # with replay or large_carts: the core alone on this many events
 
 
 def machine() -> dict:
@@ -311,6 +312,32 @@ def run_learners(config: BenchConfig, console: Console) -> dict:
     return {"machine": machine(), "learners": rows}
 
 
+def run_core(config: BenchConfig, console: Console) -> dict:
+    """The core alone on the replay's or the large-cart mix's events (:mod:`nextoffer.benchmarks.core`)."""
+    from nextoffer.benchmarks import large_carts
+    from nextoffer.benchmarks.core import core_rate
+    from nextoffer.benchmarks.replay import load
+    if config.large_carts:
+        workload = large_carts.workload(config.products, config.replay_orders or 6_000)
+        name = f"the large-cart mix ({config.products:,}-product catalog)"
+    else:
+        workload, name = load(config.replay, config.replay_orders), config.replay.name
+    settings = Settings.from_env()
+    with console.status(f"{config.core_events:,} events of {name} through the core..."):
+        figures = core_rate(workload, config.core_events, settings.rules, settings.learners)
+    return {"machine": machine(), "workload": {"file": name, "orders": len(workload.orders),
+                                               "products": len(workload.catalog), "shoppers": workload.users},
+            "core": figures}
+
+
+def report_core(result: dict, console: Console) -> None:
+    core, w = result["core"], result["workload"]
+    console.print(f"the core alone on {w['file']} ({w['orders']:,} orders, {w['products']:,} products): "
+                  f"{core['events_per_s']:,} events/s on one core ({core['events']:,} events in "
+                  f"{core['cpu_seconds']} CPU s; {core['offers']:,} offers, {core['orders_learned']:,} orders "
+                  f"learned; {core['kernels']})")
+
+
 def report_learners(result: dict, console: Console) -> None:
     workers = result["learners"][0].get("workers", 1) if result["learners"] else 1
     how = ("partitioned learning: its own anchors' pairs counted, the others' rows adopted" if workers > 1
@@ -335,6 +362,8 @@ def main(config: BenchConfig) -> int:
     try:
         if config.learners:
             result, show = run_learners(config, console), report_learners
+        elif live and config.core_events:
+            result, show = run_core(config, console), report_core
         elif live:
             result, show = run_replay(config, console), report_replay
         else:

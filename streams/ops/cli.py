@@ -218,6 +218,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=1, help="with --learners: measure one worker of this many "
                    "(partitioned learning over 8 learning partitions: its own anchors' pairs counted, the "
                    "others' rows adopted; default 1, a worker that counts every pair)")
+    b.add_argument("--core", type=int, metavar="EVENTS", help="with --replay or --large-carts: the core "
+                   "alone instead, no broker: EVENTS events decoded, applied to their shopper's state, "
+                   "decided and encoded as a worker does, each order learned; events/s on one core "
+                   "(a quick A/B of a change to the core)")
     b.add_argument("--out", type=Path, default=Path("reports/bench.json"), help="JSON output "
                    "(default reports/bench.json)")
     b.set_defaults(func=cmd_bench)
@@ -277,13 +281,18 @@ def _show(report: dict, render, as_json: bool) -> int:
 
 def cmd_bench(args, rest) -> int:
     from nextoffer.benchmarks.run import BenchConfig, main as bench
+    if args.core and not (args.replay or args.large_carts):
+        print("nextoffer bench: --core runs the core on a store's events: give --replay FILE or --large-carts",
+              file=sys.stderr)
+        return 2
     return bench(BenchConfig(
         users=args.users, products=args.products, backlog=args.backlog, window=args.window,
         rates=tuple(float(r) for r in args.rates.split(",") if r.strip()), rate_seconds=args.seconds,
         memory_users=tuple(int(u) for u in args.memory_users.split(",") if u.strip()), out=args.out,
         replay=args.replay, replay_orders=args.orders, large_carts=args.large_carts,
         learners=tuple(int(n) for n in (args.learners or "").split(",") if n.strip()),
-        learner_orders=args.orders if args.learners else None, learner_workers=args.workers))
+        learner_orders=args.orders if args.learners else None, learner_workers=args.workers,
+        core_events=args.core))
 
 
 def _formats() -> tuple[str, ...]:

@@ -57,3 +57,16 @@ def test_the_pair_updates_metric_counts_what_learning_an_order_costs():
     huge = tuple(LineItem(f"q{n}", 1, 5.0) for n in range(engine.bought.max_basket + 40))
     engine.learn_basket(Basket("u2", 2.0, huge))                          # only the first max_basket pair
     assert engine.tally["updates.pairs"] == 20 + engine.bought.max_basket * (engine.bought.max_basket - 1)
+
+
+def test_the_core_benchmark_runs_a_stores_events_through_the_core(tmp_path):
+    """``nextoffer bench --large-carts --core N``: N events through the core, no broker; the
+    figures written as JSON."""
+    from nextoffer.streams.ops.cli import main
+    out = tmp_path / "core.json"
+    assert main(["bench", "--large-carts", "--products", "3000", "--orders", "40", "--core", "600",
+                 "--out", str(out)]) == 0
+    core = json.loads(out.read_text())["core"]
+    assert core["events"] == 600 and core["events_per_s"] > 0
+    assert core["orders_learned"] > 0 and core["offers"] > 0
+    assert main(["bench", "--core", "10", "--out", str(out)]) == 2      # the core needs a store's events
