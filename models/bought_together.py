@@ -292,6 +292,16 @@ class BoughtTogether:
     def item_count(self, pid: str, now: float) -> float:
         return self._items.get(pid, 0.0) / self._inflation_at(now)
 
+    def scale(self, now: float) -> float:
+        """What the held counts are divided by to read them as of ``now``: ``item_count(pid, now)``
+        is ``item_counts.get(pid, 0.0) / scale(now)``, for readers of many products."""
+        return self._inflation_at(now)
+
+    @property
+    def item_counts(self) -> dict[str, float]:
+        """Product -> orders that held it, as held (read only; see :meth:`scale`)."""
+        return self._items
+
     def attachment_rate(self, anchor: str, pid: str) -> float:
         """Share of orders with ``anchor`` that also hold ``pid``."""
         n = self._items.get(anchor, 0.0)

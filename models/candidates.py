@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from typing import NamedTuple, Optional, Sequence, Union
 
 from nextoffer.models.bought_together import BoughtTogether
@@ -102,17 +103,23 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
     low = anchor.price * (1 + low_step)
     high = anchor.price * (1 + max_step) if rules.price_rules else float("inf")
     out = []
+    # A category can offer hundreds: sales read with one scale, the shopper's reach with the
+    # anchor's price position read once, the reason made only when read.
+    scale, sold_of, fit = bought.scale(now), bought.item_counts.get, reach_from(anchor, catalog, profile)
     for p in catalog.in_category_between(anchor.category, low, high):
         if p.product_id == anchor.product_id or p.price <= anchor.price:
             continue
-        bought_count = bought.item_count(p.product_id, now)
+        bought_count = sold_of(p.product_id, 0.0) / scale
         score = CATEGORY_SCORE + 0.5 * bought_count / (bought_count + 5.0)
         if anchor.brand and p.brand == anchor.brand:
             score += 0.1
-        out.append(Candidate(p.product_id, score * reach(anchor, p, catalog, profile),
-                             f"same category, {p.label}, +{p.price / anchor.price - 1:.0%}", p.price,
-                             "category"))
+        out.append(Candidate(p.product_id, score * fit(p), (SAME_CATEGORY, p.label, p.price / anchor.price - 1),
+                             p.price, "category"))
     return sorted(out, key=lambda c: c.score, reverse=True)
+
+
+#: The reason of a same-category upgrade: its label and how much more it costs.
+SAME_CATEGORY = "same category, {}, +{:.0%}"
 
 
 def reach(anchor: Product, upgrade: Product, catalog: Catalog, profile: Optional[ProfileView]) -> float:
@@ -141,6 +148,31 @@ def reach(anchor: Product, upgrade: Product, catalog: Catalog, profile: Optional
     return math.exp(-REACH_FALLOFF * max(0.0, top - allowed))
 
 
+def reach_from(anchor: Product, catalog: Catalog, profile: Optional[ProfileView]):
+    """:func:`reach` of the anchor's upgrades as a function of the upgrade, the anchor's price
+    position and the shopper's allowance read once (the same floats).
+
+    >>> c = Catalog()
+    >>> for pid, price in (("s", 100.0), ("m", 130.0), ("l", 250.0)):
+    ...     c.upsert(Product(pid, price, category="tv"))
+    >>> thrifty = ProfileView("repeat", "engaged", "buying", -0.3, 0.9, {})
+    >>> fit = reach_from(c.get("s"), c, thrifty)
+    >>> [fit(c.get(pid)) == reach(c.get("s"), c.get(pid), c, thrifty) for pid in ("m", "l")]
+    [True, True]
+    """
+    if profile is None or profile.price_level is None:
+        return lambda upgrade: 1.0
+    base = price_position(anchor, catalog)
+    if base is None:
+        return lambda upgrade: 1.0
+    allowed = max(base, profile.price_level) + REACH_STEP * (1.5 - profile.price_sensitivity)
+
+    def fit(upgrade: Product) -> float:
+        top = price_position(upgrade, catalog)
+        return 1.0 if top is None else math.exp(-REACH_FALLOFF * max(0.0, top - allowed))
+    return fit
+
+
 def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: BoughtTogether,
                      categories: BoughtTogether, rules: OfferRules, now: float,
                      limit: int) -> list[Candidate]:
@@ -161,19 +193,26 @@ def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: Bought
     if anchor is None or anchor.category is None:
         return []
     related = categories.complements([(anchor.category, 1.0)], now, rules.min_support, rules.min_lift, 3)
-    out = []
+    # Up to three categories of CONTENT_SCAN products are scored, and ``limit`` of them kept: the
+    # scores first (a product's sales read with one scale for all), the candidates and their
+    # reasons only for those kept, in the order sorting the candidates by score would give.
+    scale, sold_of, get = bought.scale(now), bought.item_counts.get, catalog.get
+    brand = anchor.brand
+    found = []          # (-score, product, related category, same brand)
     for rel in related:
         if rel.product_id == anchor.category:
             continue
         for pid in catalog.in_category(rel.product_id)[:CONTENT_SCAN]:
-            p = catalog.get(pid)
-            sold = bought.item_count(pid, now)
-            same_brand = bool(anchor.brand and p.brand == anchor.brand)
+            p = get(pid)
+            sold = sold_of(pid, 0.0) / scale
+            same_brand = bool(brand and p.brand == brand)
             score = CONTENT_SCORE * rel.score * (0.5 + 0.5 * sold / (sold + 5.0)) * (1.2 if same_brand else 1.0)
-            why = (f"same brand as {anchor.label}, " if same_brand else "") + \
-                f"popular in {rel.product_id}, which is often bought with {anchor.category}"
-            out.append(Candidate(pid, score, why, p.price, "content"))
-    return sorted(out, key=lambda c: c.score, reverse=True)[:limit]
+            found.append((-score, p, rel.product_id, same_brand))
+    found.sort(key=itemgetter(0))        # stable: ties keep the scan's order, as before
+    return [Candidate(p.product_id, -negative,
+                      (f"same brand as {anchor.label}, " if same_brand else "")
+                      + f"popular in {category}, which is often bought with {anchor.category}",
+                      p.price, "content") for negative, p, category, same_brand in found[:limit]]
 
 
 def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: BoughtTogether,
