@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
-from operator import itemgetter
 from typing import NamedTuple, Optional, Sequence, Union
+
+import numpy as np
 
 from nextoffer.models.bought_together import BoughtTogether
 from nextoffer.models.catalog import Catalog
@@ -194,25 +195,33 @@ def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: Bought
         return []
     related = categories.complements([(anchor.category, 1.0)], now, rules.min_support, rules.min_lift, 3)
     # Up to three categories of CONTENT_SCAN products are scored, and ``limit`` of them kept: the
-    # scores first (a product's sales read with one scale for all), the candidates and their
-    # reasons only for those kept, in the order sorting the candidates by score would give.
+    # scores as arrays (the same operations in the same order: the same floats), the candidates
+    # and their reasons only for those kept, in the order a stable sort of the candidates by
+    # score gives (ties keep the scan's order).
     scale, sold_of, get = bought.scale(now), bought.item_counts.get, catalog.get
     brand = anchor.brand
-    found = []          # (-score, product, related category, same brand)
+    products: list[Product] = []
+    scores, sources = [], []
     for rel in related:
         if rel.product_id == anchor.category:
             continue
-        for pid in catalog.in_category(rel.product_id)[:CONTENT_SCAN]:
-            p = get(pid)
-            sold = sold_of(pid, 0.0) / scale
-            same_brand = bool(brand and p.brand == brand)
-            score = CONTENT_SCORE * rel.score * (0.5 + 0.5 * sold / (sold + 5.0)) * (1.2 if same_brand else 1.0)
-            found.append((-score, p, rel.product_id, same_brand))
-    found.sort(key=itemgetter(0))        # stable: ties keep the scan's order, as before
-    return [Candidate(p.product_id, -negative,
-                      (f"same brand as {anchor.label}, " if same_brand else "")
-                      + f"popular in {category}, which is often bought with {anchor.category}",
-                      p.price, "content") for negative, p, category, same_brand in found[:limit]]
+        ids = catalog.in_category(rel.product_id)[:CONTENT_SCAN]
+        found = [get(pid) for pid in ids]
+        sold = np.array([sold_of(pid, 0.0) for pid in ids], dtype=float) / scale
+        brand_factor = np.array([1.2 if p.brand == brand else 1.0 for p in found]) if brand else 1.0
+        scores.append(CONTENT_SCORE * rel.score * (0.5 + 0.5 * sold / (sold + 5.0)) * brand_factor)
+        products += found
+        sources += [rel.product_id] * len(found)
+    if not products:
+        return []
+    score = np.concatenate(scores)
+    out = []
+    for i in np.argsort(-score, kind="stable")[:limit].tolist():
+        p = products[i]
+        why = (f"same brand as {anchor.label}, " if brand and p.brand == brand else "") + \
+            f"popular in {sources[i]}, which is often bought with {anchor.category}"
+        out.append(Candidate(p.product_id, float(score[i]), why, p.price, "content"))
+    return out
 
 
 def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: BoughtTogether,
