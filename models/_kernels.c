@@ -186,11 +186,16 @@ done:
     return rc;
 }
 
+/* Largest first, ties in first-seen order: Python's stable sort with reverse=True. */
+static int descending(double x, double y, Py_ssize_t x_order, Py_ssize_t y_order) {
+    if (x > y) return -1;
+    if (x < y) return 1;
+    return x_order < y_order ? -1 : (x_order > y_order);
+}
+
 static int by_score(const void *a, const void *b) {
     const Entry *x = a, *y = b;
-    if (x->score > y->score) return -1;
-    if (x->score < y->score) return 1;
-    return x->order < y->order ? -1 : (x->order > y->order);
+    return descending(x->score, y->score, x->order, y->order);
 }
 
 static PyObject *result(Acc *acc, Py_ssize_t limit) {
@@ -283,6 +288,28 @@ static int item_count(PyObject *items, PyObject *pid, double *value) {
     return (*value == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
+/* What complements_rows and cross_sell_rows check of their arguments: cls a tuple type, and the
+ * divisions Python would make possible. */
+static int check_rows(PyTypeObject *cls, double total_weight, double scale) {
+    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a tuple type");
+        return -1;
+    }
+    if (total_weight == 0.0 || scale == 0.0) {
+        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+        return -1;
+    }
+    return 0;
+}
+
+/* The anchors' rows scanned into acc, best first: how many of them to take (limit, or all), -1
+ * on error. */
+static Py_ssize_t ranked_scan(Acc *acc, Scan *s, PyObject *anchors, PyObject *pairs, Py_ssize_t limit) {
+    if (scan_anchors(acc, s, anchors, pairs) < 0) return -1;
+    qsort(acc->entries, (size_t)acc->size, sizeof(Entry), by_score);
+    return limit > 0 && limit < acc->size ? limit : acc->size;
+}
+
 PyDoc_STRVAR(complements_rows_doc,
 "complements_rows(anchors, items, pairs, orders, exponent, min_both, min_lift, limit,\n"
 "                 total_weight, scale, cls)\n"
@@ -302,21 +329,13 @@ static PyObject *complements_rows(PyObject *self, PyObject *args) {
                           &PyDict_Type, &pairs, &s.orders, &s.exponent, &s.min_both,
                           &s.min_lift, &limit, &total_weight, &scale, &PyType_Type, &cls))
         return NULL;
-    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "cls must be a tuple type");
-        return NULL;
-    }
-    if (total_weight == 0.0 || scale == 0.0) {
-        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
-        return NULL;
-    }
+    if (check_rows(cls, total_weight, scale) < 0) return NULL;
     s.items = items;
     Acc acc;
     if (acc_init(&acc, 256) < 0) return NULL;
     PyObject *out = NULL;
-    if (scan_anchors(&acc, &s, anchors, pairs) < 0) goto done;
-    qsort(acc.entries, (size_t)acc.size, sizeof(Entry), by_score);
-    Py_ssize_t n = limit > 0 && limit < acc.size ? limit : acc.size;
+    Py_ssize_t n = ranked_scan(&acc, &s, anchors, pairs, limit);
+    if (n < 0) goto done;
     out = PyList_New(n);
     if (!out) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -362,9 +381,7 @@ typedef struct {
 
 static int by_value(const void *a, const void *b) {
     const Ranked *x = a, *y = b;
-    if (x->value > y->value) return -1;
-    if (x->value < y->value) return 1;
-    return x->order < y->order ? -1 : (x->order > y->order);
+    return descending(x->value, y->value, x->order, y->order);
 }
 
 /* A new dict of the row's keep largest counts, largest first (ties in the row's order): what
@@ -572,14 +589,7 @@ static PyObject *cross_sell_rows(PyObject *self, PyObject *args) {
                           &total_weight, &scale, &PyDict_Type, &products, &PySet_Type, &families,
                           &PyDict_Type, &labels, &why, &PyType_Type, &cls))
         return NULL;
-    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "cls must be a tuple type");
-        return NULL;
-    }
-    if (total_weight == 0.0 || scale == 0.0) {
-        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
-        return NULL;
-    }
+    if (check_rows(cls, total_weight, scale) < 0) return NULL;
     static PyObject *source = NULL, *zero = NULL, *family_name = NULL, *price_name = NULL;
     if (!source && !(source = PyUnicode_InternFromString("bought_together"))) return NULL;
     if (!zero && !(zero = PyFloat_FromDouble(0.0))) return NULL;
@@ -589,9 +599,8 @@ static PyObject *cross_sell_rows(PyObject *self, PyObject *args) {
     Acc acc;
     if (acc_init(&acc, 256) < 0) return NULL;
     PyObject *out = NULL;
-    if (scan_anchors(&acc, &s, anchors, pairs) < 0) goto done;
-    qsort(acc.entries, (size_t)acc.size, sizeof(Entry), by_score);
-    Py_ssize_t n = limit > 0 && limit < acc.size ? limit : acc.size;
+    Py_ssize_t n = ranked_scan(&acc, &s, anchors, pairs, limit);
+    if (n < 0) goto done;
     out = PyList_New(0);
     if (!out) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
