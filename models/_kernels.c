@@ -31,12 +31,15 @@ typedef struct {
     double score;       /* sum of the anchors' parts */
     double best;        /* the largest part */
     double both;        /* the strongest anchor's pair count */
-    Py_ssize_t order;   /* first seen: ties keep this order, as Python's stable sort does */
+    Py_ssize_t order;   /* first counted: ties keep this order, as Python's stable sort does */
+    double nb;          /* the product's own count (items[pid]), read once per scan */
+    int counted;        /* a pair of it passed the filters: it is a candidate */
 } Entry;
 
 typedef struct {
     Entry *entries;
     Py_ssize_t size, cap;
+    Py_ssize_t counted; /* entries that are candidates (the others only hold their nb) */
     Py_ssize_t *slots;  /* open addressing over entries' indices, -1 empty */
     Py_ssize_t mask;
 } Acc;
@@ -46,6 +49,7 @@ static int acc_init(Acc *acc, Py_ssize_t hint) {
     while (n < 2 * hint) n <<= 1;
     acc->cap = n / 2;
     acc->size = 0;
+    acc->counted = 0;
     acc->mask = n - 1;
     acc->entries = PyMem_Malloc(sizeof(Entry) * acc->cap);
     acc->slots = PyMem_Malloc(sizeof(Py_ssize_t) * n);
@@ -107,17 +111,47 @@ typedef struct {
     PyObject *anchor;
 } Scan;
 
-/* One pair of an anchor's row, exactly as the Python loop does it. */
+/* Largest first, ties in first-seen order: Python's stable sort with reverse=True. */
+static int descending(double x, double y, Py_ssize_t x_order, Py_ssize_t y_order) {
+    if (x > y) return -1;
+    if (x < y) return 1;
+    return x_order < y_order ? -1 : (x_order > y_order);
+}
+
+static int by_score(const void *a, const void *b) {
+    const Entry *x = a, *y = b;
+    return descending(x->score, y->score, x->order, y->order);
+}
+
+/* One pair of an anchor's row, exactly as the Python loop does it. A product's own count is
+ * read from items the first time one of its pairs passes the support filter and kept in its
+ * entry (a cart's anchors share most neighbours: most pairs read are of products seen before),
+ * so the big items dict is read once per product instead of once per pair. */
 static int scan_pair(Acc *acc, const Scan *s, PyObject *pid, double both) {
     if (both < s->min_both) return 0;
-    PyObject *nb_obj = PyDict_GetItemWithError(s->items, pid);
-    if (!nb_obj) {
-        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, pid);
-        return -1;
+    Py_hash_t hash = PyObject_Hash(pid);
+    if (hash == -1) return -1;
+    Entry *e;
+    size_t slot;
+    if (acc_find(acc, pid, hash, &e, &slot) < 0) return -1;
+    if (!e) {
+        PyObject *nb_obj = PyDict_GetItemWithError(s->items, pid);
+        if (!nb_obj) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, pid);
+            return -1;
+        }
+        double nb = PyFloat_AsDouble(nb_obj);
+        if (nb == -1.0 && PyErr_Occurred()) return -1;
+        if (acc->size >= acc->cap) {
+            if (acc_grow(acc) < 0) return -1;
+            if (acc_find(acc, pid, hash, &e, &slot) < 0) return -1;
+        }
+        Py_ssize_t i = acc->size++;
+        acc->entries[i] = (Entry){pid, hash, NULL, 0.0, 0.0, 0.0, 0, nb, 0};
+        acc->slots[slot] = i;
+        e = &acc->entries[i];
     }
-    double nb = PyFloat_AsDouble(nb_obj);
-    if (nb == -1.0 && PyErr_Occurred()) return -1;
-    double den = s->na * nb;
+    double den = s->na * e->nb;
     if (den == 0.0) {
         PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
         return -1;
@@ -126,24 +160,27 @@ static int scan_pair(Acc *acc, const Scan *s, PyObject *pid, double both) {
     if (lift <= s->min_lift) return 0;
     /* lift ** 0 is 1.0 in Python and in C alike */
     double part = s->weight * (both / s->na) * pow(lift, s->exponent);
-    Py_hash_t hash = PyObject_Hash(pid);
-    if (hash == -1) return -1;
-    Entry *e;
-    size_t slot;
-    if (acc_find(acc, pid, hash, &e, &slot) < 0) return -1;
-    if (e) {
+    if (e->counted) {
         e->score += part;
         if (part > e->best) { e->best = part; e->anchor = s->anchor; e->both = both; }
         return 0;
     }
-    if (acc->size >= acc->cap) {
-        if (acc_grow(acc) < 0) return -1;
-        if (acc_find(acc, pid, hash, &e, &slot) < 0) return -1;
-    }
-    Py_ssize_t i = acc->size++;
-    acc->entries[i] = (Entry){pid, hash, s->anchor, part, part, both, i};
-    acc->slots[slot] = i;
+    e->counted = 1;
+    e->order = acc->counted++;
+    e->score = e->best = part;
+    e->anchor = s->anchor;
+    e->both = both;
     return 0;
+}
+
+/* The candidates to the front of the entries, best first (the lookup slots are stale after). */
+static Py_ssize_t acc_ranked(Acc *acc) {
+    Py_ssize_t n = 0;
+    for (Py_ssize_t i = 0; i < acc->size; i++)
+        if (acc->entries[i].counted) acc->entries[n++] = acc->entries[i];
+    acc->size = n;
+    qsort(acc->entries, (size_t)n, sizeof(Entry), by_score);
+    return n;
 }
 
 static int scan_dict_row(Acc *acc, const Scan *s, PyObject *row) {
@@ -186,20 +223,9 @@ done:
     return rc;
 }
 
-/* Largest first, ties in first-seen order: Python's stable sort with reverse=True. */
-static int descending(double x, double y, Py_ssize_t x_order, Py_ssize_t y_order) {
-    if (x > y) return -1;
-    if (x < y) return 1;
-    return x_order < y_order ? -1 : (x_order > y_order);
-}
-
-static int by_score(const void *a, const void *b) {
-    const Entry *x = a, *y = b;
-    return descending(x->score, y->score, x->order, y->order);
-}
 
 static PyObject *result(Acc *acc, Py_ssize_t limit) {
-    qsort(acc->entries, (size_t)acc->size, sizeof(Entry), by_score);
+    acc_ranked(acc);
     Py_ssize_t n = limit > 0 && limit < acc->size ? limit : acc->size;
     PyObject *out = PyList_New(n);
     if (!out) return NULL;
@@ -306,7 +332,7 @@ static int check_rows(PyTypeObject *cls, double total_weight, double scale) {
  * on error. */
 static Py_ssize_t ranked_scan(Acc *acc, Scan *s, PyObject *anchors, PyObject *pairs, Py_ssize_t limit) {
     if (scan_anchors(acc, s, anchors, pairs) < 0) return -1;
-    qsort(acc->entries, (size_t)acc->size, sizeof(Entry), by_score);
+    acc_ranked(acc);
     return limit > 0 && limit < acc->size ? limit : acc->size;
 }
 
