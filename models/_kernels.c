@@ -495,11 +495,15 @@ static int as_double(PyObject *obj, double *out) {
 }
 
 PyDoc_STRVAR(ranking_rows_doc,
-"ranking_rows(candidates, purchases, orders, product_orders, anchor_ts, now, age_span)\n"
+"ranking_rows(candidates, purchases, orders, product_orders, anchor_ts, now, age_span,\n"
+"             sales_index=None, sales_values=None, sales_scale=1.0)\n"
 "--\n\n"
-"PairwiseRanker.features' rows, as a bytearray of float64 (one row of 13 per candidate, the\n"
-"recent-sales column 0): candidates are Candidate tuples, purchases the shopper's product ->\n"
-"(times, last time), product_orders RepeatPurchases' product -> (orders, repeat orders).");
+"PairwiseRanker.features' rows, as a bytearray of float64 (one row of 13 per candidate):\n"
+"candidates are Candidate tuples, purchases the shopper's product -> (times, last time),\n"
+"product_orders RepeatPurchases' product -> (orders, repeat orders). The recent-sales column\n"
+"holds the candidate's recent sales as Counts.values_of reads them (sales_index: product ->\n"
+"position in sales_values, a buffer of doubles, divided by sales_scale), 0 without them: the\n"
+"caller takes their log.");
 
 /* math.log1p's domain: it raises where C's returns -inf or NaN. */
 static int log1p_of(double v, double *out) {
@@ -514,14 +518,42 @@ static int log1p_of(double v, double *out) {
 /* Candidate fields (models/candidates.py): product_id, score, why, price, source, bought, history */
 enum { C_PID = 0, C_PRICE = 3, C_BOUGHT = 5, C_HISTORY = 6, ROW = 13 };
 
+static PyObject *rows_of(PyObject *candidates, PyObject *purchases, Py_ssize_t orders, PyObject *product_orders,
+                         PyObject *anchor_obj, double now, double age_span, PyObject *sales_index,
+                         Py_buffer *sales, double sales_scale);
+
 static PyObject *ranking_rows(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *candidates, *purchases, *product_orders, *anchor_obj;
+    PyObject *candidates, *purchases, *product_orders, *anchor_obj, *sales_index = Py_None, *sales = Py_None;
     Py_ssize_t orders;
-    double now, age_span;
-    if (!PyArg_ParseTuple(args, "O!O!nO!Odd:ranking_rows", &PyList_Type, &candidates, &PyDict_Type, &purchases,
-                          &orders, &PyDict_Type, &product_orders, &anchor_obj, &now, &age_span))
+    double now, age_span, sales_scale = 1.0;
+    if (!PyArg_ParseTuple(args, "O!O!nO!Odd|OOd:ranking_rows", &PyList_Type, &candidates, &PyDict_Type,
+                          &purchases, &orders, &PyDict_Type, &product_orders, &anchor_obj, &now, &age_span,
+                          &sales_index, &sales, &sales_scale))
         return NULL;
+    Py_buffer view = {0};
+    int with_sales = sales_index != Py_None;
+    if (with_sales) {
+        if (!PyDict_Check(sales_index)) {
+            PyErr_SetString(PyExc_TypeError, "sales_index must be a dict");
+            return NULL;
+        }
+        if (PyObject_GetBuffer(sales, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return NULL;
+        if (!view.format || strcmp(view.format, "d") != 0) {
+            PyBuffer_Release(&view);
+            PyErr_SetString(PyExc_TypeError, "sales_values must be a buffer of doubles");
+            return NULL;
+        }
+    }
+    PyObject *out = rows_of(candidates, purchases, orders, product_orders, anchor_obj, now, age_span,
+                            with_sales ? sales_index : NULL, with_sales ? &view : NULL, sales_scale);
+    if (with_sales) PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *rows_of(PyObject *candidates, PyObject *purchases, Py_ssize_t orders, PyObject *product_orders,
+                         PyObject *anchor_obj, double now, double age_span, PyObject *sales_index,
+                         Py_buffer *sales, double sales_scale) {
     int has_anchor = anchor_obj != Py_None;
     double anchor_ts = 0.0;
     if (has_anchor && as_double(anchor_obj, &anchor_ts) < 0) return NULL;
@@ -586,6 +618,21 @@ static PyObject *ranking_rows(PyObject *self, PyObject *args) {
         row[9] = history > 0 ? 1.0 : 0.0;
         row[10] = bought > 0 ? 1.0 : 0.0;
         row[11] = 0.0;
+        if (sales_index) {               /* Counts.values_of: the count at the product's position */
+            PyObject *at = PyDict_GetItemWithError(sales_index, pid);
+            if (!at && PyErr_Occurred()) goto fail;
+            double sold_recently = 0.0;
+            if (at) {
+                Py_ssize_t k = PyLong_AsSsize_t(at);
+                if (k == -1 && PyErr_Occurred()) goto fail;
+                if (k < 0 || k >= sales->len / (Py_ssize_t)sizeof(double)) {
+                    PyErr_SetString(PyExc_IndexError, "a recent-sales position outside its values");
+                    goto fail;
+                }
+                sold_recently = ((const double *)sales->buf)[k];
+            }
+            row[11] = sold_recently / sales_scale;
+        }
         row[12] = logs[2] / 5;
     }
     return buf;

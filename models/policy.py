@@ -319,13 +319,17 @@ class OfferPolicy:
         anchor_past = shopper.purchases.get(anchor_id)
         sold = self.recent_sales
         anchor_ts = anchor_past[1] if anchor_past else None
-        recent = sold.values_of([c.product_id for c in ranked], s.now) if sold is not None else None
         if ranking_rows is not None and self.bought.compiled and type(ranked) is list:   # the same rows, in C
+            sales = (sold.index, sold.values, sold.scale(s.now)) if sold is not None else ()
             x = np.frombuffer(ranking_rows(ranked, shopper.purchases, shopper.orders, self.repeats.counts,
-                                           anchor_ts, s.now, AGE_SPAN), dtype=float).reshape(len(ranked), len(FEATURES))
-            if recent is not None and len(ranked):
-                x[:, 11] = np.log1p(recent) / 5
+                                           anchor_ts, s.now, AGE_SPAN, *sales),
+                              dtype=float).reshape(len(ranked), len(FEATURES))
+            if sold is not None and len(ranked):
+                # the log of a contiguous copy, as of values_of's array: numpy may take another
+                # path (and another last bit) for a strided column
+                x[:, 11] = np.log1p(np.ascontiguousarray(x[:, 11])) / 5
             return x
+        recent = sold.values_of([c.product_id for c in ranked], s.now) if sold is not None else None
         return self.ranker.features(ranked, shopper.purchases, shopper.orders, self.repeats.orders,
                                     anchor_ts, s.now, recent)
 

@@ -196,6 +196,11 @@ class Counts:
             self._t0, exponent = ts, 0.0
         return 2.0 ** exponent
 
+    def scale(self, now: float) -> float:
+        """What the held values are divided by to read them as of ``now`` (:meth:`values_of`
+        reads ``values[index[pid]] / scale(now)``)."""
+        return self._scale(now)
+
     def _scale(self, now: float) -> float:
         if not self.half_life or self._t0 is None:
             return 1.0

@@ -155,6 +155,7 @@ def test_the_learned_orders_rows_are_pythons_to_the_bit(seed):
     from nextoffer.models.candidates import Candidate
     from nextoffer.models.reranker import AGE_SPAN, PairwiseRanker
     from nextoffer.models.repeats import RepeatPurchases
+    from nextoffer.models.showcases import Counts
     rng = random.Random(seed)
     ids = [f"p{n}" for n in range(60)]
     repeats = RepeatPurchases()
@@ -173,6 +174,19 @@ def test_the_learned_orders_rows_are_pythons_to_the_bit(seed):
                          dtype=float).reshape(len(candidates), expected.shape[1])
     assert rows.shape == expected.shape
     assert rows.tobytes() == expected.tobytes()
+    # with recent sales: the raw counts as Counts.values_of reads them (the caller takes the log)
+    sales = Counts(half_life=7 * 86_400.0)
+    for n in range(300):
+        sales.add_each(rng.sample(ids[:45], 3), 1.0, ts=1_699_000_000.0 + n * 3000.0)
+    recent = sales.values_of([c.product_id for c in candidates], now)
+    with_sales = np.frombuffer(ranking_rows(candidates, purchases, orders, repeats.counts, anchor_ts, now, AGE_SPAN,
+                                            sales.index, sales.values, sales.scale(now)),
+                               dtype=float).reshape(len(candidates), expected.shape[1])
+    assert with_sales[:, 11].tobytes() == recent.tobytes()
+    expected = PairwiseRanker.features(candidates, purchases, orders, repeats.orders, anchor_ts, now, recent)
+    logged = with_sales.copy()
+    logged[:, 11] = np.log1p(np.ascontiguousarray(with_sales[:, 11])) / 5
+    assert logged.tobytes() == expected.tobytes()
 
 
 @pytest.mark.skipif(kernel is None, reason="the kernel was not built")
