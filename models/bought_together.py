@@ -361,12 +361,11 @@ class BoughtTogether:
         >>> [(c.product_id, c.anchor_id) for c in bt.complements([("tea", 1.0)], now=7.0)]
         [('mug', 'tea'), ('biscuits', 'tea')]
         """
+        if self.compiled:
+            return self.evidence_rows(complements_rows, anchors, now, min_support, min_lift, limit, Complement)
         scale = self._inflation_at(now)
         items, orders = self._items, self._orders
         total_weight = sum(w for _, w in anchors) or 1.0
-        if self.compiled:
-            return complements_rows(anchors, items, self._pairs, orders, self.lift_exponent, min_support * scale,
-                                    min_lift, limit or 0, total_weight, scale, Complement)
         out = []
         for pid, score, anchor, both in scan_complements(anchors, items, self._pairs, orders, self.lift_exponent,
                                                          min_support * scale, min_lift, limit or 0):
@@ -376,12 +375,11 @@ class BoughtTogether:
                                   both * orders / (na * items[pid]), both / scale))
         return out
 
-
     def evidence_rows(self, kernel, anchors: Sequence[tuple[str, float]], now: float, min_support: float,
                       min_lift: float, limit: Optional[int], *extra):
         """A compiled kernel's rows over :meth:`complements`' scan (``kernel``: one that takes
         the scan's arguments, the anchors' total weight, the scale and ``extra``, as
-        ``_kernels.cross_sell_rows`` does)."""
+        ``_kernels.complements_rows`` and ``_kernels.cross_sell_rows`` do)."""
         scale = self._inflation_at(now)
         total_weight = sum(w for _, w in anchors) or 1.0
         return kernel(anchors, self._items, self._pairs, self._orders, self.lift_exponent, min_support * scale,

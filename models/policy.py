@@ -20,15 +20,15 @@ from nextoffer.models.profile import ProfileView, price_position, view
 from nextoffer.models.proportion import Bound, PriceProportions
 from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.reranker import AGE_SPAN, FEATURES, PairwiseRanker
+from nextoffer.models.rules import OfferRules
+from nextoffer.models.shopper import ShopperState
+from nextoffer.models.showcases import Counts
+from nextoffer.models.upgrades import LearnedUpgrades
 
 try:        # the learned order's feature rows in C (models/_kernels.c): the same floats
     from nextoffer.models._kernels import ranking_rows
 except ImportError:
     ranking_rows = None
-from nextoffer.models.rules import OfferRules
-from nextoffer.models.shopper import ShopperState
-from nextoffer.models.showcases import Counts
-from nextoffer.models.upgrades import LearnedUpgrades
 
 #: Which kind each placement tries first (the domain guide: upsell before commitment,
 #: complements after it; at checkout only small add-ons).
