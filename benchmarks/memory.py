@@ -22,6 +22,7 @@ from typing import Optional
 
 from nextoffer.benchmarks.workload import Workload
 from nextoffer.models import profile
+from nextoffer.models.acceptance import OfferedItem
 from nextoffer.models.engine import OfferEngine
 from nextoffer.models.catalog import Catalog
 from nextoffer.models.events import LineItem, Product, ShopperEvent
@@ -68,7 +69,7 @@ def realistic_state(n: int, rng: random.Random, now: float, catalog: Optional[Ca
     apply("cart", "purchase", items=(LineItem(f"f{rng.randrange(2000)}-t2", 1, 150.0),))
     for k in range(3):
         pid = f"a{rng.randrange(4000)}"
-        s.record_offer(f"{user}-offer-{k}", [[pid, "cross_sell", "cart", "bought_together", 0.1, 0.2, 0]],
+        s.record_offer(f"{user}-offer-{k}", [OfferedItem(pid, "cross_sell", "cart", "bought_together", 0.1, 0.2, 0)],
                        now + seq, 86_400)
     return s
 

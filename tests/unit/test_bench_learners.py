@@ -70,3 +70,12 @@ def test_the_core_benchmark_runs_a_stores_events_through_the_core(tmp_path):
     assert core["events"] == 600 and core["events_per_s"] > 0
     assert core["orders_learned"] > 0 and core["offers"] > 0
     assert main(["bench", "--core", "10", "--out", str(out)]) == 2      # the core needs a store's events
+
+
+def test_the_worker_memory_figure_is_measured_on_realistic_shoppers():
+    """The synthetic benchmark's worker bytes per shopper (small: the figure is the benchmark's)."""
+    from nextoffer.benchmarks.memory import realistic_state, worker_bytes_per_user
+    import random as _random
+    shopper = realistic_state(1, _random.Random(1), 1_700_000_000.0)
+    assert len(shopper.offers) == 3 and shopper.orders == 1
+    assert 200 < worker_bytes_per_user(300) < 20_000
