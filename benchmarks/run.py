@@ -132,21 +132,25 @@ def _remove(deployments: list[Deployment], base: dict) -> None:
     lookup.close()
 
 
+def _workload(config: BenchConfig):
+    """The real workload asked for and its name: the large-cart mix, or the store's orders replayed."""
+    from nextoffer.benchmarks import large_carts
+    from nextoffer.benchmarks.replay import load
+    if config.large_carts:
+        return (large_carts.workload(config.products, config.replay_orders or 6_000),
+                f"the large-cart mix ({config.products:,}-product catalog)")
+    return load(config.replay, config.replay_orders), config.replay.name
+
+
 def run_replay(config: BenchConfig, console: Console) -> dict:
     """The real-workload run: a store's orders replayed as views, adds per line, checkouts and
     purchases (:mod:`nextoffer.benchmarks.replay`): drain rate of the do-nothing agent and of one
     worker, and freshness at fixed rates on a worker that has caught up."""
-    from nextoffer.benchmarks import large_carts
-    from nextoffer.benchmarks.replay import load
     subprocess.run(["bash", str(ROOT / "deploy" / "stack.sh"), "up"], check=True, capture_output=True)
     base, run_id = {**os.environ}, uuid.uuid4().hex[:6]
     logs = ROOT / ".run" / f"bench-{run_id}"
     logs.mkdir(parents=True, exist_ok=True)
-    if config.large_carts:
-        workload = large_carts.workload(config.products, config.replay_orders or 6_000)
-        name = f"the large-cart mix ({config.products:,}-product catalog)"
-    else:
-        workload, name = load(config.replay, config.replay_orders), config.replay.name
+    workload, name = _workload(config)
     result: dict = {"machine": machine(), "workload": {
         "file": name, "orders": len(workload.orders), "products": len(workload.catalog),
         "shoppers": workload.users, "lines_per_order": round(workload.lines / max(1, len(workload.orders)), 1)},
@@ -314,14 +318,8 @@ def run_learners(config: BenchConfig, console: Console) -> dict:
 
 def run_core(config: BenchConfig, console: Console) -> dict:
     """The core alone on the replay's or the large-cart mix's events (:mod:`nextoffer.benchmarks.core`)."""
-    from nextoffer.benchmarks import large_carts
     from nextoffer.benchmarks.core import core_rate
-    from nextoffer.benchmarks.replay import load
-    if config.large_carts:
-        workload = large_carts.workload(config.products, config.replay_orders or 6_000)
-        name = f"the large-cart mix ({config.products:,}-product catalog)"
-    else:
-        workload, name = load(config.replay, config.replay_orders), config.replay.name
+    workload, name = _workload(config)
     settings = Settings.from_env()
     with console.status(f"{config.core_events:,} events of {name} through the core..."):
         figures = core_rate(workload, config.core_events, settings.rules, settings.learners)

@@ -56,6 +56,8 @@ static int acc_init(Acc *acc, Py_ssize_t hint) {
     if (!acc->entries || !acc->slots) {
         PyMem_Free(acc->entries);
         PyMem_Free(acc->slots);
+        acc->entries = NULL;          /* acc_free is then a no-op */
+        acc->slots = NULL;
         PyErr_NoMemory();
         return -1;
     }
@@ -224,20 +226,6 @@ done:
 }
 
 
-static PyObject *result(Acc *acc, Py_ssize_t limit) {
-    acc_ranked(acc);
-    Py_ssize_t n = limit > 0 && limit < acc->size ? limit : acc->size;
-    PyObject *out = PyList_New(n);
-    if (!out) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Entry *e = &acc->entries[i];
-        PyObject *t = Py_BuildValue("(OdOd)", e->pid, e->score, e->anchor, e->both);
-        if (!t) { Py_DECREF(out); return NULL; }
-        PyList_SET_ITEM(out, i, t);
-    }
-    return out;
-}
-
 PyDoc_STRVAR(complements_scan_doc,
 "complements_scan(anchors, items, pairs, orders, exponent, min_both, min_lift, limit)\n"
 "--\n\n"
@@ -286,6 +274,16 @@ done:
     return rc;
 }
 
+/* The anchors' rows of items' products scanned into acc (which the caller frees, whatever
+ * happened), best first: how many of them to take (limit, or all), -1 on error. */
+static Py_ssize_t ranked_scan(Acc *acc, Scan *s, PyObject *items, PyObject *anchors, PyObject *pairs,
+                              Py_ssize_t limit) {
+    s->items = items;
+    if (acc_init(acc, 256) < 0 || scan_anchors(acc, s, anchors, pairs) < 0) return -1;
+    acc_ranked(acc);
+    return limit > 0 && limit < acc->size ? limit : acc->size;
+}
+
 static PyObject *complements_scan(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *anchors, *items, *pairs;
@@ -295,10 +293,19 @@ static PyObject *complements_scan(PyObject *self, PyObject *args) {
                           &PyDict_Type, &pairs, &s.orders, &s.exponent, &s.min_both,
                           &s.min_lift, &limit))
         return NULL;
-    s.items = items;
     Acc acc;
-    if (acc_init(&acc, 256) < 0) return NULL;
-    PyObject *out = scan_anchors(&acc, &s, anchors, pairs) < 0 ? NULL : result(&acc, limit);
+    PyObject *out = NULL;
+    Py_ssize_t n = ranked_scan(&acc, &s, items, anchors, pairs, limit);
+    if (n < 0) goto done;
+    out = PyList_New(n);
+    if (!out) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Entry *e = &acc.entries[i];
+        PyObject *t = Py_BuildValue("(OdOd)", e->pid, e->score, e->anchor, e->both);
+        if (!t) { Py_CLEAR(out); goto done; }
+        PyList_SET_ITEM(out, i, t);
+    }
+done:
     acc_free(&acc);
     return out;
 }
@@ -328,14 +335,6 @@ static int check_rows(PyTypeObject *cls, double total_weight, double scale) {
     return 0;
 }
 
-/* The anchors' rows scanned into acc, best first: how many of them to take (limit, or all), -1
- * on error. */
-static Py_ssize_t ranked_scan(Acc *acc, Scan *s, PyObject *anchors, PyObject *pairs, Py_ssize_t limit) {
-    if (scan_anchors(acc, s, anchors, pairs) < 0) return -1;
-    acc_ranked(acc);
-    return limit > 0 && limit < acc->size ? limit : acc->size;
-}
-
 PyDoc_STRVAR(complements_rows_doc,
 "complements_rows(anchors, items, pairs, orders, exponent, min_both, min_lift, limit,\n"
 "                 total_weight, scale, cls)\n"
@@ -356,11 +355,9 @@ static PyObject *complements_rows(PyObject *self, PyObject *args) {
                           &s.min_lift, &limit, &total_weight, &scale, &PyType_Type, &cls))
         return NULL;
     if (check_rows(cls, total_weight, scale) < 0) return NULL;
-    s.items = items;
     Acc acc;
-    if (acc_init(&acc, 256) < 0) return NULL;
     PyObject *out = NULL;
-    Py_ssize_t n = ranked_scan(&acc, &s, anchors, pairs, limit);
+    Py_ssize_t n = ranked_scan(&acc, &s, items, anchors, pairs, limit);
     if (n < 0) goto done;
     out = PyList_New(n);
     if (!out) goto done;
@@ -668,11 +665,9 @@ static PyObject *cross_sell_rows(PyObject *self, PyObject *args) {
     if (!zero && !(zero = PyFloat_FromDouble(0.0))) return NULL;
     if (!family_name && !(family_name = PyUnicode_InternFromString("family"))) return NULL;
     if (!price_name && !(price_name = PyUnicode_InternFromString("price"))) return NULL;
-    s.items = items;
     Acc acc;
-    if (acc_init(&acc, 256) < 0) return NULL;
     PyObject *out = NULL;
-    Py_ssize_t n = ranked_scan(&acc, &s, anchors, pairs, limit);
+    Py_ssize_t n = ranked_scan(&acc, &s, items, anchors, pairs, limit);
     if (n < 0) goto done;
     out = PyList_New(0);
     if (!out) goto done;

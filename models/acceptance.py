@@ -14,13 +14,14 @@ from typing import NamedTuple, Optional
 
 from river import linear_model, optim
 
+from nextoffer.models.events import Product
+from nextoffer.models.profile import ProfileView
+
 try:        # Python's round without its decimal conversion: the same floats (models/_kernels.c)
     from nextoffer.models._kernels import round_to
 except ImportError:
     round_to = round
 
-from nextoffer.models.events import Product
-from nextoffer.models.profile import ProfileView
 
 class OfferedItem(NamedTuple):
     """An offered item as the shopper's state remembers it until its outcome is known (stored

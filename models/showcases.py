@@ -116,13 +116,8 @@ class Counts:
         return len(self.ids)
 
     def add(self, pid: str, n: float, ts: float) -> None:
-        i = self.index.get(pid)
-        if i is None:
-            i = self.index[pid] = len(self.ids)
-            self.ids.append(pid)
-            if i >= len(self.values):
-                self.values = np.concatenate([self.values, np.zeros(len(self.values))])
-        weight = self._weight(ts)         # first: it may rescale the array
+        i = self._position(pid)
+        weight = self._weight(ts)         # after the position: a rescale leaves a new zero as it is
         self.values[i] += n * weight
 
     def add_each(self, pids: Iterable[str], n: float, ts: float) -> None:
@@ -136,22 +131,23 @@ class Counts:
         >>> each.ids == one.ids and each.values.tolist() == one.values.tolist()
         True
         """
-        index, ids = self.index, self.ids
-        idx = []
-        for pid in pids:
-            i = index.get(pid)
-            if i is None:
-                i = index[pid] = len(ids)
-                ids.append(pid)
-            idx.append(i)
-        while len(ids) > len(self.values):
-            self.values = np.concatenate([self.values, np.zeros(len(self.values))])
+        idx = [self._position(pid) for pid in pids]
         weight = self._weight(ts)         # after the new ids: a rescale leaves their zeros as they are
         self.values[idx] += n * weight
 
+    def _position(self, pid: str) -> int:
+        """The index of ``pid``'s count, a new one (the array grown) for a product not counted yet."""
+        i = self.index.get(pid)
+        if i is None:
+            i = self.index[pid] = len(self.ids)
+            self.ids.append(pid)
+            if i >= len(self.values):
+                self.values = np.concatenate([self.values, np.zeros(len(self.values))])
+        return i
+
     def get(self, pid: str, now: float) -> float:
         i = self.index.get(pid)
-        return float(self.values[i]) / self._scale(now) if i is not None else 0.0
+        return float(self.values[i]) / self.scale(now) if i is not None else 0.0
 
     def values_of(self, ids: Sequence[str], now: float) -> np.ndarray:
         """The counts of ``ids`` (0 for one never counted), as of ``now``.
@@ -163,7 +159,7 @@ class Counts:
         index = self.index
         idx = np.fromiter((index.get(pid, -1) for pid in ids), dtype=np.int64, count=len(ids))
         out = np.where(idx >= 0, self.values[np.maximum(idx, 0)], 0.0)
-        return out / self._scale(now)
+        return out / self.scale(now)
 
     def top(self, k: int, now: float, among: Optional[Iterable[str]] = None,
             exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
@@ -182,7 +178,7 @@ class Counts:
             part = np.argpartition(-values, k - 1)[:k]
             idx, values = idx[part], values[part]
         order = np.lexsort((idx, -values))          # ties: the product counted first
-        scale = self._scale(now)
+        scale = self.scale(now)
         return [(self.ids[i], float(v) / scale) for i, v in zip(idx[order], values[order])]
 
     def _weight(self, ts: float) -> float:
@@ -199,9 +195,6 @@ class Counts:
     def scale(self, now: float) -> float:
         """What the held values are divided by to read them as of ``now`` (:meth:`values_of`
         reads ``values[index[pid]] / scale(now)``)."""
-        return self._scale(now)
-
-    def _scale(self, now: float) -> float:
         if not self.half_life or self._t0 is None:
             return 1.0
         return 2.0 ** min((now - self._t0) / self.half_life, 1000.0)
