@@ -4,8 +4,8 @@
  * complements_scan: the inner loop of BoughtTogether.complements (models/bought_together.py).
  * A cart decision reads a few hundred neighbour counts of its anchors; in Python each costs a
  * dict lookup, a list and a handful of float objects, here a few arithmetic operations.
- * count_pairs: the pair counting of BoughtTogether._count_pairs, O(lines²) an order: the same
- * dictionaries and float objects, without the interpreter's loop around them.
+ * count_pairs: the pair counting of BoughtTogether._count_pairs, O(lines²) an order, into
+ * PairRow rows: a counted anchor's pairs in arrays (a third of a dict's memory, the same order).
  * complements_rows: complements_scan with the evidence of each candidate computed and its
  * Complement made here too (the Python loop around the scan cost almost as much as the scan).
  * ranking_rows: the learned order's feature rows of a decision's candidates (40 rows of 13).
@@ -21,6 +21,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -225,6 +226,314 @@ done:
     return rc;
 }
 
+/* ---- PairRow: a counted anchor's row in arrays -------------------------------------------
+ * What a dict of product id -> float does for BoughtTogether's counted rows, in about a third of
+ * the memory: the pairs in insertion order as (key, raw double) records, 16 bytes each, with an
+ * open-addressing index of 1, 2 or 4 bytes a slot over them (a dict takes 40 to 60 bytes a pair
+ * with its float objects, 16 bytes an entry and 24 a float of its own). Keys are interned, so every row of a worker shares one string per
+ * product instead of holding the one its first order brought. Iteration order is insertion
+ * order, and cut() keeps what a stable sort keeps, so a row reads exactly as the dict did. */
+
+typedef struct {
+    PyObject *key;      /* owned */
+    double count;
+} Pair;
+
+typedef struct {
+    PyObject_HEAD
+    Pair *pairs;
+    void *index;        /* entry index + 1 per slot, 0 empty; width bytes a slot */
+    Py_ssize_t size, cap, mask;
+    int width;
+} PairRowObject;
+
+static PyTypeObject PairRowType;
+
+static Py_ssize_t slot_get(const PairRowObject *r, size_t j) {
+    switch (r->width) {
+    case 1: return ((const uint8_t *)r->index)[j];
+    case 2: return ((const uint16_t *)r->index)[j];
+    default: return ((const uint32_t *)r->index)[j];
+    }
+}
+
+static void slot_set(PairRowObject *r, size_t j, Py_ssize_t v) {
+    switch (r->width) {
+    case 1: ((uint8_t *)r->index)[j] = (uint8_t)v; break;
+    case 2: ((uint16_t *)r->index)[j] = (uint16_t)v; break;
+    default: ((uint32_t *)r->index)[j] = (uint32_t)v; break;
+    }
+}
+
+/* Whether the stored key is key. Interned strings are equal only when they are the same object. */
+static int same_key(PyObject *stored, PyObject *key, Py_hash_t hash) {
+    if (stored == key) return 1;
+    if (PyUnicode_CheckExact(stored) && PyUnicode_CheckExact(key)) {
+        if (PyUnicode_CHECK_INTERNED(stored) && PyUnicode_CHECK_INTERNED(key)) return 0;
+    }
+    Py_hash_t other = PyObject_Hash(stored);
+    if (other == -1) return -1;
+    if (other != hash) return 0;
+    return PyObject_RichCompareBool(stored, key, Py_EQ);
+}
+
+/* The entry of key (its index), or -1 with *slot the free slot where it would go; -2 on error. */
+static Py_ssize_t row_find(PairRowObject *r, PyObject *key, Py_hash_t hash, size_t *slot) {
+    if (!r->index) { *slot = 0; return -1; }
+    size_t j = (size_t)hash & (size_t)r->mask;
+    for (;;) {
+        Py_ssize_t v = slot_get(r, j);
+        if (v == 0) { *slot = j; return -1; }
+        int eq = same_key(r->pairs[v - 1].key, key, hash);
+        if (eq < 0) return -2;
+        if (eq) return v - 1;
+        j = (j + 1) & (size_t)r->mask;
+    }
+}
+
+/* A new index for room entries: at most three quarters of its slots used (a row's lookups are
+ * mostly of products it holds, which linear probing finds in a slot or two). */
+static int row_reindex(PairRowObject *r, Py_ssize_t room) {
+    Py_ssize_t n = 8;
+    while (n * 3 < room * 4) n <<= 1;
+    int width = n <= 256 ? 1 : n <= 65536 ? 2 : 4;
+    void *index = PyMem_Calloc((size_t)n, (size_t)width);
+    if (!index) { PyErr_NoMemory(); return -1; }
+    PyMem_Free(r->index);
+    r->index = index;
+    r->mask = n - 1;
+    r->width = width;
+    for (Py_ssize_t i = 0; i < r->size; i++) {
+        Py_hash_t hash = PyObject_Hash(r->pairs[i].key);
+        if (hash == -1) return -1;
+        size_t j = (size_t)hash & (size_t)r->mask;
+        while (slot_get(r, j)) j = (j + 1) & (size_t)r->mask;
+        slot_set(r, j, i + 1);
+    }
+    return 0;
+}
+
+static int row_resize(PairRowObject *r, Py_ssize_t cap) {
+    Pair *pairs = PyMem_Realloc(r->pairs, sizeof(Pair) * (size_t)(cap ? cap : 1));
+    if (!pairs) { PyErr_NoMemory(); return -1; }
+    r->pairs = pairs;
+    r->cap = cap;
+    return row_reindex(r, cap);
+}
+
+/* An interned str, or the key itself (a new reference either way). */
+static PyObject *interned(PyObject *key) {
+    Py_INCREF(key);
+    if (PyUnicode_CheckExact(key)) PyUnicode_InternInPlace(&key);
+    return key;
+}
+
+/* Adds count to key's pair (set to count when add is 0, as dict assignment does), appending a
+ * new pair at the end. */
+static int row_add(PairRowObject *r, PyObject *key, double count, int add) {
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) return -1;
+    size_t slot;
+    Py_ssize_t i = row_find(r, key, hash, &slot);
+    if (i == -2) return -1;
+    if (i >= 0) {
+        r->pairs[i].count = add ? r->pairs[i].count + count : count;
+        return 0;
+    }
+    if (r->size >= r->cap) {
+        if (row_resize(r, r->cap + r->cap / 4 + 4) < 0) return -1;
+        if (row_find(r, key, hash, &slot) == -2) return -1;
+    }
+    PyObject *own = interned(key);
+    r->pairs[r->size] = (Pair){own, count};
+    slot_set(r, slot, ++r->size);
+    return 0;
+}
+
+typedef struct {
+    double value;
+    Py_ssize_t order;
+} Strength;
+
+static int by_strength(const void *a, const void *b) {
+    const Strength *x = a, *y = b;
+    return descending(x->value, y->value, x->order, y->order);
+}
+
+/* Keeps the keep largest counts, largest first, ties in the row's order (a stable sort's). */
+static int row_cut(PairRowObject *r, Py_ssize_t keep) {
+    Py_ssize_t n = r->size;
+    if (keep < 0) keep = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (r->pairs[i].count != r->pairs[i].count) {
+            PyErr_SetString(PyExc_ValueError, "a pair count is NaN");
+            return -1;
+        }
+    Strength *order = PyMem_Malloc(sizeof(Strength) * (size_t)(n ? n : 1));
+    Pair *kept = PyMem_Malloc(sizeof(Pair) * (size_t)(keep < n ? (keep ? keep : 1) : (n ? n : 1)));
+    if (!order || !kept) {
+        PyMem_Free(order);
+        PyMem_Free(kept);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) order[i] = (Strength){r->pairs[i].count, i};
+    qsort(order, (size_t)n, sizeof(Strength), by_strength);
+    Py_ssize_t m = keep < n ? keep : n;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        kept[i] = r->pairs[order[i].order];
+        r->pairs[order[i].order].key = NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(r->pairs[i].key);
+    PyMem_Free(order);
+    PyMem_Free(r->pairs);
+    r->pairs = kept;
+    r->size = r->cap = m;
+    return row_reindex(r, m);
+}
+
+static int row_fill(PairRowObject *r, PyObject *items) {
+    PyObject *it;
+    Py_ssize_t hint = PyObject_LengthHint(items, 0);
+    if (hint < 0) return -1;
+    if (hint > 0 && row_resize(r, hint) < 0) return -1;
+    if (PyDict_Check(items)) {
+        PyObject *view = PyDict_Items(items);
+        if (!view) return -1;
+        it = PyObject_GetIter(view);
+        Py_DECREF(view);
+    } else {
+        it = PyObject_GetIter(items);
+    }
+    if (!it) return -1;
+    PyObject *item;
+    while ((item = PyIter_Next(it))) {
+        PyObject *pair = PySequence_Tuple(item);
+        Py_DECREF(item);
+        if (!pair) break;
+        int rc = -1;
+        if (PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a row's items are (product id, count) pairs");
+        } else {
+            double count = PyFloat_AsDouble(PyTuple_GET_ITEM(pair, 1));
+            if (!(count == -1.0 && PyErr_Occurred())) rc = row_add(r, PyTuple_GET_ITEM(pair, 0), count, 0);
+        }
+        Py_DECREF(pair);
+        if (rc < 0) break;
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return -1;
+    return r->cap > r->size ? row_resize(r, r->size) : 0;     /* no room kept: a row is made whole */
+}
+
+static PyObject *PairRow_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    PyObject *items = NULL;
+    static char *kwlist[] = {"items", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:PairRow", kwlist, &items)) return NULL;
+    PairRowObject *r = (PairRowObject *)type->tp_alloc(type, 0);
+    if (!r) return NULL;
+    if (items && row_fill(r, items) < 0) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    return (PyObject *)r;
+}
+
+static void PairRow_dealloc(PairRowObject *r) {
+    for (Py_ssize_t i = 0; i < r->size; i++) Py_DECREF(r->pairs[i].key);
+    PyMem_Free(r->pairs);
+    PyMem_Free(r->index);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static Py_ssize_t PairRow_len(PairRowObject *r) {
+    return r->size;
+}
+
+static PyObject *PairRow_get(PairRowObject *r, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get(product_id, default=None)");
+        return NULL;
+    }
+    Py_hash_t hash = PyObject_Hash(args[0]);
+    if (hash == -1) return NULL;
+    size_t slot;
+    Py_ssize_t i = row_find(r, args[0], hash, &slot);
+    if (i == -2) return NULL;
+    if (i >= 0) return PyFloat_FromDouble(r->pairs[i].count);
+    PyObject *dflt = nargs == 2 ? args[1] : Py_None;
+    Py_INCREF(dflt);
+    return dflt;
+}
+
+static PyObject *PairRow_items(PairRowObject *r, PyObject *unused) {
+    (void)unused;
+    PyObject *out = PyList_New(r->size);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < r->size; i++) {
+        PyObject *count = PyFloat_FromDouble(r->pairs[i].count);
+        PyObject *pair = count ? PyTuple_Pack(2, r->pairs[i].key, count) : NULL;
+        Py_XDECREF(count);
+        if (!pair) { Py_DECREF(out); return NULL; }
+        PyList_SET_ITEM(out, i, pair);
+    }
+    return out;
+}
+
+static PyObject *PairRow_cut(PairRowObject *r, PyObject *arg) {
+    Py_ssize_t keep = PyLong_AsSsize_t(arg);
+    if (keep == -1 && PyErr_Occurred()) return NULL;
+    if (row_cut(r, keep) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *PairRow_sizeof(PairRowObject *r, PyObject *unused) {
+    (void)unused;
+    size_t n = sizeof(PairRowObject) + sizeof(Pair) * (size_t)r->cap;
+    if (r->index) n += (size_t)(r->mask + 1) * (size_t)r->width;
+    return PyLong_FromSize_t(n);
+}
+
+static PyMethodDef PairRow_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))PairRow_get, METH_FASTCALL,
+     "get(product_id, default=None): the pair's count (a float), or default."},
+    {"items", (PyCFunction)PairRow_items, METH_NOARGS,
+     "items(): the (product id, count) pairs, in the row's order."},
+    {"cut", (PyCFunction)PairRow_cut, METH_O,
+     "cut(keep): keep the keep largest counts, largest first, ties in the row's order."},
+    {"__sizeof__", (PyCFunction)PairRow_sizeof, METH_NOARGS, "Bytes held, arrays included."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods PairRow_as_sequence = {
+    .sq_length = (lenfunc)PairRow_len,
+};
+
+PyDoc_STRVAR(PairRow_doc,
+"PairRow(items=())\n"
+"--\n\n"
+"A counted anchor's pair counts (product id -> float) in arrays: what a dict of them reads as\n"
+"(get, items, len, insertion order), in about a third of the memory. items: a dict or\n"
+"(product id, count) pairs.");
+
+static PyTypeObject PairRowType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "nextoffer.models._kernels.PairRow",
+    .tp_basicsize = sizeof(PairRowObject),
+    .tp_dealloc = (destructor)PairRow_dealloc,
+    .tp_as_sequence = &PairRow_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = PairRow_doc,
+    .tp_methods = PairRow_methods,
+    .tp_new = PairRow_new,
+};
+
+static int scan_pair_row(Acc *acc, const Scan *s, PairRowObject *row) {
+    for (Py_ssize_t i = 0; i < row->size; i++)
+        if (scan_pair(acc, s, row->pairs[i].key, row->pairs[i].count) < 0) return -1;
+    return 0;
+}
+
 
 PyDoc_STRVAR(complements_scan_doc,
 "complements_scan(anchors, items, pairs, orders, exponent, min_both, min_lift, limit)\n"
@@ -262,7 +571,9 @@ static int scan_anchors(Acc *acc, Scan *s, PyObject *anchors, PyObject *pairs) {
         s->weight = PyFloat_AsDouble(weight);
         if (PyErr_Occurred()) goto done;
         s->anchor = anchor;
-        if (PyDict_CheckExact(row)) {
+        if (Py_IS_TYPE(row, &PairRowType)) {
+            if (scan_pair_row(acc, s, (PairRowObject *)row) < 0) goto done;
+        } else if (PyDict_CheckExact(row)) {
             if (scan_dict_row(acc, s, row) < 0) goto done;
         } else if (scan_shared_row(acc, s, row) < 0) {
             goto done;
@@ -738,9 +1049,10 @@ PyDoc_STRVAR(count_pairs_doc,
 "count_pairs(pairs, anchors, paired, weight, most, own_row, prune)\n"
 "--\n\n"
 "The pair counting of BoughtTogether._count_pairs: for each anchor, weight added to its row's\n"
-"count of every other product of paired (a new pair holds weight itself). own_row(anchor) turns\n"
-"an adopted row into a counted one and returns it; once a row holds more than most pairs it is\n"
-"cut to its most/2 largest counts (top_row), or prune(anchor) is called where prune is not None.");
+"count of every other product of paired, in the anchor's PairRow (made when it has none).\n"
+"own_row(anchor) turns any other row (adopted, or a dict) into a PairRow and returns it; once a\n"
+"row holds more than most pairs it is cut to its most/2 largest counts (PairRow.cut), or\n"
+"prune(anchor) is called where prune is not None.");
 
 static PyObject *count_pairs(PyObject *self, PyObject *args) {
     PyObject *pairs, *anchors, *paired, *weight, *own_row, *prune;
@@ -750,68 +1062,62 @@ static PyObject *count_pairs(PyObject *self, PyObject *args) {
                           &PyList_Type, &paired, &PyFloat_Type, &weight, &most, &own_row, &prune))
         return NULL;
     double w = PyFloat_AS_DOUBLE(weight);
+    Py_ssize_t n = PyList_GET_SIZE(paired), got = 0;
+    PyObject *result = NULL, *a = NULL;
+    /* the order's products interned once: every row's lookups then compare pointers */
+    PyObject **keys = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? n : 1));
+    if (!keys) return PyErr_NoMemory();
+    for (; got < n; got++) keys[got] = interned(PyList_GET_ITEM(paired, got));
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(anchors); k++) {
-        PyObject *a = PyList_GET_ITEM(anchors, k);
-        Py_INCREF(a);
+        a = interned(PyList_GET_ITEM(anchors, k));
         PyObject *row = PyDict_GetItemWithError(pairs, a);    /* borrowed, held by pairs */
         if (!row) {
-            if (PyErr_Occurred()) goto fail;
-            PyObject *fresh = PyDict_New();
-            if (!fresh) goto fail;
+            if (PyErr_Occurred()) goto done;
+            PyObject *fresh = PairRowType.tp_alloc(&PairRowType, 0);
+            if (!fresh) goto done;
             int rc = PyDict_SetItem(pairs, a, fresh);
             Py_DECREF(fresh);
-            if (rc < 0) goto fail;
+            if (rc < 0) goto done;
             row = fresh;
-        } else if (!PyDict_CheckExact(row)) {                /* adopted: counted here from now on */
+        } else if (!Py_IS_TYPE(row, &PairRowType)) {         /* adopted: counted here from now on */
             PyObject *own = PyObject_CallOneArg(own_row, a);
-            if (!own) goto fail;
+            if (!own) goto done;
             Py_DECREF(own);                                    /* pairs holds it */
-            if (!PyDict_CheckExact(own)) {
-                PyErr_SetString(PyExc_TypeError, "own_row must return a dict");
-                goto fail;
+            if (!Py_IS_TYPE(own, &PairRowType)) {
+                PyErr_SetString(PyExc_TypeError, "own_row must return a PairRow");
+                goto done;
             }
             row = own;
         }
-        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(paired); j++) {
-            PyObject *b = PyList_GET_ITEM(paired, j);
-            int same = PyObject_RichCompareBool(a, b, Py_EQ);
-            if (same < 0) goto fail;
-            if (same) continue;
-            PyObject *both = PyDict_GetItemWithError(row, b);
-            int rc;
-            if (!both) {
-                if (PyErr_Occurred()) goto fail;
-                rc = PyDict_SetItem(row, b, weight);
-            } else {
-                double v = PyFloat_AsDouble(both);
-                if (v == -1.0 && PyErr_Occurred()) goto fail;
-                PyObject *sum = PyFloat_FromDouble(v + w);
-                if (!sum) goto fail;
-                rc = PyDict_SetItem(row, b, sum);
-                Py_DECREF(sum);
+        PairRowObject *r = (PairRowObject *)row;
+        int both_str = PyUnicode_CheckExact(a) && PyUnicode_CHECK_INTERNED(a);
+        for (Py_ssize_t j = 0; j < n; j++) {
+            PyObject *b = keys[j];
+            int same = a == b;
+            if (!same && !(both_str && PyUnicode_CheckExact(b) && PyUnicode_CHECK_INTERNED(b))) {
+                same = PyObject_RichCompareBool(a, b, Py_EQ);
+                if (same < 0) goto done;
             }
-            if (rc < 0) goto fail;
+            if (!same && row_add(r, b, w, 1) < 0) goto done;
         }
-        if (PyDict_GET_SIZE(row) > most) {
+        if (r->size > most) {
             if (prune == Py_None) {
-                PyObject *kept = top_of_row(row, most / 2);
-                if (!kept) goto fail;
-                int rc = PyDict_SetItem(pairs, a, kept);
-                Py_DECREF(kept);
-                if (rc < 0) goto fail;
+                if (row_cut(r, most / 2) < 0) goto done;
             } else {
-                PyObject *done = PyObject_CallOneArg(prune, a);
-                if (!done) goto fail;
-                Py_DECREF(done);
+                PyObject *cut = PyObject_CallOneArg(prune, a);
+                if (!cut) goto done;
+                Py_DECREF(cut);
             }
         }
-        Py_DECREF(a);
-        continue;
-fail:
-        Py_DECREF(a);
-        return NULL;
+        Py_CLEAR(a);
     }
-    Py_RETURN_NONE;
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(a);
+    for (Py_ssize_t j = 0; j < got; j++) Py_DECREF(keys[j]);
+    PyMem_Free(keys);
+    return result;
 }
 
 static PyMethodDef methods[] = {
@@ -832,5 +1138,14 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__kernels(void) {
-    return PyModule_Create(&module);
+    if (PyType_Ready(&PairRowType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&PairRowType);
+    if (PyModule_AddObject(m, "PairRow", (PyObject *)&PairRowType) < 0) {
+        Py_DECREF(&PairRowType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

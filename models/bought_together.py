@@ -16,9 +16,9 @@ from operator import itemgetter
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 try:        # built by the install (pyproject.toml); a build without a C compiler runs the Python
-    from nextoffer.models._kernels import complements_rows, complements_scan, count_pairs, top_row
+    from nextoffer.models._kernels import PairRow, complements_rows, complements_scan, count_pairs, top_row
 except ImportError:
-    complements_rows = complements_scan = count_pairs = top_row = None
+    PairRow = complements_rows = complements_scan = count_pairs = top_row = None
 
 
 
@@ -114,7 +114,9 @@ class BoughtTogether:
         self.max_basket = max_basket
         self.lift_exponent = lift_exponent
         self._items: dict[str, float] = {}
-        self._pairs: dict[str, dict[str, float]] = {}
+        #: anchor -> its row: a PairRow (the compiled kernels' counted rows, a dict's reads in a
+        #: third of its memory), a dict (the Python version's) or a SharedRow (adopted)
+        self._pairs: dict[str, object] = {}
         self._orders = 0.0
         self._t0: Optional[float] = None
         #: Which anchors' rows this instance counts (all when None): with partitioned learning each
@@ -177,14 +179,15 @@ class BoughtTogether:
         self.updates += len(anchors) * (len(paired) - 1)
         if self.owns is not None:
             self.touched.update(anchors)
-        if self.compiled and type(w) is float:
+        if self.compiled:
             # a row past twice max_neighbours is cut to its max_neighbours strongest in the kernel
-            return count_pairs(self._pairs, anchors, paired, w, 2 * self.max_neighbours, self._own_row, None)
+            return count_pairs(self._pairs, anchors, paired, float(w), 2 * self.max_neighbours,
+                               self._own_row, None)
         for a in anchors:
             row = self._pairs.get(a)
             if row is None:
                 row = self._pairs[a] = {}
-            elif type(row) is SharedRow:           # taken over: counted here from now on
+            elif type(row) is not dict:            # adopted, or a kernel's: counted here from now on
                 row = self._pairs[a] = dict(row.items())
             get = row.get
             for b in paired:
@@ -243,13 +246,17 @@ class BoughtTogether:
         touched, self.touched = self.touched, set()
         return touched
 
-    def _own_row(self, anchor: str) -> dict[str, float]:
-        """An adopted row made a counted one: this worker took its anchor over."""
-        row = self._pairs[anchor] = dict(self._pairs[anchor].items())
+    def _own_row(self, anchor: str):
+        """An adopted row (or a Python one) made a kernel's counted one: this worker took its
+        anchor over."""
+        row = self._pairs[anchor] = PairRow(self._pairs[anchor].items())
         return row
 
     def _prune(self, pid: str) -> None:
         row = self._pairs[pid]
+        if type(row) is PairRow:
+            row.cut(self.max_neighbours)
+            return
         if self.compiled:
             self._pairs[pid] = top_row(row, self.max_neighbours)
             return
@@ -271,9 +278,16 @@ class BoughtTogether:
         scale = 1.0 / self._inflation_at(ts)
         self._orders *= scale
         self._items = {k: v * scale for k, v in self._items.items()}
-        self._pairs = {a: {b: v * scale for b, v in row.items()} if type(row) is dict
-                       else SharedRow(dict(row.items()), scale) for a, row in self._pairs.items()}
+        self._pairs = {a: self._scaled(row, scale) for a, row in self._pairs.items()}
         self._t0 = ts
+
+    @staticmethod
+    def _scaled(row, scale: float):
+        if type(row) is dict:
+            return {b: v * scale for b, v in row.items()}
+        if type(row) is PairRow:
+            return PairRow([(b, v * scale) for b, v in row.items()])
+        return SharedRow(dict(row.items()), scale)
 
     def _inflation_at(self, now: float) -> float:
         if not self.half_life or self._t0 is None:

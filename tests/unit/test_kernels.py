@@ -17,7 +17,8 @@ def test_the_install_built_the_kernel():
 
 
 def _store(rng: random.Random, products: int, rows: int, shared: bool):
-    """Items and pair rows like a learned instance's: dict rows, and shared rows if asked; a
+    """Items and pair rows like a learned instance's: dict rows, and shared and kernel (PairRow)
+    rows if asked; a
     few counts repeat exactly, so that scores tie and the order of ties is compared too."""
     ids = [f"p{n}" for n in range(products)]
     items = {pid: float(rng.choice([1, 2, 3, 5, 8])) * rng.choice([1.0, 1.7, 2.25]) for pid in ids}
@@ -25,7 +26,8 @@ def _store(rng: random.Random, products: int, rows: int, shared: bool):
     for anchor in rng.sample(ids, min(rows, products)):
         row = {pid: float(rng.choice([1, 2, 2, 3, 4])) for pid in rng.sample(ids, rng.randint(0, min(40, products)))
                if pid != anchor}
-        pairs[anchor] = SharedRow(row) if shared and rng.random() < 0.5 else row
+        kind = rng.random() if shared else 1.0
+        pairs[anchor] = SharedRow(row) if kind < 0.33 else bought_together.PairRow(row) if kind < 0.66 else row
     return ids, items, pairs
 
 
@@ -99,7 +101,33 @@ def test_pairs_are_counted_the_same_either_way(owned):
     for anchor, row in slow._pairs.items():
         assert list(fast.row(anchor).items()) == list(row.items()), anchor
     assert (fast.updates, fast.touched, fast._items) == (slow.updates, slow.touched, slow._items)
-    assert type(fast._pairs["p2"]) is dict
+    assert all(type(row) is bought_together.PairRow for row in fast._pairs.values())
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+@pytest.mark.parametrize("seed", range(10))
+def test_a_pair_row_reads_as_the_dict_it_replaces(seed):
+    """PairRow against the dict it stands for: made from pairs (a later pair of the same product
+    replaces the earlier, as dict() does) or a dict, cut as a stable sort cuts; the same pairs,
+    floats and order, lookups of present and absent products, keys interned (one string per
+    product), in under half a dict's memory."""
+    from operator import itemgetter
+    PairRow = bought_together.PairRow
+    rng = random.Random(seed)
+    pairs = [("".join(["p", str(rng.randrange(600))]), float(rng.choice([1, 2, 0.5, 3.25])))
+             for _ in range(rng.randint(0, 1500))]       # a new string object for each pair
+    plain, row = dict(pairs), PairRow(pairs)
+    assert row.items() == list(plain.items()) == PairRow(plain).items() and len(row) == len(plain)
+    assert all(row.get(pid) == v for pid, v in plain.items())
+    assert row.get("absent") is None and row.get("absent", 0.0) == 0.0
+    assert all(pid is bought_together.sys.intern(pid) for pid, _ in row.items())
+    if plain:
+        assert row.__sizeof__() < 0.5 * (plain.__sizeof__() + 24 * len(plain))
+    for keep in (700, 300, 40, 1, 0):
+        row.cut(keep)
+        plain = dict(sorted(plain.items(), key=itemgetter(1), reverse=True)[:keep])
+        assert row.items() == list(plain.items())
+        assert all(row.get(pid) == v for pid, v in plain.items())
 
 
 @pytest.mark.skipif(kernel is None, reason="the kernel was not built")
