@@ -23,11 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import orjson
 
 from nextoffer.benchmarks.large_carts import THEME_SIZE, large_cart_orders
-from nextoffer.models.bought_together import BoughtTogether, anchor_partition
+from nextoffer.models.bought_together import BoughtTogether, PairRow, SharedRow, anchor_partition
 from nextoffer.models.engine import Basket, OfferEngine
 from nextoffer.models.events import Product
 from nextoffer.models.rules import OfferRules
@@ -86,6 +87,7 @@ def learner_memory(products: int, orders: int, seed: int = 7, workers: int = 1, 
     learned = resident_bytes()
     bought = engine.bought
     counted = sum(len(row) for row in bought._pairs.values())
+    rows = counted_rows_bytes(bought)
     adopted = _adopt_peer_rows(bought, products, orders, seed, workers, partitions) if workers > 1 else 0
     shared = resident_bytes()
     pairs = counted + adopted
@@ -95,10 +97,20 @@ def learner_memory(products: int, orders: int, seed: int = 7, workers: int = 1, 
             "pair_updates": engine.tally["updates.pairs"],
             "catalog_mib": round((catalog - start) / MIB, 1), "learners_mib": round((shared - catalog) / MIB, 1),
             "adopted_mib": round((shared - learned) / MIB, 1),
+            "counted_rows_mib": None if rows is None else round(rows / MIB, 1),
             "total_mib": round((shared - start) / MIB, 1),
             "bytes_per_pair": round((shared - catalog) / max(1, pairs), 1),
             "bytes_per_adopted_pair": round((shared - learned) / max(1, adopted), 1) if adopted else None,
             "orders_per_s": round(orders / seconds, 1), "lines_per_s": round(lines / seconds)}
+
+
+def counted_rows_bytes(bought: BoughtTogether) -> Optional[int]:
+    """What the counted rows hold, exactly, when they are the compiled kernels' PairRows (their
+    arrays included); None for the Python version's dictionaries, whose floats may be shared."""
+    rows = [row for row in bought._pairs.values() if type(row) is not SharedRow]
+    if PairRow is None or any(type(row) is not PairRow for row in rows):
+        return None
+    return sum(sys.getsizeof(row) for row in rows)
 
 
 def _adopt_peer_rows(bought: BoughtTogether, products: int, orders: int, seed: int, workers: int,

@@ -343,15 +343,19 @@ def report_learners(result: dict, console: Console) -> None:
     table = Table(title=f"shared learners of one worker of {workers} ({how}): resident memory after learning "
                         "large-cart orders (20 to 60 lines)")
     for col in ("catalog", "orders learned", "products ordered", "pairs stored (counted here)", "catalog MiB",
-                "learners MiB (adopted rows)", "bytes / pair", "orders learned / s", "target"):
+                "learners MiB (counted rows / adopted rows)", "bytes / pair", "orders learned / s", "target"):
         table.add_column(col, justify="right")
     for r in result["learners"]:
         target = f"<= 300 MiB {_ok(r['total_mib'] <= 300)}" if r["products"] >= 1_000_000 else ""
         table.add_row(f"{r['products']:,}", f"{r['orders']:,}", f"{r['products_ordered']:,}",
                       f"{r['pairs_stored']:,} ({r.get('pairs_counted', r['pairs_stored']):,})",
-                      f"{r['catalog_mib']:,}", f"{r['learners_mib']:,} ({r.get('adopted_mib', 0):,})",
+                      f"{r['catalog_mib']:,}", f"{r['learners_mib']:,} ({_mib(r.get('counted_rows_mib'))} / {r.get('adopted_mib', 0):,})",
                       f"{r['bytes_per_pair']}", f"{r['orders_per_s']:,} ({r['lines_per_s']:,} lines)", target)
     console.print(table)
+
+
+def _mib(value) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def main(config: BenchConfig) -> int:

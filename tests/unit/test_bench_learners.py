@@ -35,6 +35,11 @@ def test_learner_memory_counts_pairs_and_grows_with_them():
     assert 0 < small["pairs_stored"] < large["pairs_stored"]
     assert small["products_ordered"] <= small["products"] == 2_000
     assert large["learners_mib"] > small["learners_mib"] >= 0
+    from nextoffer.models.bought_together import PairRow
+    if PairRow is not None:     # the counted rows' arrays, exactly: more with more pairs
+        assert 0 < small["counted_rows_mib"] < large["counted_rows_mib"]
+    else:
+        assert large["counted_rows_mib"] is None
 
 
 def test_one_worker_of_two_counts_about_half_the_pairs_and_adopts_the_rest():
