@@ -51,29 +51,34 @@ class Bound:
 
 
 class RatioHistogram:
-    """Counts of log2 price ratios in :data:`BINS` bins, with quantiles.
+    """Counts of log2 price ratios in :data:`BINS` bins, with quantiles. Only the bins that hold
+    something are kept (a dict of bin -> count): a store has a histogram per pair of categories
+    bought together, tens of thousands on a large catalog, and most of them fill a few bins.
 
     >>> h = RatioHistogram()
     >>> for r in (0.5, 1.0, 1.0, 2.0):
     ...     h.add(r)
     >>> h.count, round(h.quantile(0.5), 2), round(h.quantile(1.0), 2)
     (4, 1.09, 2.18)
+    >>> h.bins
+    {56: 1, 64: 2, 72: 1}
     """
 
     __slots__ = ("bins", "count", "_memo")
 
     def __init__(self) -> None:
-        self.bins = [0] * BINS
+        self.bins: dict[int, int] = {}
         self.count = 0
-        self._memo: dict[float, tuple[int, float]] = {}   # quantile -> (count when read, value)
+        self._memo: Optional[dict[float, tuple[int, float]]] = None   # quantile -> (count when read, value)
 
     def add(self, ratio: float) -> None:
         self.add_log(math.log2(ratio))
 
     def add_log(self, log_ratio: float) -> None:
         """Count a ratio given as its log2 (an order's lines are logged once, not per pair)."""
-        index = int((log_ratio - LOW_EXP) / BIN_WIDTH)
-        self.bins[min(max(index, 0), BINS - 1)] += 1
+        index = min(max(int((log_ratio - LOW_EXP) / BIN_WIDTH), 0), BINS - 1)
+        bins = self.bins
+        bins[index] = bins.get(index, 0) + 1
         self.count += 1
 
     def quantile(self, q: float, lower_edge: bool = False) -> float:
@@ -83,16 +88,19 @@ class RatioHistogram:
         Read on every offer, so it is computed again only once the counts grew by 2% (or 10).
         """
         key = q if not lower_edge else -q
-        memo_count, value = self._memo.get(key, (-10**9, 0.0))
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        memo_count, value = memo.get(key, (-10**9, 0.0))
         if self.count - memo_count < max(10, memo_count // 50):
             return value
         wanted, seen, value = q * self.count, 0, 2.0 ** (LOW_EXP + BINS * BIN_WIDTH)
-        for index, n in enumerate(self.bins):
+        for index, n in sorted(self.bins.items()):
             seen += n
-            if n and seen >= wanted:
+            if seen >= wanted:
                 value = 2.0 ** (LOW_EXP + (index + (0 if lower_edge else 1)) * BIN_WIDTH)
                 break
-        self._memo[key] = (self.count, value)
+        memo[key] = (self.count, value)
         return value
 
 
