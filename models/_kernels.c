@@ -12,8 +12,7 @@
  * round_to: Python's round(x, n) of a float, without its decimal conversion.
  * cross_sell_rows: complements_rows made into a decision's cross-sell candidates (the anchors'
  * families left out), the loop of candidates.cross_sells.
- * top_row: the pruning of a row to its strongest pairs (BoughtTogether._prune), a sort of a
- * few hundred counts that Python does with a tuple and a key call per pair.
+ * PairRow: a counted anchor's row in arrays, cut to its strongest pairs in place.
  *
  * Built by the project's own install (pyproject.toml, an optional extension): without a C
  * compiler the install still works and the core runs its Python version.
@@ -707,59 +706,6 @@ done:
 }
 
 
-typedef struct {
-    double value;
-    Py_ssize_t order;   /* position in the row: ties keep it, as Python's stable sort does */
-    PyObject *key, *obj; /* borrowed from the row */
-} Ranked;
-
-static int by_value(const void *a, const void *b) {
-    const Ranked *x = a, *y = b;
-    return descending(x->value, y->value, x->order, y->order);
-}
-
-/* A new dict of the row's keep largest counts, largest first (ties in the row's order): what
- * dict(sorted(row.items(), key=itemgetter(1), reverse=True)[:keep]) makes. */
-static PyObject *top_of_row(PyObject *row, Py_ssize_t keep) {
-    Py_ssize_t n = PyDict_GET_SIZE(row), pos = 0, i = 0;
-    Ranked *all = PyMem_Malloc(sizeof(Ranked) * (n ? n : 1));
-    if (!all) return PyErr_NoMemory();
-    PyObject *key, *value, *out = NULL;
-    while (PyDict_Next(row, &pos, &key, &value)) {
-        double v = PyFloat_AsDouble(value);
-        if (v == -1.0 && PyErr_Occurred()) goto done;
-        if (v != v) {       /* NaN: Python's sort would order it its own way; refuse instead */
-            PyErr_SetString(PyExc_ValueError, "a pair count is NaN");
-            goto done;
-        }
-        all[i] = (Ranked){v, i, key, value};
-        i++;
-    }
-    qsort(all, (size_t)n, sizeof(Ranked), by_value);
-    out = PyDict_New();
-    if (!out) goto done;
-    for (i = 0; i < n && i < keep; i++)
-        if (PyDict_SetItem(out, all[i].key, all[i].obj) < 0) { Py_CLEAR(out); goto done; }
-done:
-    PyMem_Free(all);
-    return out;
-}
-
-PyDoc_STRVAR(top_row_doc,
-"top_row(row, keep)\n"
-"--\n\n"
-"A new dict of the keep largest counts of row, largest first, ties in the row's order: what\n"
-"dict(sorted(row.items(), key=itemgetter(1), reverse=True)[:keep]) makes.");
-
-static PyObject *top_row(PyObject *self, PyObject *args) {
-    PyObject *row;
-    Py_ssize_t keep;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "O!n:top_row", &PyDict_Type, &row, &keep)) return NULL;
-    return top_of_row(row, keep);
-}
-
-
 PyDoc_STRVAR(round_to_doc,
 "round_to(x, ndigits)\n"
 "--\n\n"
@@ -1125,7 +1071,6 @@ static PyMethodDef methods[] = {
     {"complements_rows", complements_rows, METH_VARARGS, complements_rows_doc},
     {"cross_sell_rows", cross_sell_rows, METH_VARARGS, cross_sell_rows_doc},
     {"count_pairs", count_pairs, METH_VARARGS, count_pairs_doc},
-    {"top_row", top_row, METH_VARARGS, top_row_doc},
     {"ranking_rows", ranking_rows, METH_VARARGS, ranking_rows_doc},
     {"round_to", (PyCFunction)(void (*)(void))round_to, METH_FASTCALL, round_to_doc},
     {NULL, NULL, 0, NULL},

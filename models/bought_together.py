@@ -16,9 +16,9 @@ from operator import itemgetter
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
 try:        # built by the install (pyproject.toml); a build without a C compiler runs the Python
-    from nextoffer.models._kernels import PairRow, complements_rows, complements_scan, count_pairs, top_row
+    from nextoffer.models._kernels import PairRow, complements_rows, complements_scan, count_pairs
 except ImportError:
-    PairRow = complements_rows = complements_scan = count_pairs = top_row = None
+    PairRow = complements_rows = complements_scan = count_pairs = None
 
 
 
@@ -253,14 +253,9 @@ class BoughtTogether:
         return row
 
     def _prune(self, pid: str) -> None:
-        row = self._pairs[pid]
-        if type(row) is PairRow:
-            row.cut(self.max_neighbours)
-            return
-        if self.compiled:
-            self._pairs[pid] = top_row(row, self.max_neighbours)
-            return
-        keep = sorted(row.items(), key=itemgetter(1), reverse=True)[: self.max_neighbours]
+        """The Python version's cut of a row to its strongest pairs (the kernels cut a PairRow
+        in place, to the same pairs in the same order)."""
+        keep = sorted(self._pairs[pid].items(), key=itemgetter(1), reverse=True)[: self.max_neighbours]
         self._pairs[pid] = dict(keep)
 
     def _inflation(self, ts: float) -> float:

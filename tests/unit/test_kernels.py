@@ -130,20 +130,6 @@ def test_a_pair_row_reads_as_the_dict_it_replaces(seed):
         assert all(row.get(pid) == v for pid, v in plain.items())
 
 
-@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
-@pytest.mark.parametrize("seed", range(20))
-def test_a_row_is_cut_to_its_strongest_pairs_as_python_sorts_them(seed):
-    """top_row keeps what a stable sort by count, largest first, keeps: ties in the row's order."""
-    from operator import itemgetter
-    rng = random.Random(seed)
-    row = {f"p{n}": float(rng.choice([1, 1, 2, 3, 0.5])) for n in range(rng.randint(0, 300))}
-    keep = rng.choice([0, 1, 20, 100, 400])
-    expected = dict(sorted(row.items(), key=itemgetter(1), reverse=True)[:keep])
-    cut = bought_together.top_row(row, keep)
-    assert list(cut.items()) == list(expected.items())
-    assert all(cut[pid] is row[pid] for pid in cut)        # the same float objects, not copies
-
-
 
 
 @pytest.mark.skipif(kernel is None, reason="the kernel was not built")
