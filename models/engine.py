@@ -23,7 +23,7 @@ from nextoffer.models.proportion import PriceProportions
 from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
-from nextoffer.models.showcases import Counts, Showcases, ShowcaseSettings
+from nextoffer.models.showcases import Counts, ProductIndex, Showcases, ShowcaseSettings
 from nextoffer.models.upgrades import LearnedUpgrades, upgrade_votes
 
 
@@ -118,12 +118,14 @@ class OfferEngine:
         self.categories.compiled = self.categories.compiled and learners.compiled_kernels
         if not learners.compiled_kernels:
             self.acceptance.rounding = round
+        #: Product -> position in the per-product counts below, one index for all of them.
+        self.products = ProductIndex()
         #: The store's recommendation windows (best sellers, trending, similar, ...).
-        self.showcases = Showcases(self.catalog, self.bought, showcases)
+        self.showcases = Showcases(self.catalog, self.bought, showcases, self.products)
         #: The learned order of a cross-sell's best candidates (models/reranker.py), if on.
         self.ranker = PairwiseRanker(learners.ranking_step, rules.learned_ranking_depth) if rules.learned_ranking else None
         #: Orders holding each product, decayed over days: what is selling now.
-        self.recent_sales = Counts(learners.recent_sales_half_life)
+        self.recent_sales = Counts(learners.recent_sales_half_life, self.products)
         self.policy = OfferPolicy(rules, self.catalog, self.bought, self.repeats, self.acceptance,
                                   random.Random(learners.seed), self.upgrades, self.categories,
                                   self.proportions, self.ranker, self.recent_sales)

@@ -320,7 +320,7 @@ class OfferPolicy:
         sold = self.recent_sales
         anchor_ts = anchor_past[1] if anchor_past else None
         if ranking_rows is not None and self.bought.compiled and type(ranked) is list:   # the same rows, in C
-            sales = (sold.index, sold.values, sold.scale(s.now)) if sold is not None else ()
+            sales = (sold.index, sold.covered(), sold.scale(s.now)) if sold is not None else ()
             x = np.frombuffer(ranking_rows(ranked, shopper.purchases, shopper.orders, self.repeats.counts,
                                            anchor_ts, s.now, AGE_SPAN, *sales),
                               dtype=float).reshape(len(ranked), len(FEATURES))

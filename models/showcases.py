@@ -92,8 +92,39 @@ class ShowcaseItem:
                    data.get("brand"), data.get("price"))
 
 
+class ProductIndex:
+    """Product id -> position in per-product count arrays, shared by the counts of one engine
+    (recent sales, the showcases' sales, views and trends): each product's id and position are
+    held once, not once per count (a large catalog has a million of them).
+
+    >>> products = ProductIndex()
+    >>> products.position("tea"), products.position("mug"), products.position("tea"), len(products)
+    (0, 1, 0, 2)
+    """
+
+    __slots__ = ("index", "ids")
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.ids: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def position(self, pid: str) -> int:
+        """The product's position, a new one for a product not indexed yet."""
+        i = self.index.get(pid)
+        if i is None:
+            i = self.index[pid] = len(self.ids)
+            self.ids.append(pid)
+        return i
+
+
 class Counts:
-    """Per-product counts, decayed with ``half_life`` (None: plain), in one numpy array.
+    """Per-product counts, decayed with ``half_life`` (None: plain), in one numpy array indexed
+    by ``products`` (a :class:`ProductIndex`, shared with other counts; its own without one).
+    Each count also keeps the order in which it first counted its products: its ties go to the
+    product it counted first, whatever the other counts sharing the index did.
 
     >>> c = Counts(half_life=10.0)
     >>> c.add("a", 1.0, ts=0.0); c.add("b", 1.0, ts=10.0); c.add("b", 1.0, ts=10.0)
@@ -103,17 +134,30 @@ class Counts:
     [('b', 2.0), ('a', 0.5)]
     >>> c.top(1, among=["a", "zzz"], now=10.0)[0][0]
     'a'
+    >>> shared = Counts(products=c.products); shared.add("z", 1.0, ts=0.0)
+    >>> len(c), len(shared), shared.ids, c.get("z", now=0.0)
+    (2, 1, ['z'], 0.0)
     """
 
-    def __init__(self, half_life: Optional[float] = None) -> None:
+    def __init__(self, half_life: Optional[float] = None, products: Optional[ProductIndex] = None) -> None:
         self.half_life = half_life
-        self.index: dict[str, int] = {}
-        self.ids: list[str] = []
+        self.products = ProductIndex() if products is None else products
+        #: product -> position in :attr:`values` (the shared index's dict, read by the kernels)
+        self.index = self.products.index
         self.values = np.zeros(1024)
+        self._rank = np.full(1024, -1, dtype=np.int32)    # position -> order first counted, -1: never
+        self._counted = np.zeros(1024, dtype=np.int32)    # order first counted -> position
+        self._n = 0
         self._t0: Optional[float] = None
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self._n
+
+    @property
+    def ids(self) -> list[str]:
+        """The products counted, in the order first counted."""
+        ids = self.products.ids
+        return [ids[i] for i in self._counted[:self._n].tolist()]
 
     def add(self, pid: str, n: float, ts: float) -> None:
         i = self._position(pid)
@@ -136,18 +180,34 @@ class Counts:
         self.values[idx] += n * weight
 
     def _position(self, pid: str) -> int:
-        """The index of ``pid``'s count, a new one (the array grown) for a product not counted yet."""
-        i = self.index.get(pid)
-        if i is None:
-            i = self.index[pid] = len(self.ids)
-            self.ids.append(pid)
-            if i >= len(self.values):
-                self.values = np.concatenate([self.values, np.zeros(len(self.values))])
+        """The index of ``pid``'s count; a product this count has not counted yet gets its place
+        in the first-counted order (and the arrays grow to hold the shared index)."""
+        i = self.products.position(pid)
+        if i >= len(self.values):
+            self.covered()
+        if self._rank[i] < 0:
+            n = self._n
+            if n >= len(self._counted):
+                self._counted = np.concatenate([self._counted, np.zeros(len(self._counted), dtype=np.int32)])
+            self._rank[i], self._counted[n] = n, i
+            self._n = n + 1
         return i
+
+    def covered(self) -> np.ndarray:
+        """:attr:`values`, grown (with zeros) to every position of the shared index: what a
+        reader of ``index`` and ``values`` together (the ranking kernel) is given."""
+        size = len(self.values)
+        if size < len(self.products):
+            while size < len(self.products):
+                size *= 2
+            grow = size - len(self.values)
+            self.values = np.concatenate([self.values, np.zeros(grow)])
+            self._rank = np.concatenate([self._rank, np.full(grow, -1, dtype=np.int32)])
+        return self.values
 
     def get(self, pid: str, now: float) -> float:
         i = self.index.get(pid)
-        return float(self.values[i]) / self.scale(now) if i is not None else 0.0
+        return float(self.values[i]) / self.scale(now) if i is not None and i < len(self.values) else 0.0
 
     def values_of(self, ids: Sequence[str], now: float) -> np.ndarray:
         """The counts of ``ids`` (0 for one never counted), as of ``now``.
@@ -156,30 +216,34 @@ class Counts:
         >>> c.values_of(["a", "b"], now=0.0).tolist()
         [2.0, 0.0]
         """
-        index = self.index
+        values, index = self.covered(), self.index
         idx = np.fromiter((index.get(pid, -1) for pid in ids), dtype=np.int64, count=len(ids))
-        out = np.where(idx >= 0, self.values[np.maximum(idx, 0)], 0.0)
+        out = np.where(idx >= 0, values[np.maximum(idx, 0)], 0.0)
         return out / self.scale(now)
 
     def top(self, k: int, now: float, among: Optional[Iterable[str]] = None,
             exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
-        """The ``k`` largest counts (of ``among`` only, if given), largest first, zeros left out."""
+        """The ``k`` largest counts (of ``among`` only, if given), largest first, zeros left out;
+        ties: the product counted first."""
+        values, index, rank = self.covered(), self.index, self._rank
+        # Each product by its place in the first-counted order ("rank"): what ties are broken by.
         if among is None:
-            idx = np.arange(len(self.ids))
+            ranks = np.arange(self._n)
         else:
-            idx = np.fromiter((i for i in map(self.index.get, among) if i is not None), dtype=np.int64)
-        skip = {self.index[p] for p in exclude if p in self.index}
+            ranks = rank[np.fromiter((i for i in map(index.get, among) if i is not None), dtype=np.int64)]
+            ranks = ranks[ranks >= 0]
+        skip = {int(rank[index[p]]) for p in exclude if p in index and rank[index[p]] >= 0}
         if skip:
-            idx = idx[~np.isin(idx, list(skip))]
-        values = self.values[idx]
+            ranks = ranks[~np.isin(ranks, list(skip))]
+        values = values[self._counted[ranks]]
         keep = values > 0
-        idx, values = idx[keep], values[keep]
-        if len(idx) > k:
+        ranks, values = ranks[keep], values[keep]
+        if len(ranks) > k:
             part = np.argpartition(-values, k - 1)[:k]
-            idx, values = idx[part], values[part]
-        order = np.lexsort((idx, -values))          # ties: the product counted first
-        scale = self.scale(now)
-        return [(self.ids[i], float(v) / scale) for i, v in zip(idx[order], values[order])]
+            ranks, values = ranks[part], values[part]
+        order = np.lexsort((ranks, -values))          # ties: the product counted first
+        scale, ids = self.scale(now), self.products.ids
+        return [(ids[i], float(v) / scale) for i, v in zip(self._counted[ranks[order]].tolist(), values[order])]
 
     def _weight(self, ts: float) -> float:
         if not self.half_life:
@@ -188,7 +252,7 @@ class Counts:
             self._t0 = ts
         exponent = (ts - self._t0) / self.half_life
         if exponent > _RESCALE_EXPONENT:     # rescale everything to a new origin at ``ts``
-            self.values[: len(self.ids)] *= 2.0 ** -min(exponent, 2000.0)   # long decayed: 0
+            self.values *= 2.0 ** -min(exponent, 2000.0)   # long decayed: 0 (never counted: 0 already)
             self._t0, exponent = ts, 0.0
         return 2.0 ** exponent
 
@@ -223,13 +287,14 @@ class Showcases:
     """
 
     def __init__(self, catalog: Catalog, bought: BoughtTogether,
-                 settings: ShowcaseSettings = ShowcaseSettings()) -> None:
+                 settings: ShowcaseSettings = ShowcaseSettings(), products: Optional[ProductIndex] = None) -> None:
         self.catalog = catalog
         self.bought = bought
         self.settings = settings
-        self.sold = Counts(settings.showcase_sales_half_life)
-        self.viewed = Counts(settings.showcase_views_half_life)
-        self.trending = Counts(settings.showcase_trending_half_life)
+        products = ProductIndex() if products is None else products    # one index for the three
+        self.sold = Counts(settings.showcase_sales_half_life, products)
+        self.viewed = Counts(settings.showcase_views_half_life, products)
+        self.trending = Counts(settings.showcase_trending_half_life, products)
         self.updates = 0
 
     # -- learning -------------------------------------------------------------

@@ -12,7 +12,7 @@ from nextoffer.models.events import LineItem, Product
 from nextoffer.models.profile import ProfileView
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
-from nextoffer.models.showcases import Counts, ShowcaseItem, Showcases, excluded, personalise
+from nextoffer.models.showcases import Counts, ProductIndex, ShowcaseItem, Showcases, excluded, personalise
 from nextoffer.streams.io.codecs import Limits, encode_state
 from nextoffer.streams.io.settings import Settings
 from nextoffer.streams.io.shared_learning import SharedLearning
@@ -100,6 +100,40 @@ def test_decayed_counts_keep_their_order_over_years():
     top = c.top(2, now=1090 * DAY)                  # the day of the last view
     assert [pid for pid, _ in top] == ["steady"], "a count decayed to nothing leaves the window"
     assert 0.99 < top[0][1] < 1.01 and c.get("old", now=1090 * DAY) == 0.0
+
+
+def test_counts_sharing_one_product_index_read_as_counts_of_their_own():
+    """Four counts over one index (as an engine's recent sales and showcases share theirs) give
+    every value, window and tie exactly as four counts with an index each: each breaks its ties
+    by the order it first counted its products, not the index's."""
+    import random
+    rng = random.Random(4)
+    products = ProductIndex()
+    shared = [Counts(hl, products) for hl in (7 * DAY, 30 * DAY, DAY, None)]
+    alone = [Counts(hl) for hl in (7 * DAY, 30 * DAY, DAY, None)]
+    ids = [f"p{n}" for n in range(300)]
+    for step in range(4000):
+        which = rng.randrange(4)
+        ts = step * 600.0
+        if rng.random() < 0.3:
+            pids = list(dict.fromkeys(rng.sample(ids, rng.randint(1, 12))))
+            for counts in (shared, alone):
+                counts[which].add_each(pids, 1.0, ts)
+        else:
+            pid, n = rng.choice(ids[:60] if rng.random() < 0.7 else ids), float(rng.choice([1, 1, 2]))
+            for counts in (shared, alone):
+                counts[which].add(pid, n, ts)
+    now = 4000 * 600.0
+    for mine, theirs in zip(shared, alone):
+        assert len(mine) == len(theirs) and mine.ids == theirs.ids
+        assert mine.values_of(ids + ["absent"], now).tolist() == theirs.values_of(ids + ["absent"], now).tolist()
+        assert [mine.get(pid, now) for pid in ids] == [theirs.get(pid, now) for pid in ids]
+        for _ in range(30):
+            k = rng.choice([1, 5, 20, 400])
+            among = rng.sample(ids, rng.randint(0, 150)) if rng.random() < 0.5 else None
+            exclude = rng.sample(ids, rng.randint(0, 20))
+            assert mine.top(k, now, among, exclude) == theirs.top(k, now, among, exclude)
+    assert len(products) == len(set().union(*(set(c.ids) for c in alone)))
 
 
 def _pipeline(sent: list, now: list) -> ShopperPipeline:
