@@ -5,7 +5,8 @@
  * A cart decision reads a few hundred neighbour counts of its anchors; in Python each costs a
  * dict lookup, a list and a handful of float objects, here a few arithmetic operations.
  * count_pairs: the pair counting of BoughtTogether._count_pairs, O(lines²) an order, into
- * PairRow rows: a counted anchor's pairs in arrays (a third of a dict's memory, the same order).
+ * PairRow rows: a counted anchor's pairs in arrays (product numbers and raw counts), in about a
+ * third of a dict's memory, in the same order.
  * complements_rows: complements_scan with the evidence of each candidate computed and its
  * Complement made here too (the Python loop around the scan cost almost as much as the scan).
  * ranking_rows: the learned order's feature rows of a decision's candidates (40 rows of 13).
@@ -227,20 +228,96 @@ done:
 
 /* ---- PairRow: a counted anchor's row in arrays -------------------------------------------
  * What a dict of product id -> float does for BoughtTogether's counted rows, in about a third of
- * the memory: the pairs in insertion order as (key, raw double) records, 16 bytes each, with an
- * open-addressing index of 1, 2 or 4 bytes a slot over them (a dict takes 40 to 60 bytes a pair
- * with its float objects, 16 bytes an entry and 24 a float of its own). Keys are interned, so every row of a worker shares one string per
- * product instead of holding the one its first order brought. Iteration order is insertion
- * order, and cut() keeps what a stable sort keeps, so a row reads exactly as the dict did. */
+ * the memory (a dict takes 16 bytes an entry, its index, and a float object of 24 bytes for every
+ * pair seen twice or more): the pairs in insertion order as a product number (4 bytes) and a raw
+ * double each, with an open-addressing index of 1, 2 or 4 bytes a slot over them. Product ids
+ * are numbered once per process (interned, kept by the numbering), so a row holds no object of
+ * its own per pair and its lookups compare numbers. Iteration order is insertion order, and
+ * cut() keeps what a stable sort keeps, so a row reads exactly as the dict did. */
 
-typedef struct {
-    PyObject *key;      /* owned */
-    double count;
-} Pair;
+/* The numbering of product ids: number -> id (owned, interned), and an open-addressing map
+ * id -> number + 1 (0 empty) over them, grown at two thirds full. */
+static PyObject **id_objs = NULL;
+static uint32_t *id_slots = NULL;
+static size_t id_count = 0, id_cap = 0, id_mask = 0;
+
+/* Whether the stored key is key. Interned strings are equal only when they are the same object. */
+static int same_key(PyObject *stored, PyObject *key, Py_hash_t hash) {
+    if (stored == key) return 1;
+    if (PyUnicode_CheckExact(stored) && PyUnicode_CheckExact(key)) {
+        if (PyUnicode_CHECK_INTERNED(stored) && PyUnicode_CHECK_INTERNED(key)) return 0;
+    }
+    Py_hash_t other = PyObject_Hash(stored);
+    if (other == -1) return -1;
+    if (other != hash) return 0;
+    return PyObject_RichCompareBool(stored, key, Py_EQ);
+}
+
+/* The number of key (-1: none yet, with *slot where it would go; -2 on error). */
+static Py_ssize_t id_find(PyObject *key, Py_hash_t hash, size_t *slot) {
+    if (!id_slots) { *slot = 0; return -1; }
+    size_t j = (size_t)hash & id_mask;
+    for (;;) {
+        uint32_t v = id_slots[j];
+        if (v == 0) { *slot = j; return -1; }
+        int eq = same_key(id_objs[v - 1], key, hash);
+        if (eq < 0) return -2;
+        if (eq) return (Py_ssize_t)v - 1;
+        j = (j + 1) & id_mask;
+    }
+}
+
+static int id_grow(void) {
+    size_t cap = id_cap ? id_cap * 2 : 1024, n = 2048;
+    while (n * 2 < cap * 3) n <<= 1;
+    if (cap >= UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "more than 4 billion product ids in pair rows");
+        return -1;
+    }
+    PyObject **objs = PyMem_Realloc(id_objs, sizeof(PyObject *) * cap);
+    if (!objs) { PyErr_NoMemory(); return -1; }
+    id_objs = objs;
+    uint32_t *slots = PyMem_Calloc(n, sizeof(uint32_t));
+    if (!slots) { PyErr_NoMemory(); return -1; }
+    for (size_t i = 0; i < id_count; i++) {
+        size_t j = (size_t)PyObject_Hash(id_objs[i]) & (n - 1);   /* hashable: it was hashed before */
+        while (slots[j]) j = (j + 1) & (n - 1);
+        slots[j] = (uint32_t)(i + 1);
+    }
+    PyMem_Free(id_slots);
+    id_slots = slots;
+    id_mask = n - 1;
+    id_cap = cap;
+    return 0;
+}
+
+/* An interned str, or the key itself (a new reference either way). */
+static PyObject *interned(PyObject *key) {
+    Py_INCREF(key);
+    if (PyUnicode_CheckExact(key)) PyUnicode_InternInPlace(&key);
+    return key;
+}
+
+/* The number of key, numbered now if it had none; -1 on error. */
+static Py_ssize_t id_of(PyObject *key) {
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) return -1;
+    size_t slot;
+    Py_ssize_t n = id_find(key, hash, &slot);
+    if (n != -1) return n == -2 ? -1 : n;
+    if (id_count >= id_cap) {
+        if (id_grow() < 0) return -1;
+        id_find(key, hash, &slot);
+    }
+    id_objs[id_count] = interned(key);
+    id_slots[slot] = (uint32_t)(id_count + 1);
+    return (Py_ssize_t)id_count++;
+}
 
 typedef struct {
     PyObject_HEAD
-    Pair *pairs;
+    uint32_t *ids;      /* product numbers, in insertion order */
+    double *counts;
     void *index;        /* entry index + 1 per slot, 0 empty; width bytes a slot */
     Py_ssize_t size, cap, mask;
     int width;
@@ -264,28 +341,18 @@ static void slot_set(PairRowObject *r, size_t j, Py_ssize_t v) {
     }
 }
 
-/* Whether the stored key is key. Interned strings are equal only when they are the same object. */
-static int same_key(PyObject *stored, PyObject *key, Py_hash_t hash) {
-    if (stored == key) return 1;
-    if (PyUnicode_CheckExact(stored) && PyUnicode_CheckExact(key)) {
-        if (PyUnicode_CHECK_INTERNED(stored) && PyUnicode_CHECK_INTERNED(key)) return 0;
-    }
-    Py_hash_t other = PyObject_Hash(stored);
-    if (other == -1) return -1;
-    if (other != hash) return 0;
-    return PyObject_RichCompareBool(stored, key, Py_EQ);
+static size_t id_hash(uint32_t id) {
+    return (size_t)(id * 2654435761u);          /* Knuth's multiplicative hash: numbers spread */
 }
 
-/* The entry of key (its index), or -1 with *slot the free slot where it would go; -2 on error. */
-static Py_ssize_t row_find(PairRowObject *r, PyObject *key, Py_hash_t hash, size_t *slot) {
+/* The entry of product number id (its index), or -1 with *slot the free slot where it would go. */
+static Py_ssize_t row_find(const PairRowObject *r, uint32_t id, size_t *slot) {
     if (!r->index) { *slot = 0; return -1; }
-    size_t j = (size_t)hash & (size_t)r->mask;
+    size_t j = id_hash(id) & (size_t)r->mask;
     for (;;) {
         Py_ssize_t v = slot_get(r, j);
         if (v == 0) { *slot = j; return -1; }
-        int eq = same_key(r->pairs[v - 1].key, key, hash);
-        if (eq < 0) return -2;
-        if (eq) return v - 1;
+        if (r->ids[v - 1] == id) return v - 1;
         j = (j + 1) & (size_t)r->mask;
     }
 }
@@ -303,9 +370,7 @@ static int row_reindex(PairRowObject *r, Py_ssize_t room) {
     r->mask = n - 1;
     r->width = width;
     for (Py_ssize_t i = 0; i < r->size; i++) {
-        Py_hash_t hash = PyObject_Hash(r->pairs[i].key);
-        if (hash == -1) return -1;
-        size_t j = (size_t)hash & (size_t)r->mask;
+        size_t j = id_hash(r->ids[i]) & (size_t)r->mask;
         while (slot_get(r, j)) j = (j + 1) & (size_t)r->mask;
         slot_set(r, j, i + 1);
     }
@@ -313,38 +378,32 @@ static int row_reindex(PairRowObject *r, Py_ssize_t room) {
 }
 
 static int row_resize(PairRowObject *r, Py_ssize_t cap) {
-    Pair *pairs = PyMem_Realloc(r->pairs, sizeof(Pair) * (size_t)(cap ? cap : 1));
-    if (!pairs) { PyErr_NoMemory(); return -1; }
-    r->pairs = pairs;
+    size_t n = (size_t)(cap ? cap : 1);
+    uint32_t *ids = PyMem_Realloc(r->ids, sizeof(uint32_t) * n);
+    if (!ids) { PyErr_NoMemory(); return -1; }
+    r->ids = ids;
+    double *counts = PyMem_Realloc(r->counts, sizeof(double) * n);
+    if (!counts) { PyErr_NoMemory(); return -1; }
+    r->counts = counts;
     r->cap = cap;
     return row_reindex(r, cap);
 }
 
-/* An interned str, or the key itself (a new reference either way). */
-static PyObject *interned(PyObject *key) {
-    Py_INCREF(key);
-    if (PyUnicode_CheckExact(key)) PyUnicode_InternInPlace(&key);
-    return key;
-}
-
-/* Adds count to key's pair (set to count when add is 0, as dict assignment does), appending a
- * new pair at the end. */
-static int row_add(PairRowObject *r, PyObject *key, double count, int add) {
-    Py_hash_t hash = PyObject_Hash(key);
-    if (hash == -1) return -1;
+/* Adds count to product number id's pair (sets it when add is 0, as dict assignment does),
+ * appending a new pair at the end. */
+static int row_add(PairRowObject *r, uint32_t id, double count, int add) {
     size_t slot;
-    Py_ssize_t i = row_find(r, key, hash, &slot);
-    if (i == -2) return -1;
+    Py_ssize_t i = row_find(r, id, &slot);
     if (i >= 0) {
-        r->pairs[i].count = add ? r->pairs[i].count + count : count;
+        r->counts[i] = add ? r->counts[i] + count : count;
         return 0;
     }
     if (r->size >= r->cap) {
         if (row_resize(r, r->cap + r->cap / 4 + 4) < 0) return -1;
-        if (row_find(r, key, hash, &slot) == -2) return -1;
+        row_find(r, id, &slot);
     }
-    PyObject *own = interned(key);
-    r->pairs[r->size] = (Pair){own, count};
+    r->ids[r->size] = id;
+    r->counts[r->size] = count;
     slot_set(r, slot, ++r->size);
     return 0;
 }
@@ -364,29 +423,32 @@ static int row_cut(PairRowObject *r, Py_ssize_t keep) {
     Py_ssize_t n = r->size;
     if (keep < 0) keep = 0;
     for (Py_ssize_t i = 0; i < n; i++)
-        if (r->pairs[i].count != r->pairs[i].count) {
+        if (r->counts[i] != r->counts[i]) {
             PyErr_SetString(PyExc_ValueError, "a pair count is NaN");
             return -1;
         }
+    Py_ssize_t m = keep < n ? keep : n;
     Strength *order = PyMem_Malloc(sizeof(Strength) * (size_t)(n ? n : 1));
-    Pair *kept = PyMem_Malloc(sizeof(Pair) * (size_t)(keep < n ? (keep ? keep : 1) : (n ? n : 1)));
-    if (!order || !kept) {
+    uint32_t *ids = PyMem_Malloc(sizeof(uint32_t) * (size_t)(m ? m : 1));
+    double *counts = PyMem_Malloc(sizeof(double) * (size_t)(m ? m : 1));
+    if (!order || !ids || !counts) {
         PyMem_Free(order);
-        PyMem_Free(kept);
+        PyMem_Free(ids);
+        PyMem_Free(counts);
         PyErr_NoMemory();
         return -1;
     }
-    for (Py_ssize_t i = 0; i < n; i++) order[i] = (Strength){r->pairs[i].count, i};
+    for (Py_ssize_t i = 0; i < n; i++) order[i] = (Strength){r->counts[i], i};
     qsort(order, (size_t)n, sizeof(Strength), by_strength);
-    Py_ssize_t m = keep < n ? keep : n;
     for (Py_ssize_t i = 0; i < m; i++) {
-        kept[i] = r->pairs[order[i].order];
-        r->pairs[order[i].order].key = NULL;
+        ids[i] = r->ids[order[i].order];
+        counts[i] = r->counts[order[i].order];
     }
-    for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(r->pairs[i].key);
     PyMem_Free(order);
-    PyMem_Free(r->pairs);
-    r->pairs = kept;
+    PyMem_Free(r->ids);
+    PyMem_Free(r->counts);
+    r->ids = ids;
+    r->counts = counts;
     r->size = r->cap = m;
     return row_reindex(r, m);
 }
@@ -415,7 +477,8 @@ static int row_fill(PairRowObject *r, PyObject *items) {
             PyErr_SetString(PyExc_TypeError, "a row's items are (product id, count) pairs");
         } else {
             double count = PyFloat_AsDouble(PyTuple_GET_ITEM(pair, 1));
-            if (!(count == -1.0 && PyErr_Occurred())) rc = row_add(r, PyTuple_GET_ITEM(pair, 0), count, 0);
+            Py_ssize_t id = count == -1.0 && PyErr_Occurred() ? -1 : id_of(PyTuple_GET_ITEM(pair, 0));
+            if (id >= 0) rc = row_add(r, (uint32_t)id, count, 0);
         }
         Py_DECREF(pair);
         if (rc < 0) break;
@@ -439,8 +502,8 @@ static PyObject *PairRow_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 }
 
 static void PairRow_dealloc(PairRowObject *r) {
-    for (Py_ssize_t i = 0; i < r->size; i++) Py_DECREF(r->pairs[i].key);
-    PyMem_Free(r->pairs);
+    PyMem_Free(r->ids);
+    PyMem_Free(r->counts);
     PyMem_Free(r->index);
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
@@ -457,9 +520,10 @@ static PyObject *PairRow_get(PairRowObject *r, PyObject *const *args, Py_ssize_t
     Py_hash_t hash = PyObject_Hash(args[0]);
     if (hash == -1) return NULL;
     size_t slot;
-    Py_ssize_t i = row_find(r, args[0], hash, &slot);
-    if (i == -2) return NULL;
-    if (i >= 0) return PyFloat_FromDouble(r->pairs[i].count);
+    Py_ssize_t id = id_find(args[0], hash, &slot), i = -1;
+    if (id == -2) return NULL;
+    if (id >= 0) i = row_find(r, (uint32_t)id, &slot);
+    if (i >= 0) return PyFloat_FromDouble(r->counts[i]);
     PyObject *dflt = nargs == 2 ? args[1] : Py_None;
     Py_INCREF(dflt);
     return dflt;
@@ -470,8 +534,8 @@ static PyObject *PairRow_items(PairRowObject *r, PyObject *unused) {
     PyObject *out = PyList_New(r->size);
     if (!out) return NULL;
     for (Py_ssize_t i = 0; i < r->size; i++) {
-        PyObject *count = PyFloat_FromDouble(r->pairs[i].count);
-        PyObject *pair = count ? PyTuple_Pack(2, r->pairs[i].key, count) : NULL;
+        PyObject *count = PyFloat_FromDouble(r->counts[i]);
+        PyObject *pair = count ? PyTuple_Pack(2, id_objs[r->ids[i]], count) : NULL;
         Py_XDECREF(count);
         if (!pair) { Py_DECREF(out); return NULL; }
         PyList_SET_ITEM(out, i, pair);
@@ -488,7 +552,7 @@ static PyObject *PairRow_cut(PairRowObject *r, PyObject *arg) {
 
 static PyObject *PairRow_sizeof(PairRowObject *r, PyObject *unused) {
     (void)unused;
-    size_t n = sizeof(PairRowObject) + sizeof(Pair) * (size_t)r->cap;
+    size_t n = sizeof(PairRowObject) + (sizeof(uint32_t) + sizeof(double)) * (size_t)r->cap;
     if (r->index) n += (size_t)(r->mask + 1) * (size_t)r->width;
     return PyLong_FromSize_t(n);
 }
@@ -529,7 +593,7 @@ static PyTypeObject PairRowType = {
 
 static int scan_pair_row(Acc *acc, const Scan *s, PairRowObject *row) {
     for (Py_ssize_t i = 0; i < row->size; i++)
-        if (scan_pair(acc, s, row->pairs[i].key, row->pairs[i].count) < 0) return -1;
+        if (scan_pair(acc, s, id_objs[row->ids[i]], row->counts[i]) < 0) return -1;
     return 0;
 }
 
@@ -1008,14 +1072,21 @@ static PyObject *count_pairs(PyObject *self, PyObject *args) {
                           &PyList_Type, &paired, &PyFloat_Type, &weight, &most, &own_row, &prune))
         return NULL;
     double w = PyFloat_AS_DOUBLE(weight);
-    Py_ssize_t n = PyList_GET_SIZE(paired), got = 0;
+    Py_ssize_t n = PyList_GET_SIZE(paired);
     PyObject *result = NULL, *a = NULL;
-    /* the order's products interned once: every row's lookups then compare pointers */
-    PyObject **keys = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? n : 1));
-    if (!keys) return PyErr_NoMemory();
-    for (; got < n; got++) keys[got] = interned(PyList_GET_ITEM(paired, got));
+    /* the order's products numbered once: every row's lookups then compare numbers */
+    uint32_t *ids = PyMem_Malloc(sizeof(uint32_t) * (size_t)(n ? n : 1));
+    if (!ids) return PyErr_NoMemory();
+    for (Py_ssize_t j = 0; j < n; j++) {
+        Py_ssize_t id = id_of(PyList_GET_ITEM(paired, j));
+        if (id < 0) goto done;
+        ids[j] = (uint32_t)id;
+    }
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(anchors); k++) {
-        a = interned(PyList_GET_ITEM(anchors, k));
+        Py_ssize_t a_id = id_of(PyList_GET_ITEM(anchors, k));
+        if (a_id < 0) goto done;
+        a = id_objs[a_id];                                     /* the interned id: the pairs key */
+        Py_INCREF(a);
         PyObject *row = PyDict_GetItemWithError(pairs, a);    /* borrowed, held by pairs */
         if (!row) {
             if (PyErr_Occurred()) goto done;
@@ -1036,16 +1107,8 @@ static PyObject *count_pairs(PyObject *self, PyObject *args) {
             row = own;
         }
         PairRowObject *r = (PairRowObject *)row;
-        int both_str = PyUnicode_CheckExact(a) && PyUnicode_CHECK_INTERNED(a);
-        for (Py_ssize_t j = 0; j < n; j++) {
-            PyObject *b = keys[j];
-            int same = a == b;
-            if (!same && !(both_str && PyUnicode_CheckExact(b) && PyUnicode_CHECK_INTERNED(b))) {
-                same = PyObject_RichCompareBool(a, b, Py_EQ);
-                if (same < 0) goto done;
-            }
-            if (!same && row_add(r, b, w, 1) < 0) goto done;
-        }
+        for (Py_ssize_t j = 0; j < n; j++)
+            if (ids[j] != (uint32_t)a_id && row_add(r, ids[j], w, 1) < 0) goto done;
         if (r->size > most) {
             if (prune == Py_None) {
                 if (row_cut(r, most / 2) < 0) goto done;
@@ -1061,8 +1124,7 @@ static PyObject *count_pairs(PyObject *self, PyObject *args) {
     Py_INCREF(result);
 done:
     Py_XDECREF(a);
-    for (Py_ssize_t j = 0; j < got; j++) Py_DECREF(keys[j]);
-    PyMem_Free(keys);
+    PyMem_Free(ids);
     return result;
 }
 
