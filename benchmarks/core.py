@@ -32,15 +32,22 @@ from nextoffer.models.shopper import ShopperState
 from nextoffer.streams.io.codecs import decode_event, decode_state, encode_offer, encode_state
 
 
+#: The core benchmark's event times: from a fixed start, one event every millisecond (a store's
+#: events at 1,000 a second), so that a run's offers depend on the code alone, not on how fast
+#: the events were drawn: two runs of one release make the same offers.
+EVENTS_START, EVENT_SPACING = 1_700_000_000.0, 0.001
+
+
 def core_rate(workload, events: int, rules: Optional[OfferRules] = None,
               learners: LearnerSettings = LearnerSettings(), clock=time.process_time) -> dict:
     """Run ``events`` events of ``workload`` (a :class:`~nextoffer.benchmarks.replay.ReplayWorkload`)
     through the core; return events per CPU second and what they made. The events are drawn and
-    serialised before the clock starts."""
+    serialised before the clock starts, at :data:`EVENT_SPACING` from :data:`EVENTS_START`."""
     engine = OfferEngine(rules or OfferRules(), learners)
     for entry in workload.catalog:
         engine.update_product(Product(entry["product_id"], entry["price"], category=entry.get("category")))
-    records = [(topic, orjson.dumps(event)) for topic, _, event in (workload.next_event() for _ in range(events))]
+    records = [(topic, orjson.dumps(event)) for topic, _, event in
+               (workload.next_event(EVENTS_START + n * EVENT_SPACING) for n in range(events))]
     states: dict[str, bytes] = {}
     offers = orders = 0
     started = clock()

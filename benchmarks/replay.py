@@ -37,11 +37,13 @@ class ReplayWorkload:
         self.users = len({o.user_id for o in self.orders})
         self.lines = sum(len(o.lines) for o in self.orders)
         self._events = self._cycle()
+        self._now: Optional[float] = None
         self.seq = 0
         self.spec: tuple = ("orders",)      # how a child process builds the same workload
 
     def next_event(self, now: Optional[float] = None) -> tuple[str, str, dict]:
-        """(topic, key, event) of the next event."""
+        """(topic, key, event) of the next event, at ``now`` (the wall clock's time without it)."""
+        self._now = now
         return next(self._events)
 
     def _cycle(self) -> Iterator[tuple[str, str, dict]]:
@@ -55,7 +57,8 @@ class ReplayWorkload:
 
         def base(kind: str) -> dict:
             self.seq += 1
-            return {"event_id": f"r{self.seq}", "type": kind, "user_id": user, "ts": time.time()}
+            return {"event_id": f"r{self.seq}", "type": kind, "user_id": user,
+                    "ts": self._now if self._now is not None else time.time()}
         first = lines[0]
         yield "clickstream", user, {**base("view"), "product_id": first.product_id, "price": first.price}
         for line in lines:
