@@ -813,12 +813,13 @@ static int as_double(PyObject *obj, double *out) {
 }
 
 PyDoc_STRVAR(ranking_rows_doc,
-"ranking_rows(candidates, purchases, orders, product_orders, anchor_ts, now, age_span,\n"
-"             sales_index=None, sales_values=None, sales_scale=1.0)\n"
+"ranking_rows(candidates, purchases, orders, orders_index, orders_values, anchor_ts, now,\n"
+"             age_span, sales_index=None, sales_values=None, sales_scale=1.0)\n"
 "--\n\n"
 "PairwiseRanker.features' rows, as a bytearray of float64 (one row of 13 per candidate):\n"
 "candidates are Candidate tuples, purchases the shopper's product -> (times, last time),\n"
-"product_orders RepeatPurchases' product -> (orders, repeat orders). The recent-sales column\n"
+"orders_index and orders_values RepeatPurchases' orders per product (product -> position in a\n"
+"buffer of doubles, RepeatPurchases.index and order_counts()). The recent-sales column\n"
 "holds the candidate's recent sales as Counts.values_of reads them (sales_index: product ->\n"
 "position in sales_values, a buffer of doubles, divided by sales_scale), 0 without them: the\n"
 "caller takes their log.");
@@ -836,42 +837,67 @@ static int log1p_of(double v, double *out) {
 /* Candidate fields (models/candidates.py): product_id, score, why, price, source, bought, history */
 enum { C_PID = 0, C_PRICE = 3, C_BOUGHT = 5, C_HISTORY = 6, ROW = 13 };
 
-static PyObject *rows_of(PyObject *candidates, PyObject *purchases, Py_ssize_t orders, PyObject *product_orders,
-                         PyObject *anchor_obj, double now, double age_span, PyObject *sales_index,
-                         Py_buffer *sales, double sales_scale);
+static PyObject *rows_of(PyObject *candidates, PyObject *purchases, Py_ssize_t orders, PyObject *orders_index,
+                         Py_buffer *product_orders, PyObject *anchor_obj, double now, double age_span,
+                         PyObject *sales_index, Py_buffer *sales, double sales_scale);
+
+/* A buffer of doubles, or a TypeError naming it. */
+static int doubles(PyObject *obj, Py_buffer *view, const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (!view->format || strcmp(view->format, "d") != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "%s must be a buffer of doubles", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* The double at key's position in values (0 for a key without one). */
+static int value_at(PyObject *index, Py_buffer *values, PyObject *key, double *out, const char *what) {
+    *out = 0.0;
+    PyObject *at = PyDict_GetItemWithError(index, key);
+    if (!at) return PyErr_Occurred() ? -1 : 0;
+    Py_ssize_t k = PyLong_AsSsize_t(at);
+    if (k == -1 && PyErr_Occurred()) return -1;
+    if (k < 0 || k >= values->len / (Py_ssize_t)sizeof(double)) {
+        PyErr_Format(PyExc_IndexError, "a %s position outside its values", what);
+        return -1;
+    }
+    *out = ((const double *)values->buf)[k];
+    return 0;
+}
 
 static PyObject *ranking_rows(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *candidates, *purchases, *product_orders, *anchor_obj, *sales_index = Py_None, *sales = Py_None;
+    PyObject *candidates, *purchases, *orders_index, *orders_values, *anchor_obj, *sales_index = Py_None,
+             *sales = Py_None;
     Py_ssize_t orders;
     double now, age_span, sales_scale = 1.0;
-    if (!PyArg_ParseTuple(args, "O!O!nO!Odd|OOd:ranking_rows", &PyList_Type, &candidates, &PyDict_Type,
-                          &purchases, &orders, &PyDict_Type, &product_orders, &anchor_obj, &now, &age_span,
-                          &sales_index, &sales, &sales_scale))
+    if (!PyArg_ParseTuple(args, "O!O!nO!OOdd|OOd:ranking_rows", &PyList_Type, &candidates, &PyDict_Type,
+                          &purchases, &orders, &PyDict_Type, &orders_index, &orders_values, &anchor_obj, &now,
+                          &age_span, &sales_index, &sales, &sales_scale))
         return NULL;
-    Py_buffer view = {0};
+    Py_buffer counts = {0}, view = {0};
     int with_sales = sales_index != Py_None;
-    if (with_sales) {
-        if (!PyDict_Check(sales_index)) {
-            PyErr_SetString(PyExc_TypeError, "sales_index must be a dict");
-            return NULL;
-        }
-        if (PyObject_GetBuffer(sales, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return NULL;
-        if (!view.format || strcmp(view.format, "d") != 0) {
-            PyBuffer_Release(&view);
-            PyErr_SetString(PyExc_TypeError, "sales_values must be a buffer of doubles");
-            return NULL;
-        }
+    if (with_sales && !PyDict_Check(sales_index)) {
+        PyErr_SetString(PyExc_TypeError, "sales_index must be a dict");
+        return NULL;
     }
-    PyObject *out = rows_of(candidates, purchases, orders, product_orders, anchor_obj, now, age_span,
+    if (doubles(orders_values, &counts, "orders_values") < 0) return NULL;
+    if (with_sales && doubles(sales, &view, "sales_values") < 0) {
+        PyBuffer_Release(&counts);
+        return NULL;
+    }
+    PyObject *out = rows_of(candidates, purchases, orders, orders_index, &counts, anchor_obj, now, age_span,
                             with_sales ? sales_index : NULL, with_sales ? &view : NULL, sales_scale);
+    PyBuffer_Release(&counts);
     if (with_sales) PyBuffer_Release(&view);
     return out;
 }
 
-static PyObject *rows_of(PyObject *candidates, PyObject *purchases, Py_ssize_t orders, PyObject *product_orders,
-                         PyObject *anchor_obj, double now, double age_span, PyObject *sales_index,
-                         Py_buffer *sales, double sales_scale) {
+static PyObject *rows_of(PyObject *candidates, PyObject *purchases, Py_ssize_t orders, PyObject *orders_index,
+                         Py_buffer *product_orders, PyObject *anchor_obj, double now, double age_span,
+                         PyObject *sales_index, Py_buffer *sales, double sales_scale) {
     int has_anchor = anchor_obj != Py_None;
     double anchor_ts = 0.0;
     if (has_anchor && as_double(anchor_obj, &anchor_ts) < 0) return NULL;
@@ -893,19 +919,7 @@ static PyObject *rows_of(PyObject *candidates, PyObject *purchases, Py_ssize_t o
         int truth = PyObject_IsTrue(price_obj);          /* c.price or 0.0 */
         if (truth < 0) goto fail;
         if (truth && as_double(price_obj, &price) < 0) goto fail;
-        PyObject *entry = PyDict_GetItemWithError(product_orders, pid);   /* RepeatPurchases.orders */
-        if (!entry && PyErr_Occurred()) goto fail;
-        if (entry) {
-            truth = PyObject_IsTrue(entry);
-            if (truth < 0) goto fail;
-            if (truth) {
-                PyObject *first = PySequence_GetItem(entry, 0);
-                if (!first) goto fail;
-                int rc = as_double(first, &sold);
-                Py_DECREF(first);
-                if (rc < 0) goto fail;
-            }
-        }
+        if (value_at(orders_index, product_orders, pid, &sold, "product's orders") < 0) goto fail;  /* .orders */
         row[0] = (double)(n - i) / (double)n;
         row[1] = bought;
         row[2] = history;
@@ -937,18 +951,8 @@ static PyObject *rows_of(PyObject *candidates, PyObject *purchases, Py_ssize_t o
         row[10] = bought > 0 ? 1.0 : 0.0;
         row[11] = 0.0;
         if (sales_index) {               /* Counts.values_of: the count at the product's position */
-            PyObject *at = PyDict_GetItemWithError(sales_index, pid);
-            if (!at && PyErr_Occurred()) goto fail;
-            double sold_recently = 0.0;
-            if (at) {
-                Py_ssize_t k = PyLong_AsSsize_t(at);
-                if (k == -1 && PyErr_Occurred()) goto fail;
-                if (k < 0 || k >= sales->len / (Py_ssize_t)sizeof(double)) {
-                    PyErr_SetString(PyExc_IndexError, "a recent-sales position outside its values");
-                    goto fail;
-                }
-                sold_recently = ((const double *)sales->buf)[k];
-            }
+            double sold_recently;
+            if (value_at(sales_index, sales, pid, &sold_recently, "recent-sales") < 0) goto fail;
             row[11] = sold_recently / sales_scale;
         }
         row[12] = logs[2] / 5;

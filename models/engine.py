@@ -23,7 +23,8 @@ from nextoffer.models.proportion import PriceProportions
 from nextoffer.models.repeats import RepeatPurchases
 from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
-from nextoffer.models.showcases import Counts, ProductIndex, Showcases, ShowcaseSettings
+from nextoffer.models.product_index import ProductIndex
+from nextoffer.models.showcases import Counts, Showcases, ShowcaseSettings
 from nextoffer.models.upgrades import LearnedUpgrades, upgrade_votes
 
 
@@ -106,7 +107,9 @@ class OfferEngine:
                                      learners.max_basket, learners.lift_exponent)
         # Rows adopted from other workers keep only the pairs that decisions or showcases can use.
         self.bought.read_support = min(rules.min_support, DEFAULT_MIN_SUPPORT)
-        self.repeats = RepeatPurchases()
+        #: Product -> position in the per-product arrays of the learners, one index for all of them.
+        self.products = ProductIndex()
+        self.repeats = RepeatPurchases(products=self.products)
         self.acceptance = AcceptanceModel(learners.acceptance_learning_rate)
         self.upgrades = LearnedUpgrades()
         self.proportions = PriceProportions(learners.proportion_quantile, learners.proportion_min_evidence,
@@ -118,8 +121,6 @@ class OfferEngine:
         self.categories.compiled = self.categories.compiled and learners.compiled_kernels
         if not learners.compiled_kernels:
             self.acceptance.rounding = round
-        #: Product -> position in the per-product counts below, one index for all of them.
-        self.products = ProductIndex()
         #: The store's recommendation windows (best sellers, trending, similar, ...).
         self.showcases = Showcases(self.catalog, self.bought, showcases, self.products)
         #: The learned order of a cross-sell's best candidates (models/reranker.py), if on.

@@ -321,8 +321,9 @@ class OfferPolicy:
         anchor_ts = anchor_past[1] if anchor_past else None
         if ranking_rows is not None and self.bought.compiled and type(ranked) is list:   # the same rows, in C
             sales = (sold.index, sold.covered(), sold.scale(s.now)) if sold is not None else ()
-            x = np.frombuffer(ranking_rows(ranked, shopper.purchases, shopper.orders, self.repeats.counts,
-                                           anchor_ts, s.now, AGE_SPAN, *sales),
+            repeats = self.repeats
+            x = np.frombuffer(ranking_rows(ranked, shopper.purchases, shopper.orders, repeats.index,
+                                           repeats.order_counts(), anchor_ts, s.now, AGE_SPAN, *sales),
                               dtype=float).reshape(len(ranked), len(FEATURES))
             if sold is not None and len(ranked):
                 # the log of a contiguous copy, as of values_of's array: numpy may take another

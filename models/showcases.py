@@ -27,6 +27,7 @@ import numpy as np
 
 from nextoffer.models.bought_together import DAY, BoughtTogether
 from nextoffer.models.catalog import Catalog
+from nextoffer.models.product_index import ProductIndex
 
 if TYPE_CHECKING:
     from nextoffer.models.profile import ProfileView
@@ -90,34 +91,6 @@ class ShowcaseItem:
     def from_dict(cls, data: dict) -> "ShowcaseItem":
         return cls(data["product_id"], float(data.get("score", 0.0)), data.get("category"),
                    data.get("brand"), data.get("price"))
-
-
-class ProductIndex:
-    """Product id -> position in per-product count arrays, shared by the counts of one engine
-    (recent sales, the showcases' sales, views and trends): each product's id and position are
-    held once, not once per count (a large catalog has a million of them).
-
-    >>> products = ProductIndex()
-    >>> products.position("tea"), products.position("mug"), products.position("tea"), len(products)
-    (0, 1, 0, 2)
-    """
-
-    __slots__ = ("index", "ids")
-
-    def __init__(self) -> None:
-        self.index: dict[str, int] = {}
-        self.ids: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def position(self, pid: str) -> int:
-        """The product's position, a new one for a product not indexed yet."""
-        i = self.index.get(pid)
-        if i is None:
-            i = self.index[pid] = len(self.ids)
-            self.ids.append(pid)
-        return i
 
 
 class Counts:

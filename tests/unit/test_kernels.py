@@ -184,16 +184,20 @@ def test_the_learned_orders_rows_are_pythons_to_the_bit(seed):
     now = 1_700_000_050.0 + rng.random()
     orders = rng.randint(0, 12)
     expected = PairwiseRanker.features(candidates, purchases, orders, repeats.orders, anchor_ts, now)
-    rows = np.frombuffer(ranking_rows(candidates, purchases, orders, repeats.counts, anchor_ts, now, AGE_SPAN),
+    counted = (repeats.index, repeats.order_counts())
+    rows = np.frombuffer(ranking_rows(candidates, purchases, orders, *counted, anchor_ts, now, AGE_SPAN),
                          dtype=float).reshape(len(candidates), expected.shape[1])
     assert rows.shape == expected.shape
     assert rows.tobytes() == expected.tobytes()
     # with recent sales: the raw counts as Counts.values_of reads them (the caller takes the log)
-    sales = Counts(half_life=7 * 86_400.0)
+    # (half the runs with one product index for both, as an engine has: more products indexed
+    # than the repeats counted, whose arrays grow to them)
+    sales = Counts(7 * 86_400.0, repeats.products if seed % 2 else None)
     for n in range(300):
-        sales.add_each(rng.sample(ids[:45], 3), 1.0, ts=1_699_000_000.0 + n * 3000.0)
+        sales.add_each(rng.sample(ids[:45] + [f"new{n % 30}"], 3), 1.0, ts=1_699_000_000.0 + n * 3000.0)
+    counted = (repeats.index, repeats.order_counts())
     recent = sales.values_of([c.product_id for c in candidates], now)
-    with_sales = np.frombuffer(ranking_rows(candidates, purchases, orders, repeats.counts, anchor_ts, now, AGE_SPAN,
+    with_sales = np.frombuffer(ranking_rows(candidates, purchases, orders, *counted, anchor_ts, now, AGE_SPAN,
                                             sales.index, sales.values, sales.scale(now)),
                                dtype=float).reshape(len(candidates), expected.shape[1])
     assert with_sales[:, 11].tobytes() == recent.tobytes()
