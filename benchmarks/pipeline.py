@@ -119,8 +119,8 @@ class Deployment:
 
 def drain_rate(d: Deployment, group: str, total: int, window: float,
                tick: Callable[[int], None]) -> float:
-    """Events per second the group commits, from its first commit over at most ``window`` seconds
-    (or until everything is committed)."""
+    """Events per second the group commits, from the first commit seen over at most ``window``
+    seconds (or until everything is committed)."""
     first = last = None
     deadline = None
     while True:

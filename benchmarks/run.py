@@ -216,12 +216,26 @@ def _freshness_runs(progress: Progress, d: Deployment, config: BenchConfig) -> l
     return points
 
 
+#: Seconds the workers are given, once each is ready, to finish the rebalance their starts began:
+#: the drain is measured on the settled group, not across a second worker's late join.
+SETTLE_SECONDS = 3.0
+
+
+def _settled(procs: list) -> None:
+    """Wait until every worker has its partitions and its shared learners, then the settling time."""
+    for p in procs:
+        p.wait_for("shared learners ready")
+    time.sleep(SETTLE_SECONDS)
+
+
 def _drain(progress: Progress, d: Deployment, group: str, module: str, workers: int,
            config: BenchConfig) -> float:
     label = "ceiling (do-nothing agent)" if module.endswith("ceiling") else f"pipeline, {workers} worker(s)"
     task = progress.add_task(label, total=config.backlog)
     procs = [d.worker(f"{group}-{workers}w-{n}", module) for n in range(workers)]
     try:
+        if not module.endswith("ceiling"):
+            _settled(procs)
         rate = drain_rate(d, group, config.backlog, config.window,
                           lambda done: progress.update(task, completed=done))
     finally:
