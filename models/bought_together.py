@@ -278,6 +278,7 @@ class BoughtTogether:
 
     @staticmethod
     def _scaled(row, scale: float):
+        """A row of any of the three kinds with every count times ``scale``, in its order."""
         if type(row) is dict:
             return {b: v * scale for b, v in row.items()}
         if type(row) is PairRow:
