@@ -233,3 +233,16 @@ def test_cross_sell_candidates_are_the_same_either_way():
         slow = cross_sells(anchors, catalog, learned, rules, 2500 * 600.0, limit)
         assert fast == slow
         assert [(c.reason, type(c)) for c in fast] == [(c.reason, type(c)) for c in slow]
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+def test_rescaled_rows_stay_kernel_rows_with_the_python_versions_counts():
+    """A rescale (counts brought back near 1 after hundreds of half-lives) keeps PairRows as
+    PairRows, with the same floats as the Python version's dicts, in the same order."""
+    fast, slow = BoughtTogether(half_life=1.0), BoughtTogether(half_life=1.0)
+    slow.compiled = False
+    for bt in (fast, slow):
+        for n, basket in enumerate((["a", "b", "c"], ["a", "c"], ["b", "c", "d"], ["a", "b"])):
+            bt.observe_basket(basket, ts=n * 300.0)        # 2 ** 600 passes the rescale threshold
+    assert all(type(row) is bought_together.PairRow for row in fast._pairs.values())
+    assert {a: list(fast.row(a).items()) for a in fast._pairs} == {a: list(slow.row(a).items()) for a in slow._pairs}
