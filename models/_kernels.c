@@ -1060,20 +1060,19 @@ done:
 }
 
 PyDoc_STRVAR(count_pairs_doc,
-"count_pairs(pairs, anchors, paired, weight, most, own_row, prune)\n"
+"count_pairs(pairs, anchors, paired, weight, most, own_row)\n"
 "--\n\n"
 "The pair counting of BoughtTogether._count_pairs: for each anchor, weight added to its row's\n"
 "count of every other product of paired, in the anchor's PairRow (made when it has none).\n"
 "own_row(anchor) turns any other row (adopted, or a dict) into a PairRow and returns it; once a\n"
-"row holds more than most pairs it is cut to its most/2 largest counts (PairRow.cut), or\n"
-"prune(anchor) is called where prune is not None.");
+"row holds more than most pairs it is cut to its most/2 largest counts (PairRow.cut).");
 
 static PyObject *count_pairs(PyObject *self, PyObject *args) {
-    PyObject *pairs, *anchors, *paired, *weight, *own_row, *prune;
+    PyObject *pairs, *anchors, *paired, *weight, *own_row;
     Py_ssize_t most;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!nOO:count_pairs", &PyDict_Type, &pairs, &PyList_Type, &anchors,
-                          &PyList_Type, &paired, &PyFloat_Type, &weight, &most, &own_row, &prune))
+    if (!PyArg_ParseTuple(args, "O!O!O!O!nO:count_pairs", &PyDict_Type, &pairs, &PyList_Type, &anchors,
+                          &PyList_Type, &paired, &PyFloat_Type, &weight, &most, &own_row))
         return NULL;
     double w = PyFloat_AS_DOUBLE(weight);
     Py_ssize_t n = PyList_GET_SIZE(paired);
@@ -1113,15 +1112,7 @@ static PyObject *count_pairs(PyObject *self, PyObject *args) {
         PairRowObject *r = (PairRowObject *)row;
         for (Py_ssize_t j = 0; j < n; j++)
             if (ids[j] != (uint32_t)a_id && row_add(r, ids[j], w, 1) < 0) goto done;
-        if (r->size > most) {
-            if (prune == Py_None) {
-                if (row_cut(r, most / 2) < 0) goto done;
-            } else {
-                PyObject *cut = PyObject_CallOneArg(prune, a);
-                if (!cut) goto done;
-                Py_DECREF(cut);
-            }
-        }
+        if (r->size > most && row_cut(r, most / 2) < 0) goto done;
         Py_CLEAR(a);
     }
     result = Py_None;

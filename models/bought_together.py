@@ -181,8 +181,7 @@ class BoughtTogether:
             self.touched.update(anchors)
         if self.compiled:
             # a row past twice max_neighbours is cut to its max_neighbours strongest in the kernel
-            return count_pairs(self._pairs, anchors, paired, float(w), 2 * self.max_neighbours,
-                               self._own_row, None)
+            return count_pairs(self._pairs, anchors, paired, float(w), 2 * self.max_neighbours, self._own_row)
         for a in anchors:
             row = self._pairs.get(a)
             if row is None:

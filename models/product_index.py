@@ -6,6 +6,8 @@ index, each keeps only its numpy arrays (8 bytes a product a column).
 """
 from __future__ import annotations
 
+import numpy as np
+
 
 class ProductIndex:
     """Product id -> position in per-product count arrays, shared by the counts of one engine
@@ -33,3 +35,20 @@ class ProductIndex:
             i = self.index[pid] = len(self.ids)
             self.ids.append(pid)
         return i
+
+    def covering(self, array: np.ndarray, fill: float = 0) -> np.ndarray:
+        """``array`` (a value per position), or a copy grown to hold one for every indexed
+        product: doubled until it does, the new places ``fill``.
+
+        >>> products = ProductIndex()
+        >>> for pid in ("a", "b", "c"):
+        ...     _ = products.position(pid)
+        >>> products.covering(np.zeros(2), fill=-1).tolist()
+        [0.0, 0.0, -1.0, -1.0]
+        """
+        size = len(array)
+        if size >= len(self.ids):
+            return array
+        while size < len(self.ids):
+            size *= 2
+        return np.concatenate([array, np.full(size - len(array), fill, dtype=array.dtype)])

@@ -48,13 +48,9 @@ class RepeatPurchases:
     def order_counts(self) -> np.ndarray:
         """Orders per product position (0 for a product indexed but never ordered), grown to
         every position of the index: what the ranking kernel reads with :attr:`index`."""
-        size = len(self._orders)
-        if size < len(self.products):
-            while size < len(self.products):
-                size *= 2
-            grow = np.zeros(size - len(self._orders))
-            self._orders = np.concatenate([self._orders, grow])
-            self._again = np.concatenate([self._again, grow])
+        if len(self._orders) < len(self.products):
+            self._orders = self.products.covering(self._orders)
+            self._again = self.products.covering(self._again)
         return self._orders
 
     def orders(self, pid: str) -> int:

@@ -169,13 +169,9 @@ class Counts:
     def covered(self) -> np.ndarray:
         """:attr:`values`, grown (with zeros) to every position of the shared index: what a
         reader of ``index`` and ``values`` together (the ranking kernel) is given."""
-        size = len(self.values)
-        if size < len(self.products):
-            while size < len(self.products):
-                size *= 2
-            grow = size - len(self.values)
-            self.values = np.concatenate([self.values, np.zeros(grow)])
-            self._rank = np.concatenate([self._rank, np.full(grow, -1, dtype=np.int32)])
+        if len(self.values) < len(self.products):
+            self.values = self.products.covering(self.values)
+            self._rank = self.products.covering(self._rank, fill=-1)
         return self.values
 
     def get(self, pid: str, now: float) -> float:
