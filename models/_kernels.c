@@ -781,9 +781,24 @@ PyDoc_STRVAR(round_to_doc,
  * so unless that product is within a few ulps of a half, its nearest integer k is the exact
  * product's too, and k / 10^n (both exact doubles, one correctly rounded division) is the double
  * nearest k * 10^-n. Near a half, for large or non-finite values: Python's own round. */
-static PyObject *round_to(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+static int round_fast(double x, long n, double *out) {
     static const double tens[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
                                   1e12, 1e13, 1e14, 1e15};
+    if (n >= 0 && n <= 15 && isfinite(x)) {
+        double y = x * tens[n];
+        double ay = fabs(y);
+        if (ay < 4503599627370496.0) {                 /* 2^52: y's fraction is exact */
+            double f = ay - floor(ay);
+            if (fabs(f - 0.5) > ay * 1e-15 + 1e-300) {
+                *out = nearbyint(y) / tens[n];
+                return 1;
+            }
+        }
+    }
+    return 0;                                           /* near a half, large or not finite */
+}
+
+static PyObject *round_to(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2 || !PyLong_CheckExact(args[1])) {
         PyErr_SetString(PyExc_TypeError, "round_to(x, ndigits) takes a number and an int");
@@ -793,17 +808,21 @@ static PyObject *round_to(PyObject *self, PyObject *const *args, Py_ssize_t narg
         return PyObject_CallMethod(args[0], "__round__", "O", args[1]);
     long n = PyLong_AsLong(args[1]);
     if (n == -1 && PyErr_Occurred()) return NULL;
-    double x = PyFloat_AS_DOUBLE(args[0]);
-    if (n >= 0 && n <= 15 && isfinite(x)) {
-        double y = x * tens[n];
-        double ay = fabs(y);
-        if (ay < 4503599627370496.0) {                 /* 2^52: y's fraction is exact */
-            double f = ay - floor(ay);
-            if (fabs(f - 0.5) > ay * 1e-15 + 1e-300)
-                return PyFloat_FromDouble(nearbyint(y) / tens[n]);
-        }
-    }
+    double y;
+    if (round_fast(PyFloat_AS_DOUBLE(args[0]), n, &y)) return PyFloat_FromDouble(y);
     return PyObject_CallMethod(args[0], "__round__", "O", args[1]);
+}
+
+/* round_to of a double, as a double (-1 with an exception set). */
+static int round_double(double x, long n, double *out) {
+    if (round_fast(x, n, out)) return 0;
+    PyObject *f = PyFloat_FromDouble(x);
+    PyObject *r = f ? PyObject_CallMethod(f, "__round__", "l", n) : NULL;
+    Py_XDECREF(f);
+    if (!r) return -1;
+    *out = PyFloat_AsDouble(r);
+    Py_DECREF(r);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
 /* A float field of a candidate (a tuple), or -1 with an exception set. */
@@ -1059,6 +1078,460 @@ done:
     return out;
 }
 
+PyDoc_STRVAR(candidate_values_doc,
+"candidate_values(candidates, products, median_of, known, worth, accepted, scorer, terms, anchor_price)\n"
+"--\n\n"
+"The value of each candidate (Candidate tuples) as OfferPolicy._value_function's value gives it,\n"
+"in a list, each also stored in known (product id -> value; a product already there keeps its\n"
+"value). worth: (learned, expected, margin_weight, relevance_weight, weight, tilt, gap or None,\n"
+"boost). With learned, P(accept) as DecisionScorer gives it: accepted (product id -> P, read and\n"
+"filled), scorer (its source_weight, category_terms and brand_term fill its memos) and terms\n"
+"(DecisionScorer.terms()). products: the catalog's product id -> Product; median_of(category):\n"
+"the category's median price or None. Returns None where a candidate is outside what this\n"
+"kernel reproduces to the last bit (a negative or non-finite base of a power, a non-positive\n"
+"price ratio): the caller then values them in Python.");
+
+typedef struct {
+    double head, relevance, log_price_ratio, position, intercept, level, sensitivity;
+    double price_gap, price_gap_abs, price_gap_x_sensitivity;
+    PyObject *shopper;          /* tuple of floats */
+    int profile, has_level;
+    PyObject *sources, *categories, *brands, *scorer;
+} Terms;
+
+typedef struct {
+    int learned, expected, has_gap;
+    double margin_weight, relevance_weight, weight, tilt, gap, boost;
+} Worth;
+
+/* A memo's value for key, or what scorer.method(key) gives (which fills the memo). New reference. */
+static PyObject *memo(PyObject *dict, PyObject *scorer, const char *method, PyObject *key) {
+    PyObject *v = PyDict_GetItemWithError(dict, key);
+    if (v) {
+        Py_INCREF(v);
+        return v;
+    }
+    if (PyErr_Occurred()) return NULL;
+    return PyObject_CallMethod(scorer, method, "O", key);
+}
+
+static int read_terms(PyObject *t, Terms *terms) {
+    PyObject *level;
+    if (!PyArg_ParseTuple(t, "dddddO!pOddddO!O!O!:terms", &terms->head, &terms->relevance,
+                          &terms->log_price_ratio, &terms->position, &terms->intercept, &PyTuple_Type,
+                          &terms->shopper, &terms->profile, &level, &terms->sensitivity, &terms->price_gap,
+                          &terms->price_gap_abs, &terms->price_gap_x_sensitivity, &PyDict_Type,
+                          &terms->sources, &PyDict_Type, &terms->categories, &PyDict_Type, &terms->brands))
+        return -1;
+    terms->has_level = level != Py_None;
+    terms->level = 0.0;
+    if (terms->has_level && as_double(level, &terms->level) < 0) return -1;
+    return 0;
+}
+
+/* An attribute that is a number or None: 1 with its value, 0 for None, -1 with an exception. */
+static int optional_double(PyObject *obj, PyObject *name, double *out) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (!v) return -1;
+    int rc = 0;
+    if (v != Py_None) rc = as_double(v, out) < 0 ? -1 : 1;
+    Py_DECREF(v);
+    return rc;
+}
+
+/* price_position(product, catalog): 1 with the position, 0 for None, -1 with an exception. */
+static int position_of(PyObject *category, double price, PyObject *median_of, PyObject *medians,
+                       double *out) {
+    if (category == Py_None || price <= 0) return 0;          /* a NaN price goes on, as in Python */
+    PyObject *median = PyDict_GetItemWithError(medians, category);
+    if (!median) {
+        if (PyErr_Occurred()) return -1;
+        median = PyObject_CallOneArg(median_of, category);
+        if (!median) return -1;
+        int rc = PyDict_SetItem(medians, category, median);
+        Py_DECREF(median);                                    /* medians holds it */
+        if (rc < 0) return -1;
+    }
+    if (median == Py_None) return 0;
+    double m;
+    if (as_double(median, &m) < 0) return -1;
+    if (m == 0.0) return 0;                                   /* "if median": 0 is no median */
+    double ratio = price / m;
+    if (ratio <= 0) return 2;                                 /* math.log raises: Python's way */
+    *out = log(ratio);
+    return 1;
+}
+
+/* DecisionScorer.__call__'s x, term by term in the feature dict's order. 0, 2 when outside what the
+ * kernel reproduces, -1 with an exception. */
+static int acceptance_x(const Terms *t, PyObject *source, double score, int has_price, double price,
+                        int has_anchor_price, double anchor_price, PyObject *category, PyObject *brand,
+                        int has_product, int has_position, double position, double *out) {
+    int has_ratio = has_price && price != 0.0 && has_anchor_price && anchor_price != 0.0;
+    double ratio = 0.0, rounded;
+    if (has_ratio && round_double(price / anchor_price, 4, &ratio) < 0) return -1;
+    if (has_ratio && ratio < 0) return 2;                     /* math.log raises */
+    PyObject *w = memo(t->sources, t->scorer, "source_weight", source);
+    if (!w) return -1;
+    double weight;
+    int rc = as_double(w, &weight);
+    Py_DECREF(w);
+    if (rc < 0) return -1;
+    double x = t->head + weight * 1.0;
+    if (round_double(score, 6, &rounded) < 0) return -1;
+    x += t->relevance * (2.0 < rounded ? 2.0 : rounded);     /* min(rounded, 2.0) */
+    x += t->log_price_ratio * (has_ratio && ratio != 0.0 ? log(ratio) : 0.0);
+    x += t->position * 0.0;
+    if (t->profile) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t->shopper); i++) {
+            double term;
+            if (as_double(PyTuple_GET_ITEM(t->shopper, i), &term) < 0) return -1;
+            x += term;
+        }
+        if (has_product) {
+            PyObject *cat = memo(t->categories, t->scorer, "category_terms", category);
+            if (!cat) return -1;
+            double a, b, c;
+            rc = (!PyTuple_Check(cat) || PyTuple_GET_SIZE(cat) != 2 || as_double(PyTuple_GET_ITEM(cat, 0), &a) < 0
+                  || as_double(PyTuple_GET_ITEM(cat, 1), &b) < 0) ? -1 : 0;
+            Py_DECREF(cat);
+            if (rc < 0) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "category_terms gives two floats");
+                return -1;
+            }
+            PyObject *br = memo(t->brands, t->scorer, "brand_term", brand);
+            if (!br) return -1;
+            rc = as_double(br, &c);
+            Py_DECREF(br);
+            if (rc < 0) return -1;
+            x += a;
+            x += b;
+            x += c;
+        }
+        if (has_position && t->has_level) {
+            double gap = position - t->level;
+            x += t->price_gap * gap;
+            x += t->price_gap_abs * fabs(gap);
+            x += t->price_gap_x_sensitivity * (gap * t->sensitivity);
+        }
+    }
+    x += t->intercept;
+    *out = x;
+    return 0;
+}
+
+/* Python's v ** w for the values the kernel takes: 0 with the power, 2 otherwise. */
+static int power(double v, double w, double *out) {
+    if (!isfinite(v) || !isfinite(w) || v < 0.0 || (v == 0.0 && w < 0.0)) return 2;
+    *out = w == 0.0 ? 1.0 : pow(v, w);
+    return isinf(*out) ? 2 : 0;                               /* Python raises OverflowError */
+}
+
+static PyObject *candidate_values(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *candidates, *products, *median_of, *known, *worth_t, *accepted, *scorer, *terms_t, *anchor_obj;
+    if (!PyArg_ParseTuple(args, "O!O!OO!O!OOOO:candidate_values", &PyList_Type, &candidates, &PyDict_Type,
+                          &products, &median_of, &PyDict_Type, &known, &PyTuple_Type, &worth_t, &accepted,
+                          &scorer, &terms_t, &anchor_obj))
+        return NULL;
+    Worth wv;
+    PyObject *gap_obj;
+    if (!PyArg_ParseTuple(worth_t, "ppddddOd:worth", &wv.learned, &wv.expected, &wv.margin_weight,
+                          &wv.relevance_weight, &wv.weight, &wv.tilt, &gap_obj, &wv.boost))
+        return NULL;
+    wv.has_gap = gap_obj != Py_None;
+    wv.gap = 0.0;
+    if (wv.has_gap && as_double(gap_obj, &wv.gap) < 0) return NULL;
+    Terms t = {0};
+    double anchor_price = 0.0;
+    int has_anchor_price = anchor_obj != Py_None;
+    if (has_anchor_price && as_double(anchor_obj, &anchor_price) < 0) return NULL;
+    if (wv.learned) {
+        if (!PyDict_Check(accepted)) {
+            PyErr_SetString(PyExc_TypeError, "accepted must be a dict when learned");
+            return NULL;
+        }
+        if (read_terms(terms_t, &t) < 0) return NULL;
+        t.scorer = scorer;
+    }
+    static PyObject *margin_name = NULL, *category_name = NULL, *brand_name = NULL, *price_name = NULL;
+    if (!margin_name && !(margin_name = PyUnicode_InternFromString("margin"))) return NULL;
+    if (!category_name && !(category_name = PyUnicode_InternFromString("category"))) return NULL;
+    if (!brand_name && !(brand_name = PyUnicode_InternFromString("brand"))) return NULL;
+    if (!price_name && !(price_name = PyUnicode_InternFromString("price"))) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(candidates);
+    PyObject *out = PyList_New(n), *medians = PyDict_New(), *category = NULL, *brand = NULL;
+    if (!out || !medians) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PyList_GET_ITEM(candidates, i);
+        if (!PyTuple_Check(c) || PyTuple_GET_SIZE(c) < 7) {
+            PyErr_SetString(PyExc_TypeError, "a candidate is a Candidate tuple");
+            goto fail;
+        }
+        PyObject *pid = PyTuple_GET_ITEM(c, C_PID);
+        PyObject *value = PyDict_GetItemWithError(known, pid);
+        if (value) {                                          /* valued before: kept */
+            Py_INCREF(value);
+            PyList_SET_ITEM(out, i, value);
+            continue;
+        }
+        if (PyErr_Occurred()) goto fail;
+        double score, price = 0.0, margin = 0.0, product_price = 0.0, position = 0.0, p = 0.0, v;
+        PyObject *price_obj = PyTuple_GET_ITEM(c, C_PRICE);
+        if (as_double(PyTuple_GET_ITEM(c, 1), &score) < 0) goto fail;
+        int has_price = price_obj != Py_None;
+        if (has_price && as_double(price_obj, &price) < 0) goto fail;
+        PyObject *product = PyDict_GetItemWithError(products, pid);     /* borrowed */
+        if (!product && PyErr_Occurred()) goto fail;
+        int has_product = product != NULL && product != Py_None, has_margin = 0, has_position = 0;
+        Py_CLEAR(category);
+        Py_CLEAR(brand);
+        if (has_product) {
+            if ((has_margin = optional_double(product, margin_name, &margin)) < 0) goto fail;
+            if (optional_double(product, price_name, &product_price) < 0) goto fail;
+            if (!(category = PyObject_GetAttr(product, category_name))) goto fail;
+            if (!(brand = PyObject_GetAttr(product, brand_name))) goto fail;
+            if (wv.learned || wv.tilt != 0.0) {
+                has_position = position_of(category, product_price, median_of, medians, &position);
+                if (has_position < 0) goto fail;
+                if (has_position == 2) goto python;
+            }
+        }
+        PyObject *p_obj = NULL;
+        if (wv.learned) {
+            p_obj = PyDict_GetItemWithError(accepted, pid);
+            if (p_obj) {
+                if (as_double(p_obj, &p) < 0) goto fail;
+            } else {
+                if (PyErr_Occurred()) goto fail;
+                double x;
+                int rc = acceptance_x(&t, PyTuple_GET_ITEM(c, 4), score, has_price, price, has_anchor_price,
+                                      anchor_price, category, brand, has_product, has_position, position, &x);
+                if (rc < 0) goto fail;
+                if (rc == 2) goto python;
+                if (x < -30 || x > 30) {                      /* river's sigmoid: an int there */
+                    p = x < -30 ? 0.0 : 1.0;
+                    p_obj = PyLong_FromLong(x < -30 ? 0 : 1);
+                } else {
+                    p = 1 / (1 + exp(-x));
+                    p_obj = PyFloat_FromDouble(p);
+                }
+                if (!p_obj) goto fail;
+                rc = PyDict_SetItem(accepted, pid, p_obj);
+                Py_DECREF(p_obj);
+                if (rc < 0) goto fail;
+            }
+        }
+        if (wv.expected) {
+            double q = wv.learned ? p : (score < 1.0 ? score : 1.0);   /* min(1.0, c.score) */
+            v = q * (has_price && price != 0.0 ? price : 1.0) * (has_margin ? margin : 1.0);
+        } else {
+            v = score * (1.0 + wv.margin_weight * (has_margin && margin != 0.0 ? margin : 0.0));
+            if (wv.learned) {
+                double a, b;
+                if (power(v, wv.relevance_weight, &a) || power(p, wv.weight, &b)) goto python;
+                v = a * b;
+            }
+            if (wv.tilt != 0.0 && has_position) {
+                double clipped = position < 1.0 ? position : 1.0;      /* max(-1.0, min(1.0, position)) */
+                clipped = clipped > -1.0 ? clipped : -1.0;
+                v *= exp(wv.tilt * clipped);
+            }
+            if (wv.has_gap && has_price && price >= wv.gap) v *= wv.boost;
+        }
+        value = PyFloat_FromDouble(v);
+        if (!value) goto fail;
+        if (PyDict_SetItem(known, pid, value) < 0) {
+            Py_DECREF(value);
+            goto fail;
+        }
+        PyList_SET_ITEM(out, i, value);
+    }
+    Py_XDECREF(category);
+    Py_XDECREF(brand);
+    Py_DECREF(medians);
+    return out;
+python:
+    Py_XDECREF(category);
+    Py_XDECREF(brand);
+    Py_DECREF(medians);
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(category);
+    Py_XDECREF(brand);
+    Py_XDECREF(medians);
+    Py_XDECREF(out);
+    return NULL;
+}
+
+PyDoc_STRVAR(eligible_candidates_doc,
+"eligible_candidates(candidates, wanted, anchor_id, cart, purchases, ordered, products, declined,\n"
+"                    shown, now, windows, price_rule)\n"
+"--\n\n"
+"The loop of OfferPolicy._ranked without a trace: the candidates (Candidate tuples, best first)\n"
+"that no rule excludes, in order, stopping once wanted are found (wanted -1: all). The hygiene\n"
+"rules of OfferPolicy._exclusions read cart, purchases (product -> [times, last time]), ordered,\n"
+"products (id -> Product), declined (product -> time) and shown (product -> (times, since)) at\n"
+"now; windows: (repurchase, min_stock, cooldown, fatigue, max_impressions). price_rule, checked\n"
+"first for a candidate with a price: None; ('cap', most) for a price at most most; or\n"
+"('share', anchor_price, bounds, bound_of) for a price at most the candidate category's bound\n"
+"times anchor_price, bounds the bound by category (bound_of(product id) fills a missing one).");
+
+/* OfferPolicy._exclusions' verdict: 1 when a rule excludes pid, 0 when none does, -1 on error. */
+typedef struct {
+    PyObject *anchor, *cart, *purchases, *ordered, *products, *declined, *shown;
+    double now, repurchase, cooldown, fatigue, max_impressions;
+    long long min_stock;
+} Hygiene;
+
+static int excluded(const Hygiene *h, PyObject *pid) {
+    static PyObject *active_name = NULL, *stock_name = NULL;
+    if (!active_name && !(active_name = PyUnicode_InternFromString("active"))) return -1;
+    if (!stock_name && !(stock_name = PyUnicode_InternFromString("stock"))) return -1;
+    int eq = PyObject_RichCompareBool(pid, h->anchor, Py_EQ);
+    if (eq) return eq;                                                   /* anchor */
+    int in = PyDict_Contains(h->cart, pid);
+    if (in) return in;                                                   /* in_cart */
+    PyObject *past = PyDict_GetItemWithError(h->purchases, pid);
+    if (!past && PyErr_Occurred()) return -1;
+    if (past) {
+        int truth = PyObject_IsTrue(past);
+        if (truth < 0) return -1;
+        if (truth) {
+            PyObject *ts_obj = PySequence_GetItem(past, 1);
+            double ts;
+            int rc = ts_obj ? as_double(ts_obj, &ts) : -1;
+            Py_XDECREF(ts_obj);
+            if (rc < 0) return -1;
+            if (h->now - ts < h->repurchase) return 1;                   /* just_bought */
+        }
+    }
+    in = PySequence_Contains(h->ordered, pid);
+    if (in) return in;                                                   /* just_bought */
+    PyObject *product = PyDict_GetItemWithError(h->products, pid);
+    if (!product && PyErr_Occurred()) return -1;
+    if (product && product != Py_None) {                                 /* unavailable */
+        PyObject *active = PyObject_GetAttr(product, active_name);
+        if (!active) return -1;
+        int truth = PyObject_IsTrue(active);
+        Py_DECREF(active);
+        if (truth <= 0) return truth < 0 ? -1 : 1;
+        PyObject *stock = PyObject_GetAttr(product, stock_name);
+        if (!stock) return -1;
+        int low = stock == Py_None ? 0 : -2;
+        if (low == -2) {
+            PyObject *most = PyLong_FromLongLong(h->min_stock);
+            low = most ? PyObject_RichCompareBool(stock, most, Py_LT) : -1;
+            Py_XDECREF(most);
+        }
+        Py_DECREF(stock);
+        if (low) return low;
+    }
+    PyObject *declined_at = PyDict_GetItemWithError(h->declined, pid);
+    if (!declined_at && PyErr_Occurred()) return -1;
+    if (declined_at && declined_at != Py_None) {                         /* declined */
+        double at;
+        if (as_double(declined_at, &at) < 0) return -1;
+        if (h->now - at < h->cooldown) return 1;
+    }
+    PyObject *seen = PyDict_GetItemWithError(h->shown, pid);            /* frequency_cap */
+    if (!seen && PyErr_Occurred()) return -1;
+    if (seen) {
+        PyObject *times_obj = PySequence_GetItem(seen, 0);
+        PyObject *since_obj = times_obj ? PySequence_GetItem(seen, 1) : NULL;
+        double since = 0.0, times = 0.0;
+        int rc = (!since_obj || as_double(since_obj, &since) < 0 || as_double(times_obj, &times) < 0) ? -1 : 0;
+        Py_XDECREF(times_obj);
+        Py_XDECREF(since_obj);
+        if (rc < 0) return -1;
+        if ((h->now - since > h->fatigue ? 0.0 : times) >= h->max_impressions) return 1;
+    } else if (0.0 >= h->max_impressions) {                             /* shown.get(pid, (0, now)) */
+        return 1;
+    }
+    return 0;
+}
+
+/* The price rule: 1 when the candidate's price passes (or it has none), 0 when not, -1 on error. */
+static int price_ok(PyObject *rule, PyObject *c, PyObject *products) {
+    static PyObject *category_name = NULL;
+    if (!category_name && !(category_name = PyUnicode_InternFromString("category"))) return -1;
+    PyObject *price_obj = PyTuple_GET_ITEM(c, C_PRICE);
+    if (rule == Py_None || price_obj == Py_None) return 1;
+    double price, most;
+    if (as_double(price_obj, &price) < 0) return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(rule);
+    if (n == 2) {                                                        /* ('cap', most) */
+        if (as_double(PyTuple_GET_ITEM(rule, 1), &most) < 0) return -1;
+        return price <= most;
+    }
+    double anchor_price, bound;
+    PyObject *bounds = PyTuple_GET_ITEM(rule, 2), *bound_of = PyTuple_GET_ITEM(rule, 3);
+    if (as_double(PyTuple_GET_ITEM(rule, 1), &anchor_price) < 0) return -1;
+    PyObject *pid = PyTuple_GET_ITEM(c, C_PID);
+    PyObject *product = PyDict_GetItemWithError(products, pid);
+    if (!product && PyErr_Occurred()) return -1;
+    PyObject *category = Py_None;
+    Py_INCREF(category);
+    if (product && product != Py_None) {
+        Py_DECREF(category);
+        if (!(category = PyObject_GetAttr(product, category_name))) return -1;
+    }
+    PyObject *b = PyDict_GetItemWithError(bounds, category);            /* borrowed */
+    if (!b || b == Py_None) {
+        if (PyErr_Occurred()) { Py_DECREF(category); return -1; }
+        PyObject *fresh = PyObject_CallOneArg(bound_of, pid);
+        int rc = fresh ? PyDict_SetItem(bounds, category, fresh) : -1;
+        Py_XDECREF(fresh);
+        if (rc < 0) { Py_DECREF(category); return -1; }
+        b = PyDict_GetItemWithError(bounds, category);
+    }
+    Py_DECREF(category);
+    if (!b || as_double(b, &bound) < 0) return -1;
+    return price <= bound * anchor_price;
+}
+
+static PyObject *eligible_candidates(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *candidates, *windows, *rule;
+    Py_ssize_t wanted;
+    Hygiene h;
+    if (!PyArg_ParseTuple(args, "O!nOO!O!OO!O!O!dO!O:eligible_candidates", &PyList_Type, &candidates, &wanted,
+                          &h.anchor, &PyDict_Type, &h.cart, &PyDict_Type, &h.purchases, &h.ordered,
+                          &PyDict_Type, &h.products, &PyDict_Type, &h.declined, &PyDict_Type, &h.shown, &h.now,
+                          &PyTuple_Type, &windows, &rule))
+        return NULL;
+    if (!PyArg_ParseTuple(windows, "dLddd:windows", &h.repurchase, &h.min_stock, &h.cooldown, &h.fatigue,
+                          &h.max_impressions))
+        return NULL;
+    if (rule != Py_None && (!PyTuple_Check(rule) || (PyTuple_GET_SIZE(rule) != 2 && PyTuple_GET_SIZE(rule) != 4)
+                            || (PyTuple_GET_SIZE(rule) == 4 && !PyDict_Check(PyTuple_GET_ITEM(rule, 2))))) {
+        PyErr_SetString(PyExc_TypeError, "price_rule: None, ('cap', most) or ('share', anchor_price, bounds, bound_of)");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(candidates); i++) {
+        PyObject *c = PyList_GET_ITEM(candidates, i);
+        if (!PyTuple_Check(c) || PyTuple_GET_SIZE(c) < 7) {
+            PyErr_SetString(PyExc_TypeError, "a candidate is a Candidate tuple");
+            goto fail;
+        }
+        int ok = price_ok(rule, c, h.products);
+        if (ok < 0) goto fail;
+        if (ok) {
+            int out_ = excluded(&h, PyTuple_GET_ITEM(c, C_PID));
+            if (out_ < 0) goto fail;
+            if (!out_ && PyList_Append(out, c) < 0) goto fail;
+        }
+        if (wanted >= 0 && PyList_GET_SIZE(out) >= wanted) break;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 PyDoc_STRVAR(count_pairs_doc,
 "count_pairs(pairs, anchors, paired, weight, most, own_row)\n"
 "--\n\n"
@@ -1128,6 +1601,8 @@ static PyMethodDef methods[] = {
     {"complements_rows", complements_rows, METH_VARARGS, complements_rows_doc},
     {"cross_sell_rows", cross_sell_rows, METH_VARARGS, cross_sell_rows_doc},
     {"count_pairs", count_pairs, METH_VARARGS, count_pairs_doc},
+    {"candidate_values", candidate_values, METH_VARARGS, candidate_values_doc},
+    {"eligible_candidates", eligible_candidates, METH_VARARGS, eligible_candidates_doc},
     {"ranking_rows", ranking_rows, METH_VARARGS, ranking_rows_doc},
     {"round_to", (PyCFunction)(void (*)(void))round_to, METH_FASTCALL, round_to_doc},
     {NULL, NULL, 0, NULL},

@@ -240,6 +240,34 @@ class DecisionScorer:
                              w.get("price_sensitivity", 0.0) * profile.price_sensitivity)
             self._level, self._sensitivity = profile.price_level, profile.price_sensitivity
 
+    def terms(self) -> tuple:
+        """What is the same for every candidate, as ``_kernels.candidate_values`` reads it: the
+        constant terms and weights, the shopper's terms, and the memos of the per-source,
+        per-category and per-brand terms (which :meth:`source_weight`, :meth:`category_terms`
+        and :meth:`brand_term` fill)."""
+        return (self._head, self._relevance, self._log_price_ratio, self._position, self._intercept,
+                self._shopper, self._profile is not None, self._level,
+                self._sensitivity if self._sensitivity is not None else 0.0, self._price_gap,
+                self._price_gap_abs, self._price_gap_x_sensitivity, self._sources, self._categories,
+                self._brands)
+
+    def source_weight(self, source: str) -> float:
+        """The weight of a candidate's source (memoized)."""
+        weight = self._sources[source] = self._get(f"source={source}", 0.0)
+        return weight
+
+    def category_terms(self, category: Optional[str]) -> tuple[float, float]:
+        """The shopper's category and parent-category affinity terms for a category (memoized)."""
+        profile = self._profile
+        terms = self._categories[category] = (self._category_affinity * profile.category_affinity(category),
+                                               self._parent_affinity * profile.parent_affinity(category))
+        return terms
+
+    def brand_term(self, brand: Optional[str]) -> float:
+        """The shopper's brand affinity term for a brand (memoized)."""
+        term = self._brands[brand] = self._brand_affinity * self._profile.brand_affinity(brand)
+        return term
+
     def __call__(self, source: str, score: float, price: Optional[float], anchor_price: Optional[float],
                  product: Optional[Product], position: Optional[float]) -> float:
         # The weights are attributes read once each, and the terms are added in the feature
@@ -249,7 +277,7 @@ class DecisionScorer:
         ratio = None if ratio is None else rounding(ratio, 4)
         weight = self._sources.get(source)
         if weight is None:
-            weight = self._sources[source] = self._get(f"source={source}", 0.0)
+            weight = self.source_weight(source)
         x = self._head + weight * 1.0
         x += self._relevance * min(rounding(score, 6), 2.0)
         x += self._log_price_ratio * (math.log(ratio) if ratio else 0.0)
@@ -261,12 +289,10 @@ class DecisionScorer:
             if product is not None:
                 category = self._categories.get(product.category)
                 if category is None:
-                    category = self._categories[product.category] = (
-                        self._category_affinity * profile.category_affinity(product.category),
-                        self._parent_affinity * profile.parent_affinity(product.category))
+                    category = self.category_terms(product.category)
                 brand = self._brands.get(product.brand)
                 if brand is None:
-                    brand = self._brands[product.brand] = self._brand_affinity * profile.brand_affinity(product.brand)
+                    brand = self.brand_term(product.brand)
                 x += category[0]
                 x += category[1]
                 x += brand

@@ -25,10 +25,11 @@ from nextoffer.models.shopper import ShopperState
 from nextoffer.models.showcases import Counts
 from nextoffer.models.upgrades import LearnedUpgrades
 
-try:        # the learned order's feature rows in C (models/_kernels.c): the same floats
-    from nextoffer.models._kernels import ranking_rows
+try:        # the learned order's feature rows and the candidates' values in C (models/_kernels.c):
+    # the same floats
+    from nextoffer.models._kernels import candidate_values, eligible_candidates, ranking_rows
 except ImportError:
-    ranking_rows = None
+    candidate_values = eligible_candidates = ranking_rows = None
 
 #: Which kind each placement tries first (the domain guide: upsell before commitment,
 #: complements after it; at checkout only small add-ons).
@@ -279,31 +280,30 @@ class OfferPolicy:
         else:
             candidates = self._cross_sell_candidates(anchor_id, context, placement, s, trace)
         priced = kind is Kind.CROSS_SELL
-        eligible = []
-        bounds: dict = {}      # the cap per candidate category: the same for all of a category
-        exclusion = self._exclusions(anchor_id, s)
         # The learned order reorders the best ``depth`` eligible candidates, which may be more than
         # the shortlist: it brings up products the engine's fixed blend ranks lower.
         learned = kind is Kind.CROSS_SELL and self.ranker is not None and (self.ranker.updates or learning)
         wanted = max(self.rules.shortlist, self.ranker.depth) if learned else self.rules.shortlist
-        for n, c in enumerate(candidates):  # best first: stop once the tie-break has enough to reorder
-            # The price cap is checked here, not over every candidate first: a cart's complements
-            # run to hundreds, and only the best ``shortlist`` eligible ones are ranked.
-            excluded = ("price_share" if priced and not self._price_share_ok(c, anchor, placement, s, bounds)
-                        else exclusion(c.product_id))
-            if excluded is None:
-                eligible.append(c)
-            elif trace is not None:
-                trace.append((c, excluded, None))
-            if len(eligible) >= wanted and self.rules.exploration_policy != "uniform":
-                if trace is not None:
-                    trace.extend((rest, "not_needed", None) for rest in candidates[n + 1:])
-                break
+        stop_at = wanted if self.rules.exploration_policy != "uniform" else -1    # -1: all of them
+        bounds: dict = {}      # the cap per candidate category: the same for all of a category
+        if trace is None and eligible_candidates is not None and self.bought.compiled and type(candidates) is list:
+            shopper, rules = s.shopper, self.rules           # _eligible's loop, in C (models/_kernels.c)
+            eligible = eligible_candidates(
+                candidates, stop_at, anchor_id, shopper.cart, shopper.purchases, s.ordered,
+                self.catalog.products_by_id, shopper.declined, shopper.shown, s.now,
+                (rules.repurchase_window, rules.min_stock, rules.decline_cooldown, rules.fatigue_window,
+                 rules.max_impressions),
+                self._price_rule(anchor, placement, s, bounds) if priced else None)
+        else:
+            eligible = self._eligible(candidates, stop_at, priced, anchor, anchor_id, placement, s, bounds, trace)
         if kind is Kind.CROSS_SELL:
             gap = self.free_shipping_gap(placement, s)
             eligible = [_nudge(c, gap) for c in eligible] if gap is not None else eligible
         value = value or self._value_function(kind, placement, anchor, s, accept)
-        ranked = sorted(eligible, key=value, reverse=True)
+        # a value function of _value_function values a whole list at once (in C where built)
+        of_all = getattr(value, "of_all", None)
+        values = of_all(eligible) if of_all is not None else [value(c) for c in eligible]
+        ranked = [eligible[i] for i in sorted(range(len(eligible)), key=values.__getitem__, reverse=True)]
         if learned and self.ranker.updates:
             ranked = self._learned_order(ranked, anchor_id, s)
         if kind is Kind.CROSS_SELL and self.rules.new_item_slots:
@@ -313,6 +313,40 @@ class OfferPolicy:
         if learned and not learning and self.rules.exploration_policy != "uniform":
             ranked = ranked[:self.rules.shortlist]      # what the ranker brought up, the rest below
         return ranked
+
+    def _eligible(self, candidates: Sequence[Candidate], stop_at: int, priced: bool, anchor: Optional[Product],
+                  anchor_id: str, placement: Placement, s: Situation, bounds: dict,
+                  trace: Optional[list] = None) -> list[Candidate]:
+        """The candidates no rule excludes, best first, stopping once ``stop_at`` are found (-1:
+        all); with ``trace``, each one excluded or not looked at, and why."""
+        eligible = []
+        exclusion = self._exclusions(anchor_id, s)
+        for n, c in enumerate(candidates):  # best first: stop once the tie-break has enough to reorder
+            # The price cap is checked here, not over every candidate first: a cart's complements
+            # run to hundreds, and only the best ``shortlist`` eligible ones are ranked.
+            excluded = ("price_share" if priced and not self._price_share_ok(c, anchor, placement, s, bounds)
+                        else exclusion(c.product_id))
+            if excluded is None:
+                eligible.append(c)
+            elif trace is not None:
+                trace.append((c, excluded, None))
+            if len(eligible) >= stop_at >= 0:
+                if trace is not None:
+                    trace.extend((rest, "not_needed", None) for rest in candidates[n + 1:])
+                break
+        return eligible
+
+    def _price_rule(self, anchor: Optional[Product], placement: Placement, s: Situation, bounds: dict):
+        """:meth:`_price_share_ok` as ``_kernels.eligible_candidates`` takes it: None (no cap),
+        ("cap", most) at checkout, or ("share", anchor price, bounds by category, bound_of)."""
+        rules = self.rules
+        if not rules.price_rules:
+            return None
+        if placement is Placement.CHECKOUT:
+            return ("cap", rules.checkout_max_share * max(s.shopper.cart_value, anchor.price if anchor else 0.0))
+        if anchor is None:
+            return None
+        return ("share", anchor.price, bounds, lambda pid: self.cross_sell_bound(anchor, pid, s).value)
 
     def _ranking_features(self, ranked: Sequence[Candidate], anchor_id: str, s: Situation):
         shopper = s.shopper
@@ -570,6 +604,18 @@ class OfferPolicy:
                 v = known[c.product_id] = worth(c)
             return v
 
+        def of_all(candidates: list[Candidate]) -> list[float]:
+            """The value of each candidate (a decision's whole list at once: in C where built)."""
+            if candidate_values is not None and self.bought.compiled and type(candidates) is list:
+                values = candidate_values(
+                    candidates, catalog.products_by_id, catalog.category_median, known,
+                    (bool(learned), expected, margin_weight, relevance_weight, weight, tilt, gap, boost),
+                    accept.known, accept.score, accept.score.terms() if learned else None, accept.anchor_price)
+                if values is not None:
+                    return values
+            return [value(c) for c in candidates]
+        value.of_all = of_all
+
         def worth(c: Candidate) -> float:
             product = product_of(c.product_id)
             margin = product.margin if product is not None and product.margin is not None else None
@@ -603,6 +649,8 @@ class OfferPolicy:
                 position = price_position(product, self.catalog) if product is not None else None
                 p = known[c.product_id] = score(c.source, c.score, c.price, anchor_price, product, position)
             return p
+        # what candidate_values reads and fills in C
+        accept.known, accept.score, accept.anchor_price = known, score, anchor_price
         return accept
 
     def _offer(self, s: Situation, placement: Placement, kind: Kind, anchor_id: str,

@@ -246,3 +246,112 @@ def test_rescaled_rows_stay_kernel_rows_with_the_python_versions_counts():
             bt.observe_basket(basket, ts=n * 300.0)        # 2 ** 600 passes the rescale threshold
     assert all(type(row) is bought_together.PairRow for row in fast._pairs.values())
     assert {a: list(fast.row(a).items()) for a in fast._pairs} == {a: list(slow.row(a).items()) for a in slow._pairs}
+
+
+def _store_with_shoppers(rules, seed: int):
+    """An engine that has learned a small store's orders (categories, brands, margins, stock,
+    inactive products, products only seen in orders) and outcomes of its offers, and shoppers
+    with carts, purchases, declines and impressions."""
+    from nextoffer.models.acceptance import item_record, shopper_features
+    from nextoffer.models.engine import OfferEngine
+    from nextoffer.models.events import CART, CLICKSTREAM, LineItem, Product, ShopperEvent
+    from nextoffer.models.shopper import ShopperState
+    rng = random.Random(seed)
+    engine = OfferEngine(rules)
+    ids = [f"p{n}" for n in range(160)]
+    for n, pid in enumerate(ids[:140]):                         # the last 20 only seen in orders
+        engine.update_product(Product(
+            pid, rng.choice([round(rng.uniform(1, 300), 2), float(rng.randint(1, 90)), 12.5]),
+            category=rng.choice([f"c{n % 9}", f"c{n % 9}", None]), brand=rng.choice(["Acme", "Zed", None]),
+            margin=rng.choice([None, 0.3, 0, 0.55]), stock=rng.choice([None, None, 0, 4]),
+            family=f"f{n % 11}" if n % 5 == 0 else None, tier=n, active=rng.random() > 0.05))
+    shoppers = {f"u{n}": ShopperState(f"u{n}") for n in range(12)}
+    ts = 1_700_000_000.0
+    for n in range(500):
+        user = rng.choice(list(shoppers))
+        lines = rng.sample(ids[:70], rng.randint(2, 8)) + rng.sample(ids, 1)
+        for k, pid in enumerate(lines):
+            event = ShopperEvent(CLICKSTREAM if k % 3 == 0 else CART, "view" if k % 3 == 0 else "add",
+                                 f"e{n}-{k}", user, ts, product_id=pid, price=rng.choice([None, 9.5]))
+            engine.process(shoppers[user], event, generated_at=ts)
+        out = engine.process(shoppers[user], ShopperEvent(CART, "purchase", f"e{n}-p", user, ts, items=tuple(
+            LineItem(pid, rng.randint(1, 3), rng.choice([4.0, 19.99, 120.0])) for pid in lines)), generated_at=ts)
+        if out.basket is not None:
+            engine.learn_basket(out.basket)
+        ts += rng.choice([60.0, 3600.0, 86_400.0])
+    for _ in range(300):                                        # outcomes: a learned acceptance model
+        pid = rng.choice(ids)
+        engine.acceptance.learn(item_record(pid, "cross_sell", rng.choice(["cart", "checkout"]),
+                                            rng.choice(["bought_together", "history", "content"]),
+                                            rng.random(), rng.uniform(1, 50), rng.uniform(1, 500), 0),
+                                rng.random() < 0.3, shopper_features(None, engine.catalog.get(pid), None))
+    for shopper in shoppers.values():
+        for pid in rng.sample(ids, 6):
+            shopper.declined[pid] = ts - rng.choice([3600.0, 30 * 86_400.0])
+        for pid in rng.sample(ids, 6):
+            shopper.shown[pid] = [rng.randint(1, 5), ts - rng.choice([60.0, 3 * 86_400.0])]
+    return engine, shoppers, ts, ids
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+@pytest.mark.parametrize("variant", ["default", "expected_value", "free_shipping", "no_price_rules", "uniform"])
+def test_eligible_candidates_and_their_values_are_pythons_to_the_bit(variant):
+    """eligible_candidates and candidate_values make what OfferPolicy's Python loop and value
+    function make: the same eligible candidates in the same order, the same values and
+    P(accept) (an exact 0 or 1 of the sigmoid an int, as in Python), for every placement and
+    kind, with and without a profile, for shoppers with carts, past orders, declines and caps."""
+    from dataclasses import replace
+
+    from nextoffer.models.events import CART, LineItem, ShopperEvent
+    from nextoffer.models.offer import Kind, Placement
+    from nextoffer.models.policy import Situation
+    from nextoffer.models.rules import OfferRules
+    rules = {"default": OfferRules(), "expected_value": OfferRules(ranking="expected_value", segment_tilt=0.3),
+             "free_shipping": OfferRules(free_shipping_threshold=150.0, free_shipping_window=0.9),
+             "no_price_rules": OfferRules(price_rules=False, acceptance_weight=1.0),
+             "uniform": OfferRules(exploration_policy="uniform")}[variant]
+    engine, shoppers, now, ids = _store_with_shoppers(rules, seed=len(variant))
+    policy = engine.policy
+    rng = random.Random(5)
+    compared = 0
+    for n in range(120):
+        shopper = shoppers[rng.choice(list(shoppers))]
+        placement = rng.choice(list(Placement))
+        order = tuple(LineItem(pid, 1, 10.0) for pid in rng.sample(ids, 3)) if placement is Placement.POST_PURCHASE else ()
+        event = ShopperEvent(CART, "add", f"x{n}", shopper.user_id, now, product_id=rng.choice(ids))
+        s = policy._prepared(Situation(event, shopper, order, now, now))
+        if n % 5 == 0:
+            s = replace(s, profile=None)          # a scorer without the shopper's terms
+        anchor_id, context = policy._anchor(placement, s)
+        if anchor_id is None:
+            continue
+        anchor = engine.catalog.get(anchor_id)
+        for kind in (Kind.CROSS_SELL, Kind.UPSELL):
+            made = []
+            for compiled in (True, False):
+                engine.bought.compiled = compiled
+                accept = policy._acceptance(kind, placement, anchor, s)
+                value = policy._value_function(kind, placement, anchor, s, accept)
+                ranked = policy._ranked(kind, placement, anchor_id, context, s, accept=accept, value=value)
+                made.append([(c, repr(value(c)), repr(accept(c)), type(accept(c))) for c in ranked])
+            engine.bought.compiled = True
+            assert made[0] == made[1]
+            compared += len(made[0])
+    assert compared > 500
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+def test_candidate_values_leave_what_they_cannot_reproduce_to_python():
+    """A negative base of a power (a negative margin large enough) gives None: Python values it."""
+    from nextoffer.models._kernels import candidate_values
+    from nextoffer.models.candidates import Candidate
+    from nextoffer.models.events import Product
+    products = {"a": Product("a", 10.0, margin=-50.0)}
+    worth = (False, False, 0.05, 0.5, 0.5, 0.0, None, 1.5)
+    assert candidate_values([Candidate("a", 0.5, "")], products, lambda c: None, {}, worth, None, None, None,
+                            None) == [0.5 * (1.0 + 0.05 * -50.0)]
+    learned = (True,) + worth[1:]
+    from nextoffer.models.acceptance import AcceptanceModel
+    scorer = AcceptanceModel().scorer("cross_sell", "cart", None)
+    assert candidate_values([Candidate("a", 0.5, "")], products, lambda c: None, {}, learned, {}, scorer,
+                            scorer.terms(), 20.0) is None
