@@ -1532,6 +1532,222 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(repeat_blend_doc,
+"repeat_blend(complements, purchases, orders, anchor_id, index, order_counts, again_counts,\n"
+"             prior_rate, prior_weight, products, half_life, weight, min_rate, habit, rest,\n"
+"             bonus, why_before, why_with_anchor, source, cls)\n"
+"--\n\n"
+"candidates.blend(complements, candidates.repeat_buys(...), weight) in one call: the shopper's\n"
+"past purchases (purchases: product -> [times, last time]; orders: the shopper's orders) scored\n"
+"by their product's repeat rate (index: product -> position in order_counts and again_counts,\n"
+"RepeatPurchases' arrays; prior_rate and prior_weight its prior) and blended into the\n"
+"complements (Candidate tuples of cls), best first. habit and rest: PRODUCT_HABIT and\n"
+"1 - PRODUCT_HABIT; bonus: WITH_ANCHOR_BONUS; why_before and why_with_anchor the reasons'\n"
+"formats; source: 'history'; products: the catalog's product id -> Product (for prices).");
+
+typedef struct {
+    PyObject *cand;     /* owned */
+    double score;
+    Py_ssize_t order;
+} Ranked;
+
+static int by_ranked(const void *a, const void *b) {
+    const Ranked *x = a, *y = b;
+    return descending(x->score, y->score, x->order, y->order);
+}
+
+/* A new Candidate of cls from its seven fields (stolen references; NULL if any is NULL). */
+static PyObject *candidate_of(PyTypeObject *cls, PyObject *fields[7]) {
+    PyObject *t = NULL;
+    for (int i = 0; i < 7; i++)
+        if (!fields[i]) goto fail;
+    if (!(t = cls->tp_alloc(cls, 7))) goto fail;
+    for (int i = 0; i < 7; i++) PyTuple_SET_ITEM(t, i, fields[i]);
+    return t;
+fail:
+    for (int i = 0; i < 7; i++) Py_XDECREF(fields[i]);
+    return NULL;
+}
+
+static PyObject *repeat_blend(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *complements, *purchases, *anchor, *index, *orders_obj, *again_obj, *products, *why_before,
+             *why_with_anchor, *source;
+    PyTypeObject *cls;
+    Py_ssize_t shopper_orders;
+    double prior_rate, prior_weight, half_life, weight, min_rate, habit_w, rest_w, bonus;
+    if (!PyArg_ParseTuple(args, "O!O!nOO!OOddO!ddddddOOOO!:repeat_blend", &PyList_Type, &complements,
+                          &PyDict_Type, &purchases, &shopper_orders, &anchor, &PyDict_Type, &index, &orders_obj,
+                          &again_obj, &prior_rate, &prior_weight, &PyDict_Type, &products, &half_life, &weight,
+                          &min_rate, &habit_w, &rest_w, &bonus, &why_before, &why_with_anchor, &source,
+                          &PyType_Type, &cls))
+        return NULL;
+    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a tuple type (Candidate)");
+        return NULL;
+    }
+    static PyObject *price_name = NULL, *zero = NULL, *plural = NULL, *none = NULL;
+    if (!price_name && !(price_name = PyUnicode_InternFromString("price"))) return NULL;
+    if (!zero && !(zero = PyFloat_FromDouble(0.0))) return NULL;
+    if (!plural && !(plural = PyUnicode_InternFromString("s"))) return NULL;
+    if (!none && !(none = PyUnicode_InternFromString(""))) return NULL;
+    Py_buffer counted = {0}, again = {0};
+    if (doubles(orders_obj, &counted, "order_counts") < 0) return NULL;
+    if (doubles(again_obj, &again, "again_counts") < 0) {
+        PyBuffer_Release(&counted);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(complements), size = 0, cap = n + PyDict_GET_SIZE(purchases) + 1;
+    Ranked *ranked = PyMem_Calloc((size_t)cap, sizeof(Ranked));
+    PyObject *where = PyDict_New(), *out = NULL, *orders_long = PyLong_FromSsize_t(shopper_orders > 1 ? shopper_orders : 1);
+    if (!ranked || !where || !orders_long) {
+        if (!ranked) PyErr_NoMemory();
+        goto done;
+    }
+    /* merged = {c.product_id: c for c in complements} */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PyList_GET_ITEM(complements, i);
+        if (!PyTuple_Check(c) || PyTuple_GET_SIZE(c) < 7) {
+            PyErr_SetString(PyExc_TypeError, "a candidate is a Candidate tuple");
+            goto done;
+        }
+        PyObject *at = PyDict_GetItemWithError(where, PyTuple_GET_ITEM(c, C_PID));
+        Py_ssize_t k = size;
+        if (at) k = PyLong_AsSsize_t(at);
+        else if (PyErr_Occurred()) goto done;
+        else {
+            PyObject *pos = PyLong_FromSsize_t(size);
+            int rc = pos ? PyDict_SetItem(where, PyTuple_GET_ITEM(c, C_PID), pos) : -1;
+            Py_XDECREF(pos);
+            if (rc < 0) goto done;
+            ranked[size].order = size;
+            size++;
+        }
+        double score;
+        if (as_double(PyTuple_GET_ITEM(c, 1), &score) < 0) goto done;
+        Py_INCREF(c);
+        Py_XSETREF(ranked[k].cand, c);
+        ranked[k].score = score;
+    }
+    /* repeat_buys: latest, the anchor's time, each past purchase's score */
+    double latest = 0.0, anchor_ts = 0.0, orders = (double)(shopper_orders > 1 ? shopper_orders : 1);
+    int first = 1, has_anchor_ts = 0;
+    Py_ssize_t pos = 0;
+    PyObject *pid, *past;
+    while (PyDict_Next(purchases, &pos, &pid, &past)) {
+        PyObject *ts_obj = PySequence_GetItem(past, 1);
+        double ts;
+        int rc = ts_obj ? as_double(ts_obj, &ts) : -1;
+        Py_XDECREF(ts_obj);
+        if (rc < 0) goto done;
+        if (first || ts > latest) latest = ts;
+        first = 0;
+    }
+    PyObject *anchor_past = PyDict_GetItemWithError(purchases, anchor);
+    if (!anchor_past && PyErr_Occurred()) goto done;
+    if (anchor_past) {
+        PyObject *ts_obj = PySequence_GetItem(anchor_past, 1);
+        int rc = ts_obj ? as_double(ts_obj, &anchor_ts) : -1;
+        Py_XDECREF(ts_obj);
+        if (rc < 0) goto done;
+        has_anchor_ts = 1;
+    }
+    const double *counts = counted.buf, *agains = again.buf;
+    Py_ssize_t counts_len = counted.len / (Py_ssize_t)sizeof(double), again_len = again.len / (Py_ssize_t)sizeof(double);
+    pos = 0;
+    while (PyDict_Next(purchases, &pos, &pid, &past)) {
+        PyObject *times_obj = PySequence_GetItem(past, 0), *ts_obj = times_obj ? PySequence_GetItem(past, 1) : NULL;
+        double times = 0.0, ts = 0.0, product_orders = 0.0, product_again = 0.0;
+        int rc = (!ts_obj || as_double(times_obj, &times) < 0 || as_double(ts_obj, &ts) < 0) ? -1 : 0;
+        Py_XDECREF(ts_obj);
+        if (rc < 0) { Py_XDECREF(times_obj); goto done; }
+        PyObject *at = PyDict_GetItemWithError(index, pid);                    /* RepeatPurchases.rate */
+        if (!at && PyErr_Occurred()) { Py_DECREF(times_obj); goto done; }
+        if (at) {
+            Py_ssize_t i = PyLong_AsSsize_t(at);
+            if (i == -1 && PyErr_Occurred()) { Py_DECREF(times_obj); goto done; }
+            if (i >= 0 && i < counts_len && i < again_len) {
+                product_orders = counts[i];
+                product_again = agains[i];
+            }
+        }
+        double rate = (product_again + prior_rate * prior_weight) / (product_orders + prior_weight);
+        if (rate < min_rate) { Py_DECREF(times_obj); continue; }
+        double share = times / orders;
+        double habit = habit_w * rate + rest_w * (share < 1.0 ? share : 1.0);
+        double score = habit * (1 - pow(0.5, times)) * pow(0.5, (latest - ts) / half_life);
+        PyObject *why;
+        if (has_anchor_ts && ts == anchor_ts) {
+            score += bonus;
+            why = Py_BuildValue("(OOO)", why_with_anchor, times_obj, times > 1 ? plural : none);
+        } else {
+            PyObject *fewer = orders < times ? orders_long : times_obj;          /* min(times, orders) */
+            why = Py_BuildValue("(OOOOd)", why_before, fewer, orders_long, orders > 1 ? plural : none, rate);
+        }
+        Py_DECREF(times_obj);
+        if (!why) goto done;
+        double part = weight * score;                                         /* blend */
+        if (part <= 0) { Py_DECREF(why); continue; }
+        PyObject *price = Py_None;
+        PyObject *product = PyDict_GetItemWithError(products, pid);
+        if (!product && PyErr_Occurred()) { Py_DECREF(why); goto done; }
+        if (product && product != Py_None) {
+            if (!(price = PyObject_GetAttr(product, price_name))) { Py_DECREF(why); goto done; }
+        } else {
+            Py_INCREF(price);
+        }
+        PyObject *at_merged = PyDict_GetItemWithError(where, pid);
+        if (!at_merged && PyErr_Occurred()) { Py_DECREF(why); Py_DECREF(price); goto done; }
+        PyObject *cand;
+        Py_ssize_t k;
+        if (!at_merged) {
+            Py_INCREF(pid); Py_INCREF(source); Py_INCREF(zero);
+            cand = candidate_of(cls, (PyObject *[7]){pid, PyFloat_FromDouble(part), why, price, source, zero,
+                                                     PyFloat_FromDouble(score)});
+            if (!cand) goto done;
+            PyObject *at_new = PyLong_FromSsize_t(size);
+            rc = at_new ? PyDict_SetItem(where, pid, at_new) : -1;
+            Py_XDECREF(at_new);
+            if (rc < 0) { Py_DECREF(cand); goto done; }
+            k = size++;
+            ranked[k].order = k;
+            ranked[k].score = part;
+        } else {
+            k = PyLong_AsSsize_t(at_merged);
+            PyObject *c = ranked[k].cand;
+            double total = ranked[k].score + part;
+            int personal_wins = part > ranked[k].score;
+            PyObject *kept_why = personal_wins ? why : PyTuple_GET_ITEM(c, 2);
+            PyObject *kept_source = personal_wins ? source : PyTuple_GET_ITEM(c, 4);
+            Py_INCREF(PyTuple_GET_ITEM(c, C_PID)); Py_INCREF(kept_why); Py_INCREF(PyTuple_GET_ITEM(c, C_PRICE));
+            Py_INCREF(kept_source); Py_INCREF(PyTuple_GET_ITEM(c, C_BOUGHT));
+            Py_DECREF(why);
+            Py_DECREF(price);
+            cand = candidate_of(cls, (PyObject *[7]){PyTuple_GET_ITEM(c, C_PID), PyFloat_FromDouble(total), kept_why,
+                                                     PyTuple_GET_ITEM(c, C_PRICE), kept_source,
+                                                     PyTuple_GET_ITEM(c, C_BOUGHT), PyFloat_FromDouble(score)});
+            if (!cand) goto done;
+            ranked[k].score = total;
+        }
+        Py_XSETREF(ranked[k].cand, cand);
+    }
+    qsort(ranked, (size_t)size, sizeof(Ranked), by_ranked);     /* sorted(..., reverse=True): stable */
+    if (!(out = PyList_New(size))) goto done;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyList_SET_ITEM(out, i, ranked[i].cand);
+        ranked[i].cand = NULL;
+    }
+done:
+    if (ranked)
+        for (Py_ssize_t i = 0; i < size; i++) Py_XDECREF(ranked[i].cand);
+    PyMem_Free(ranked);
+    Py_XDECREF(where);
+    Py_XDECREF(orders_long);
+    PyBuffer_Release(&counted);
+    PyBuffer_Release(&again);
+    return out;
+}
+
 PyDoc_STRVAR(count_pairs_doc,
 "count_pairs(pairs, anchors, paired, weight, most, own_row)\n"
 "--\n\n"
@@ -1603,6 +1819,7 @@ static PyMethodDef methods[] = {
     {"count_pairs", count_pairs, METH_VARARGS, count_pairs_doc},
     {"candidate_values", candidate_values, METH_VARARGS, candidate_values_doc},
     {"eligible_candidates", eligible_candidates, METH_VARARGS, eligible_candidates_doc},
+    {"repeat_blend", repeat_blend, METH_VARARGS, repeat_blend_doc},
     {"ranking_rows", ranking_rows, METH_VARARGS, ranking_rows_doc},
     {"round_to", (PyCFunction)(void (*)(void))round_to, METH_FASTCALL, round_to_doc},
     {NULL, NULL, 0, NULL},

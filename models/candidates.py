@@ -15,10 +15,10 @@ from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
 from nextoffer.models.upgrades import LearnedUpgrades
 
-try:        # cross_sells' loop in C (models/_kernels.c): the same candidates
-    from nextoffer.models._kernels import cross_sell_rows
+try:        # cross_sells' loop and the repeat buys' blend in C (models/_kernels.c): the same candidates
+    from nextoffer.models._kernels import cross_sell_rows, repeat_blend
 except ImportError:
-    cross_sell_rows = None
+    cross_sell_rows = repeat_blend = None
 
 #: Score of the nearest higher tier in the anchor's family; each further tier gets 0.9x.
 FAMILY_SCORE = 1.0
@@ -293,6 +293,27 @@ def repeat_buys(shopper: ShopperState, repeats: RepeatPurchases, catalog: Catalo
         product = catalog.get(pid)
         out.append(Candidate(pid, score, reason, product.price if product else None, "history"))
     return out
+
+
+def with_repeat_buys(complements: list[Candidate], shopper: ShopperState, repeats: RepeatPurchases,
+                     catalog: Catalog, anchor_id: str, half_life: float, weight: float,
+                     compiled: bool = True) -> list[Candidate]:
+    """``blend(complements, repeat_buys(...), weight)``: in one compiled kernel where built
+    (``compiled``), the same candidates in the same order with the same floats.
+
+    >>> shopper = ShopperState("u1", orders=2, purchases={"tea": [2, 100.0]})
+    >>> [(c.product_id, round(c.score, 3), c.source) for c in with_repeat_buys(
+    ...     [Candidate("mug", 0.2, "with x", bought=0.2)], shopper, RepeatPurchases(), Catalog(),
+    ...     "mug", 86_400.0, 1.0)]
+    [('tea', 0.547, 'history'), ('mug', 0.2, 'bought_together')]
+    """
+    if compiled and repeat_blend is not None and type(complements) is list:
+        return repeat_blend(complements, shopper.purchases, shopper.orders, anchor_id, repeats.index,
+                            repeats.order_counts(), repeats.again_counts(), repeats.prior_rate,
+                            repeats.prior_weight, catalog.products_by_id, half_life, weight, MIN_REPEAT_RATE,
+                            PRODUCT_HABIT, 1 - PRODUCT_HABIT, WITH_ANCHOR_BONUS, BOUGHT_BEFORE,
+                            BOUGHT_WITH_ANCHOR, "history", Candidate)
+    return blend(complements, repeat_buys(shopper, repeats, catalog, anchor_id, half_life), weight)
 
 
 def blend(complements: Sequence[Candidate], personal: Sequence[Candidate], weight: float) -> list[Candidate]:

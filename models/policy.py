@@ -11,7 +11,7 @@ import numpy as np
 
 from nextoffer.models.acceptance import AcceptanceModel, item_record
 from nextoffer.models.bought_together import BoughtTogether
-from nextoffer.models.candidates import Candidate, blend, content_fallback, cross_sells, repeat_buys, upsells
+from nextoffer.models.candidates import Candidate, content_fallback, cross_sells, upsells, with_repeat_buys
 from nextoffer.models.catalog import Catalog
 from nextoffer.models.exploration import thompson_choice
 from nextoffer.models.events import CART, LineItem, Product, ShopperEvent
@@ -464,9 +464,8 @@ class OfferPolicy:
         pool = 20 * rules.max_items
         candidates = cross_sells(weighted, self.catalog, self.bought, rules, s.now, pool)
         if rules.history_weight > 0 and s.shopper.purchases:
-            personal = repeat_buys(s.shopper, self.repeats, self.catalog, anchor_id,
-                                   rules.history_half_life)
-            candidates = blend(candidates, personal, rules.history_weight)
+            candidates = with_repeat_buys(candidates, s.shopper, self.repeats, self.catalog, anchor_id,
+                                          rules.history_half_life, rules.history_weight, self.bought.compiled)
         if len(candidates) < pool:   # thin evidence (a new or rare product): content fills the pool
             have = {c.product_id for c in candidates}
             extra = content_fallback(self.catalog.get(anchor_id), self.catalog, self.bought, self.categories,

@@ -53,6 +53,11 @@ class RepeatPurchases:
             self._again = self.products.covering(self._again)
         return self._orders
 
+    def again_counts(self) -> np.ndarray:
+        """Repeat orders per product position, grown as :meth:`order_counts` (the kernels read it)."""
+        self.order_counts()
+        return self._again
+
     def orders(self, pid: str) -> int:
         """Orders that held this product."""
         i = self.index.get(pid)

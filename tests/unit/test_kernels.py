@@ -355,3 +355,37 @@ def test_candidate_values_leave_what_they_cannot_reproduce_to_python():
     scorer = AcceptanceModel().scorer("cross_sell", "cart", None)
     assert candidate_values([Candidate("a", 0.5, "")], products, lambda c: None, {}, learned, {}, scorer,
                             scorer.terms(), 20.0) is None
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+@pytest.mark.parametrize("seed", range(12))
+def test_repeat_buys_are_blended_as_pythons(seed):
+    """repeat_blend makes what blend(complements, repeat_buys(...)) makes: the same candidates
+    (complements a repeat buy adds to, repeat buys alone, the reasons of whichever part is
+    larger) in the same order with the same floats, ties kept in the dict's order."""
+    from nextoffer.models.candidates import Candidate, with_repeat_buys
+    from nextoffer.models.catalog import Catalog
+    from nextoffer.models.events import Product
+    from nextoffer.models.repeats import RepeatPurchases
+    from nextoffer.models.shopper import ShopperState
+    rng = random.Random(seed)
+    ids = [f"p{n}" for n in range(80)]
+    catalog = Catalog()
+    for pid in ids[:60]:
+        catalog.upsert(Product(pid, rng.choice([3.5, 12.0, 40])))
+    repeats = RepeatPurchases()
+    for _ in range(rng.choice([0, 50, 400])):
+        repeats.observe(rng.sample(ids[:50], 6), rng.sample(ids[:50], rng.randint(0, 3)))
+    at = [1_700_000_000.0, 1_700_050_000.0, 1_700_086_400, 1_699_000_000.5]
+    purchases = {pid: [rng.randint(1, 12), rng.choice(at)] for pid in rng.sample(ids, rng.randint(1, 40))}
+    shopper = ShopperState("u1", orders=rng.randint(0, 15), purchases=purchases)
+    scores = [0.5, 0.25, 0.125, rng.random()]                    # some exact ties
+    complements = [Candidate(pid, rng.choice(scores), ("with {}", pid), rng.choice([None, 9.0]), bought=0.3)
+                   for pid in rng.sample(ids, rng.randint(0, 50))]
+    anchor = rng.choice(ids + list(purchases))
+    args = (complements, shopper, repeats, catalog, anchor, rng.choice([86_400.0, 60 * 86_400.0]),
+            rng.choice([0.5, 2.0]))
+    fast, slow = with_repeat_buys(*args, compiled=True), with_repeat_buys(*args, compiled=False)
+    assert [(c, repr(c.score), repr(c.history), type(c)) for c in fast] == \
+        [(c, repr(c.score), repr(c.history), type(c)) for c in slow]
+    assert [c.reason for c in fast] == [c.reason for c in slow]
