@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from itertools import repeat
+from operator import attrgetter
 from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -119,6 +121,8 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
     return sorted(out, key=lambda c: c.score, reverse=True)
 
 
+_brand_of = attrgetter("brand")
+
 #: The reason of a same-category upgrade: its label and how much more it costs.
 SAME_CATEGORY = "same category, {}, +{:.0%}"
 
@@ -167,10 +171,18 @@ def reach_from(anchor: Product, catalog: Catalog, profile: Optional[ProfileView]
     if base is None:
         return lambda upgrade: 1.0
     allowed = max(base, profile.price_level) + REACH_STEP * (1.5 - profile.price_sensitivity)
+    medians: dict[str, float] = {}     # price_position's median, read once per category
 
     def fit(upgrade: Product) -> float:
-        top = price_position(upgrade, catalog)
-        return 1.0 if top is None else math.exp(-REACH_FALLOFF * max(0.0, top - allowed))
+        category = upgrade.category
+        if category is None or upgrade.price <= 0:
+            return 1.0
+        median = medians.get(category)
+        if median is None:
+            median = medians[category] = catalog.category_median(category) or 0.0
+        if not median:
+            return 1.0
+        return math.exp(-REACH_FALLOFF * max(0.0, math.log(upgrade.price / median) - allowed))
     return fit
 
 
@@ -198,26 +210,30 @@ def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: Bought
     # scores as arrays (the same operations in the same order: the same floats), the candidates
     # and their reasons only for those kept, in the order a stable sort of the candidates by
     # score gives (ties keep the scan's order).
+    # The products' counts and brands gathered by map (C loops): a category scan reads 200 each.
     scale, sold_of, get = bought.scale(now), bought.item_counts.get, catalog.get
     brand = anchor.brand
-    products: list[Product] = []
+    products: list[str] = []
     scores, sources = [], []
     for rel in related:
         if rel.product_id == anchor.category:
             continue
         ids = catalog.in_category(rel.product_id)[:CONTENT_SCAN]
-        found = [get(pid) for pid in ids]
-        sold = np.array([sold_of(pid, 0.0) for pid in ids], dtype=float) / scale
-        brand_factor = np.array([1.2 if p.brand == brand else 1.0 for p in found]) if brand else 1.0
+        sold = np.fromiter(map(sold_of, ids, repeat(0.0)), dtype=float, count=len(ids)) / scale
+        if brand:
+            brands = np.fromiter(map(_brand_of, map(get, ids)), dtype=object, count=len(ids))
+            brand_factor = np.where(brands == brand, 1.2, 1.0)
+        else:
+            brand_factor = 1.0
         scores.append(CONTENT_SCORE * rel.score * (0.5 + 0.5 * sold / (sold + 5.0)) * brand_factor)
-        products += found
-        sources += [rel.product_id] * len(found)
+        products += ids
+        sources += [rel.product_id] * len(ids)
     if not products:
         return []
     score = np.concatenate(scores)
     out = []
     for i in np.argsort(-score, kind="stable")[:limit].tolist():
-        p = products[i]
+        p = get(products[i])
         why = (f"same brand as {anchor.label}, " if brand and p.brand == brand else "") + \
             f"popular in {sources[i]}, which is often bought with {anchor.category}"
         out.append(Candidate(p.product_id, float(score[i]), why, p.price, "content"))
