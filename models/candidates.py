@@ -232,12 +232,18 @@ def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: Bought
         return []
     score = np.concatenate(scores)
     out = []
+    label = anchor.label
     for i in np.argsort(-score, kind="stable")[:limit].tolist():
         p = get(products[i])
-        why = (f"same brand as {anchor.label}, " if brand and p.brand == brand else "") + \
-            f"popular in {sources[i]}, which is often bought with {anchor.category}"
+        why = ((SAME_BRAND_POPULAR, label, sources[i], anchor.category) if brand and p.brand == brand
+               else (POPULAR_IN, sources[i], anchor.category))
         out.append(Candidate(p.product_id, float(score[i]), why, p.price, "content"))
     return out
+
+
+#: The reasons of a content candidate (made into text only when read).
+POPULAR_IN = "popular in {}, which is often bought with {}"
+SAME_BRAND_POPULAR = "same brand as {}, popular in {}, which is often bought with {}"
 
 
 def cross_sells(anchors: Sequence[tuple[str, float]], catalog: Catalog, bought: BoughtTogether,
