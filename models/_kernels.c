@@ -111,6 +111,7 @@ typedef struct {
     double score;       /* sum of the anchors' parts */
     double best;        /* the largest part */
     double both;        /* the strongest anchor's pair count */
+    double anchor_na;   /* the strongest anchor's own count (items[anchor]) */
     Py_ssize_t order;   /* first counted: ties keep this order, as Python's stable sort does */
     double nb;          /* the product's own count (items[pid]), read once per scan */
     int counted;        /* a pair of it passed the filters: it is a candidate */
@@ -215,7 +216,7 @@ static int scan_pair(Acc *acc, const Scan *s, uint32_t id, PyObject *pid, double
         if (acc->size >= acc->cap && acc_grow(acc) < 0) return -1;
         if (entries_cover(id) < 0) return -1;
         Py_ssize_t i = acc->size++;
-        acc->entries[i] = (Entry){pid, id, NULL, 0.0, 0.0, 0.0, 0, nb, 0};
+        acc->entries[i] = (Entry){pid, id, NULL, 0.0, 0.0, 0.0, 0.0, 0, nb, 0};
         entry_gen[id] = scan_gen;
         entry_at[id] = i;
         e = &acc->entries[i];
@@ -231,7 +232,7 @@ static int scan_pair(Acc *acc, const Scan *s, uint32_t id, PyObject *pid, double
     double part = s->weight * (both / s->na) * pow(lift, s->exponent);
     if (e->counted) {
         e->score += part;
-        if (part > e->best) { e->best = part; e->anchor = s->anchor; e->both = both; }
+        if (part > e->best) { e->best = part; e->anchor = s->anchor; e->both = both; e->anchor_na = s->na; }
         return 0;
     }
     e->counted = 1;
@@ -239,6 +240,7 @@ static int scan_pair(Acc *acc, const Scan *s, uint32_t id, PyObject *pid, double
     e->score = e->best = part;
     e->anchor = s->anchor;
     e->both = both;
+    e->anchor_na = s->na;
     return 0;
 }
 
@@ -737,17 +739,6 @@ done:
     return out;
 }
 
-/* A float of the row's items dict, or -1 with an exception set. */
-static int item_count(PyObject *items, PyObject *pid, double *value) {
-    PyObject *obj = PyDict_GetItemWithError(items, pid);
-    if (!obj) {
-        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, pid);
-        return -1;
-    }
-    *value = PyFloat_AsDouble(obj);
-    return (*value == -1.0 && PyErr_Occurred()) ? -1 : 0;
-}
-
 /* What complements_rows and cross_sell_rows check of their arguments: cls a tuple type, and the
  * divisions Python would make possible. */
 static int check_rows(PyTypeObject *cls, double total_weight, double scale) {
@@ -790,11 +781,7 @@ static PyObject *complements_rows(PyObject *self, PyObject *args) {
     if (!out) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         Entry *e = &acc.entries[i];
-        double na, nb;
-        if (item_count(items, e->anchor, &na) < 0 || item_count(items, e->pid, &nb) < 0) {
-            Py_CLEAR(out);
-            goto done;
-        }
+        double na = e->anchor_na, nb = e->nb;      /* items[anchor] and items[pid], read by the scan */
         /* as complements() computes them: score / total, both / na, both * orders / (na * nb),
          * both / scale (both and na are never 0 here: the scan kept only supported pairs) */
         PyObject *t = cls->tp_alloc(cls, 6);
@@ -1094,11 +1081,7 @@ static PyObject *cross_sell_rows(PyObject *self, PyObject *args) {
             Py_DECREF(price);
             goto fail;
         }
-        double na, nb;
-        if (item_count(items, e->anchor, &na) < 0 || item_count(items, e->pid, &nb) < 0) {
-            Py_DECREF(price);
-            goto fail;
-        }
+        double na = e->anchor_na, nb = e->nb;      /* items[anchor] and items[pid], read by the scan */
         PyObject *score = PyFloat_FromDouble(e->score / total_weight);
         PyObject *reason = Py_BuildValue("(OOdd)", why, label, e->both / na, e->both * s.orders / (na * nb));
         PyObject *t = score && reason ? cls->tp_alloc(cls, 7) : NULL;

@@ -78,7 +78,7 @@ class PairwiseRanker:
 
     def order(self, x: np.ndarray) -> np.ndarray:
         """Indices of the rows, best first by the learned score (ties: the engine's order)."""
-        return np.lexsort((np.arange(len(x)), -(x @ self.weights)))
+        return np.argsort(-(x @ self.weights), kind="stable")      # stable: ties keep the engine's order
 
     def learn(self, x: np.ndarray, bought: np.ndarray) -> None:
         """One order: the rows ``bought`` should rank above the others."""
