@@ -99,12 +99,9 @@ class Catalog:
         if not index:
             return []
         prices, ids = index.prices, index.ids
-        out = []
-        for i in range(bisect.bisect_left(prices, low), len(prices)):
-            if prices[i] > high:
-                break
-            out.append(self._products[ids[i]])
-        return out
+        start = bisect.bisect_left(prices, low)
+        end = bisect.bisect_right(prices, high, start)     # a category holds thousands: C loops
+        return list(map(self._products.__getitem__, ids[start:end]))
 
     def category_median(self, category: str) -> Optional[float]:
         """The median price of a category's products (None for an unknown category).

@@ -19,6 +19,7 @@ of old ones down, so an update costs O(1) and ranking needs no sweep.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
@@ -333,9 +334,10 @@ class Showcases:
         prices = np.array([o.price for o in others])
         closeness = 1.0 / (1.0 + np.abs(np.log(prices / product.price)))
         score = np.round(self.sold.values_of(ids, now) + 0.1 * self.viewed.values_of(ids, now)
-                         + 0.01 * closeness, 6)
-        order = sorted(range(len(ids)), key=lambda i: (-score[i], ids[i]))[:k]
-        return self._items([(ids[i], float(score[i])) for i in order])
+                         + 0.01 * closeness, 6).tolist()
+        # the k best of up to SIMILAR_SCAN: nsmallest is sorted(...)[:k] without sorting them all
+        order = heapq.nsmallest(k, range(len(ids)), key=lambda i: (-score[i], ids[i]))
+        return self._items([(ids[i], score[i]) for i in order])
 
     def _bought_with(self, product_id: Optional[str], now: float, k: int) -> list[ShowcaseItem]:
         if not product_id:

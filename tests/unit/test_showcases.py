@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from nextoffer.models.bought_together import DAY, BoughtTogether
 from nextoffer.models.catalog import Catalog
@@ -200,3 +201,45 @@ def test_a_round_of_writes_and_a_personalised_read_of_them():
     assert unknown["source"] == "store"
     assert read_showcase("similar", {}, store_fields, None, 1.0) == {
         "kind": "similar", "source": "none", "personalised": False, "items": []}
+
+
+def plain_similar(s, product_id, now, k):
+    """The similar window as it was written first: the whole band listed, every candidate sorted."""
+    import math
+
+    import numpy as np
+
+    from nextoffer.models.showcases import SIMILAR_SCAN
+    product = s.catalog.get(product_id)
+    band = s.settings.showcase_similar_price_band
+    prices_ids = [(p.price, p.product_id) for p in s.catalog.products() if p.category == product.category
+                  and product.price / band <= p.price <= product.price * band]
+    inside = [s.catalog.get(pid) for _, pid in sorted(prices_ids)]
+    if len(inside) > SIMILAR_SCAN:
+        inside = sorted(inside, key=lambda o: abs(math.log(o.price / product.price)))[:SIMILAR_SCAN]
+    others = [o for o in inside if o.product_id != product.product_id and o.stock != 0]
+    ids = [o.product_id for o in others]
+    closeness = 1.0 / (1.0 + np.abs(np.log(np.array([o.price for o in others]) / product.price)))
+    score = np.round(s.sold.values_of(ids, now) + 0.1 * s.viewed.values_of(ids, now) + 0.01 * closeness, 6)
+    order = sorted(range(len(ids)), key=lambda i: (-score[i], ids[i]))[:k]
+    return [(ids[i], round(float(score[i]), 6)) for i in order]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_similar_window_is_the_plain_sorts(seed):
+    """A category of 900 products (more than the similar scan reads), prices repeating, some
+    out of stock, a few sold and viewed: the window is what listing and sorting them all gives."""
+    import random
+    rng = random.Random(seed)
+    catalog = Catalog()
+    for n in range(900):
+        catalog.upsert(Product(f"p{n}", rng.choice([9.99, 10.0, 12.5]) * rng.choice([1, 1, 1.2, 0.8]),
+                               category="big", stock=rng.choice([None, 5, 0])))
+    s = Showcases(catalog, BoughtTogether())
+    for n in range(300):
+        s.observe_order([(f"p{k}", 1) for k in rng.sample(range(900), 3)], T0 + n)
+    for n in range(20):
+        pid = f"p{rng.randrange(900)}"
+        fast = [(i.product_id, i.score) for i in s.window("similar", pid, now=T0 + 400, limit=12)]
+        assert fast == plain_similar(s, pid, T0 + 400, 12)
+        assert fast
