@@ -14,6 +14,12 @@
  * cross_sell_rows: complements_rows made into a decision's cross-sell candidates (the anchors'
  * families left out), the loop of candidates.cross_sells.
  * PairRow: a counted anchor's row in arrays, cut to its strongest pairs in place.
+ * eligible_candidates: OfferPolicy._eligible's loop, the price cap and hygiene rules of a
+ * decision's candidates, best first, until enough are eligible.
+ * candidate_values: OfferPolicy._value_function's values (and the acceptance scorer's P(accept))
+ * of a decision's eligible candidates, a list at once.
+ * repeat_blend: candidates.repeat_buys and blend in one pass (the shopper's past purchases
+ * scored by repeat rate and merged into the complements).
  *
  * Built by the project's own install (pyproject.toml, an optional extension): without a C
  * compiler the install still works and the core runs its Python version.
