@@ -1593,11 +1593,6 @@ typedef struct {
     Py_ssize_t order;
 } Ranked;
 
-static int by_ranked(const void *a, const void *b) {
-    const Ranked *x = a, *y = b;
-    return descending(x->score, y->score, x->order, y->order);
-}
-
 /* A new Candidate of cls from its seven fields (stolen references; NULL if any is NULL). */
 static PyObject *candidate_of(PyTypeObject *cls, PyObject *fields[7]) {
     PyObject *t = NULL;
@@ -1641,6 +1636,7 @@ static PyObject *repeat_blend(PyObject *self, PyObject *args) {
     }
     Py_ssize_t n = PyList_GET_SIZE(complements), size = 0, cap = n + PyDict_GET_SIZE(purchases) + 1;
     Ranked *ranked = PyMem_Calloc((size_t)cap, sizeof(Ranked));
+    Key *keys = NULL;
     PyObject *where = PyDict_New(), *out = NULL, *orders_long = PyLong_FromSsize_t(shopper_orders > 1 ? shopper_orders : 1);
     if (!ranked || !where || !orders_long) {
         if (!ranked) PyErr_NoMemory();
@@ -1773,16 +1769,23 @@ static PyObject *repeat_blend(PyObject *self, PyObject *args) {
         }
         Py_XSETREF(ranked[k].cand, cand);
     }
-    qsort(ranked, (size_t)size, sizeof(Ranked), by_ranked);     /* sorted(..., reverse=True): stable */
+    /* sorted(..., reverse=True), stable: by score, ties in the merged dict's order */
+    if (!(keys = PyMem_Malloc(sizeof(Key) * (size_t)(size ? size : 1)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) keys[i] = (Key){ranked[i].score, ranked[i].order, i};
+    if (size > 0) key_sort(keys, 0, size - 1, size);
     if (!(out = PyList_New(size))) goto done;
     for (Py_ssize_t i = 0; i < size; i++) {
-        PyList_SET_ITEM(out, i, ranked[i].cand);
-        ranked[i].cand = NULL;
+        PyList_SET_ITEM(out, i, ranked[keys[i].at].cand);
+        ranked[keys[i].at].cand = NULL;
     }
 done:
     if (ranked)
         for (Py_ssize_t i = 0; i < size; i++) Py_XDECREF(ranked[i].cand);
     PyMem_Free(ranked);
+    PyMem_Free(keys);
     Py_XDECREF(where);
     Py_XDECREF(orders_long);
     PyBuffer_Release(&counted);
