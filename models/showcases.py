@@ -19,9 +19,9 @@ of old ones down, so an update costs O(1) and ranking needs no sweep.
 """
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -187,7 +187,7 @@ class Counts:
         [2.0, 0.0]
         """
         values, index = self.covered(), self.index
-        idx = np.fromiter((index.get(pid, -1) for pid in ids), dtype=np.int64, count=len(ids))
+        idx = np.fromiter(map(index.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
         out = np.where(idx >= 0, values[np.maximum(idx, 0)], 0.0)
         return out / self.scale(now)
 
@@ -333,10 +333,14 @@ class Showcases:
         ids = [o.product_id for o in others]
         prices = np.array([o.price for o in others])
         closeness = 1.0 / (1.0 + np.abs(np.log(prices / product.price)))
-        score = np.round(self.sold.values_of(ids, now) + 0.1 * self.viewed.values_of(ids, now)
-                         + 0.01 * closeness, 6).tolist()
-        # the k best of up to SIMILAR_SCAN: nsmallest is sorted(...)[:k] without sorting them all
-        order = heapq.nsmallest(k, range(len(ids)), key=lambda i: (-score[i], ids[i]))
+        values = np.round(self.sold.values_of(ids, now) + 0.1 * self.viewed.values_of(ids, now)
+                          + 0.01 * closeness, 6)
+        # The k best of up to SIMILAR_SCAN: only those scoring at least the k-th largest score
+        # can be among them (ties at it included), and only they are sorted.
+        among = (np.flatnonzero(values >= np.partition(values, len(ids) - k)[len(ids) - k]).tolist()
+                 if 0 < k < len(ids) else range(len(ids)))
+        score = values.tolist()
+        order = sorted(among, key=lambda i: (-score[i], ids[i]))[:k]
         return self._items([(ids[i], score[i]) for i in order])
 
     def _bought_with(self, product_id: Optional[str], now: float, k: int) -> list[ShowcaseItem]:

@@ -240,6 +240,7 @@ def test_the_similar_window_is_the_plain_sorts(seed):
         s.observe_order([(f"p{k}", 1) for k in rng.sample(range(900), 3)], T0 + n)
     for n in range(20):
         pid = f"p{rng.randrange(900)}"
-        fast = [(i.product_id, i.score) for i in s.window("similar", pid, now=T0 + 400, limit=12)]
-        assert fast == plain_similar(s, pid, T0 + 400, 12)
-        assert fast
+        for k in (1, 12, 1000):
+            fast = [(i.product_id, i.score) for i in s.window("similar", pid, now=T0 + 400, limit=k)]
+            assert fast == plain_similar(s, pid, T0 + 400, k)
+            assert fast
