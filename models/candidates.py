@@ -121,8 +121,6 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
     return sorted(out, key=lambda c: c.score, reverse=True)
 
 
-_brand_of = attrgetter("brand")
-
 #: The reason of a same-category upgrade: its label and how much more it costs.
 SAME_CATEGORY = "same category, {}, +{:.0%}"
 
@@ -171,18 +169,11 @@ def reach_from(anchor: Product, catalog: Catalog, profile: Optional[ProfileView]
     if base is None:
         return lambda upgrade: 1.0
     allowed = max(base, profile.price_level) + REACH_STEP * (1.5 - profile.price_sensitivity)
-    medians: dict[str, float] = {}     # price_position's median, read once per category
+    medians: dict[str, float] = {}     # each category's median read once
 
     def fit(upgrade: Product) -> float:
-        category = upgrade.category
-        if category is None or upgrade.price <= 0:
-            return 1.0
-        median = medians.get(category)
-        if median is None:
-            median = medians[category] = catalog.category_median(category) or 0.0
-        if not median:
-            return 1.0
-        return math.exp(-REACH_FALLOFF * max(0.0, math.log(upgrade.price / median) - allowed))
+        top = price_position(upgrade, catalog, medians)
+        return 1.0 if top is None else math.exp(-REACH_FALLOFF * max(0.0, top - allowed))
     return fit
 
 
@@ -241,6 +232,7 @@ def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: Bought
     return out
 
 
+_brand_of = attrgetter("brand")
 #: The reasons of a content candidate (made into text only when read).
 POPULAR_IN = "popular in {}, which is often bought with {}"
 SAME_BRAND_POPULAR = "same brand as {}, popular in {}, which is often bought with {}"

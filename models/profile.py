@@ -101,11 +101,23 @@ def learn_upsell_outcome(shopper: "ShopperState", taken: bool) -> None:
     shopper.price = [level, n, round(sensitivity + PRICE_RATE * ((0.0 if taken else 1.0) - sensitivity), 4)]
 
 
-def price_position(product: Product, catalog: "Catalog") -> Optional[float]:
-    """Where a product's price sits in its category: ``log(price / category median)``."""
+def price_position(product: Product, catalog: "Catalog", medians: Optional[dict] = None) -> Optional[float]:
+    """Where a product's price sits in its category: ``log(price / category median)``.
+    ``medians`` keeps each category's median for many reads (a category's upgrades).
+
+    >>> from nextoffer.models.catalog import Catalog
+    >>> c, memo = Catalog(), {}
+    >>> for pid, price in (("a", 10.0), ("b", 20.0), ("c", 40.0)):
+    ...     c.upsert(Product(pid, price, category="mugs"))
+    >>> round(price_position(c.get("c"), c, memo), 4), memo
+    (0.6931, {'mugs': 20.0})
+    """
     if product.category is None or product.price <= 0:
         return None
-    median = catalog.category_median(product.category)
+    if medians is None:
+        median = catalog.category_median(product.category)
+    elif (median := medians.get(product.category)) is None:
+        median = medians[product.category] = catalog.category_median(product.category) or 0.0
     return math.log(product.price / median) if median else None
 
 

@@ -60,12 +60,14 @@ class RepeatPurchases:
 
     def orders(self, pid: str) -> int:
         """Orders that held this product."""
-        i = self.index.get(pid)
-        return int(self._orders[i]) if i is not None and i < len(self._orders) else 0
+        return self._counts_of(pid)[0]
 
     def rate(self, pid: str) -> float:
         """Smoothed share of this product's orders that were a shopper buying it again."""
-        i = self.index.get(pid)
-        orders, again = (int(self._orders[i]), int(self._again[i])) if i is not None and i < len(self._orders) \
-            else (0, 0)
+        orders, again = self._counts_of(pid)
         return (again + self.prior_rate * self.prior_weight) / (orders + self.prior_weight)
+
+    def _counts_of(self, pid: str) -> tuple[int, int]:
+        """(orders, repeat orders) of a product, (0, 0) for one never ordered."""
+        i = self.index.get(pid)
+        return (int(self._orders[i]), int(self._again[i])) if i is not None and i < len(self._orders) else (0, 0)
