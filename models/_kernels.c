@@ -1857,6 +1857,294 @@ done:
     return result;
 }
 
+/* ---- category_upsells and content_rows: the long lists of a long-tail catalog ---- */
+
+/* A product's attribute as a double (its price), -1 with an exception on error. */
+static int attr_double(PyObject *obj, PyObject *name, double *out) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (!v) return -1;
+    *out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* items.get(pid, 0.0) as a double. */
+static int count_of(PyObject *items, PyObject *pid, double *out) {
+    PyObject *v = PyDict_GetItemWithError(items, pid);          /* borrowed */
+    if (!v) {
+        if (PyErr_Occurred()) return -1;
+        *out = 0.0;
+        return 0;
+    }
+    *out = PyFloat_AsDouble(v);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* Whether a (a product's brand) == b, as Python's == takes it. */
+static int same_brand(PyObject *a, PyObject *b) {
+    if (a == b) return 1;
+    return PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+/* keys[0..n) with the best top first in ranked order: 0, or 1 if a score is NaN (Python's sort
+ * orders those otherwise: the caller then leaves the ranking to Python). */
+static int keys_ranked(Key *keys, Py_ssize_t n, Py_ssize_t top) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (isnan(keys[i].score)) return 1;
+    if (n > 0) key_sort(keys, 0, n - 1, top);
+    return 0;
+}
+
+PyDoc_STRVAR(category_upsells_doc,
+"category_upsells(products, anchor_id, anchor_price, brand, items, scale, base, reach, why, cls)\n"
+"--\n\n"
+"The same-category upgrades of candidates.upsells, best first: for each Product of products\n"
+"(the anchor category's price band) other than the anchor and pricier than anchor_price, a\n"
+"Candidate of cls scored base + 0.5 * sold / (sold + 5) (sold: items.get(id, 0) / scale),\n"
+"+0.1 for the anchor's brand (None: no brand), times the shopper's reach: reach is None\n"
+"(every upgrade fits) or (the category's median price, the allowed log price step, the falloff\n"
+"beyond it), the fit exp(-falloff * max(0, log(price / median) - allowed)). why:\n"
+"the reason's format. None where a score is NaN (then Python ranks them).");
+
+static PyObject *category_upsells(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *products, *anchor_id, *brand, *items, *reach, *why;
+    PyTypeObject *cls;
+    double anchor_price, scale, base, median = 0.0, allowed = 0.0, falloff = 0.0;
+    if (!PyArg_ParseTuple(args, "O!OdOO!ddOOO!:category_upsells", &PyList_Type, &products, &anchor_id,
+                          &anchor_price, &brand, &PyDict_Type, &items, &scale, &base, &reach, &why,
+                          &PyType_Type, &cls))
+        return NULL;
+    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a tuple type (Candidate)");
+        return NULL;
+    }
+    int fits = reach != Py_None;
+    if (fits && !PyArg_ParseTuple(reach, "ddd:reach", &median, &allowed, &falloff)) return NULL;
+    if (scale == 0.0) {
+        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+        return NULL;
+    }
+    static PyObject *id_name = NULL, *price_name = NULL, *brand_name = NULL, *name_name = NULL,
+                    *source = NULL, *zero = NULL;
+    if (!id_name && !(id_name = PyUnicode_InternFromString("product_id"))) return NULL;
+    if (!price_name && !(price_name = PyUnicode_InternFromString("price"))) return NULL;
+    if (!brand_name && !(brand_name = PyUnicode_InternFromString("brand"))) return NULL;
+    if (!name_name && !(name_name = PyUnicode_InternFromString("name"))) return NULL;
+    if (!source && !(source = PyUnicode_InternFromString("category"))) return NULL;
+    if (!zero && !(zero = PyFloat_FromDouble(0.0))) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(products), size = 0;
+    Key *keys = PyMem_Malloc(sizeof(Key) * (size_t)(n ? n : 1));
+    PyObject *made = PyList_New(0), *out = NULL;
+    if (!keys || !made) {
+        if (!keys) PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PyList_GET_ITEM(products, i);
+        PyObject *pid = PyObject_GetAttr(p, id_name);
+        if (!pid) goto done;
+        double price;
+        int skip = attr_double(p, price_name, &price);
+        if (skip == 0) {
+            skip = PyObject_RichCompareBool(pid, anchor_id, Py_EQ);
+            if (skip == 0 && price <= anchor_price) skip = 1;
+        }
+        if (skip != 0) {
+            Py_DECREF(pid);
+            if (skip < 0) goto done;
+            continue;
+        }
+        double sold;
+        if (count_of(items, pid, &sold) < 0) { Py_DECREF(pid); goto done; }
+        sold = sold / scale;
+        double score = base + 0.5 * sold / (sold + 5.0);
+        if (brand != Py_None) {
+            PyObject *pb = PyObject_GetAttr(p, brand_name);
+            int same = pb ? same_brand(pb, brand) : -1;
+            Py_XDECREF(pb);
+            if (same < 0) { Py_DECREF(pid); goto done; }
+            if (same) score += 0.1;
+        }
+        double fit = 1.0;       /* price_position None (no price) or no median: it fits */
+        if (fits && price > 0.0) {
+            double ratio = price / median;
+            if (!(ratio > 0.0)) {   /* math.log raises; let Python say so */
+                Py_DECREF(pid);
+                Py_CLEAR(made);
+                Py_INCREF(Py_None);
+                out = Py_None;
+                goto done;
+            }
+            double over = log(ratio) - allowed;
+            fit = exp(-falloff * (over > 0.0 ? over : 0.0));
+        }
+        PyObject *label = PyObject_GetAttr(p, name_name);          /* Product.label: its name or its id */
+        if (label) {
+            int named = PyObject_IsTrue(label);
+            if (named <= 0) {
+                Py_DECREF(label);
+                label = NULL;
+                if (named == 0) {
+                    Py_INCREF(pid);
+                    label = pid;
+                }
+            }
+        }
+        PyObject *fields[7] = {pid, PyFloat_FromDouble(score * fit),
+                               label ? Py_BuildValue("(ONd)", why, label, price / anchor_price - 1.0) : NULL,
+                               PyFloat_FromDouble(price), source, zero, zero};
+        Py_INCREF(source);
+        Py_INCREF(zero);
+        Py_INCREF(zero);
+        PyObject *cand = candidate_of(cls, fields);
+        if (!cand || PyList_Append(made, cand) < 0) { Py_XDECREF(cand); goto done; }
+        Py_DECREF(cand);
+        keys[size] = (Key){score * fit, size, size};
+        size++;
+    }
+    if (keys_ranked(keys, size, size)) {
+        Py_INCREF(Py_None);
+        out = Py_None;
+        goto done;
+    }
+    if (!(out = PyList_New(size))) goto done;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *cand = PyList_GET_ITEM(made, keys[i].at);
+        Py_INCREF(cand);
+        PyList_SET_ITEM(out, i, cand);
+    }
+done:
+    PyMem_Free(keys);
+    Py_XDECREF(made);
+    return out;
+}
+
+PyDoc_STRVAR(content_rows_doc,
+"content_rows(groups, items, products, scale, share, brand, label, category, scan, limit,\n"
+"             same_brand, popular, cls)\n"
+"--\n\n"
+"The content fallback's candidates (candidates.content_fallback), best first, at most limit:\n"
+"groups are (related category, its score, its product ids cheapest first), of which the first\n"
+"scan ids are scored share * score * (0.5 + 0.5 * sold / (sold + 5)) (sold:\n"
+"items.get(id, 0) / scale), times 1.2 for the anchor's brand (None: no brand). products: the\n"
+"catalog's id -> Product; label and category the anchor's; same_brand and popular the reasons'\n"
+"formats. None where a score is NaN (then Python ranks them).");
+
+static PyObject *content_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *groups, *items, *products, *brand, *label, *category, *same_fmt, *popular_fmt;
+    PyTypeObject *cls;
+    double scale, share;
+    Py_ssize_t scan, limit;
+    if (!PyArg_ParseTuple(args, "O!O!O!ddOOOnnOOO!:content_rows", &PyList_Type, &groups, &PyDict_Type, &items,
+                          &PyDict_Type, &products, &scale, &share, &brand, &label, &category, &scan, &limit,
+                          &same_fmt, &popular_fmt, &PyType_Type, &cls))
+        return NULL;
+    if (!PyType_IsSubtype(cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a tuple type (Candidate)");
+        return NULL;
+    }
+    if (scale == 0.0) {
+        PyErr_SetString(PyExc_ZeroDivisionError, "float division by zero");
+        return NULL;
+    }
+    static PyObject *id_name = NULL, *price_name = NULL, *brand_name = NULL, *source = NULL, *zero = NULL;
+    if (!id_name && !(id_name = PyUnicode_InternFromString("product_id"))) return NULL;
+    if (!price_name && !(price_name = PyUnicode_InternFromString("price"))) return NULL;
+    if (!brand_name && !(brand_name = PyUnicode_InternFromString("brand"))) return NULL;
+    if (!source && !(source = PyUnicode_InternFromString("content"))) return NULL;
+    if (!zero && !(zero = PyFloat_FromDouble(0.0))) return NULL;
+    Py_ssize_t total = 0, g = PyList_GET_SIZE(groups);
+    for (Py_ssize_t k = 0; k < g; k++) {
+        PyObject *group = PyList_GET_ITEM(groups, k);
+        if (!PyTuple_Check(group) || PyTuple_GET_SIZE(group) != 3 || !PyList_Check(PyTuple_GET_ITEM(group, 2))) {
+            PyErr_SetString(PyExc_TypeError, "a group is (category, score, list of product ids)");
+            return NULL;
+        }
+        Py_ssize_t m = PyList_GET_SIZE(PyTuple_GET_ITEM(group, 2));
+        total += m < scan ? m : scan;
+    }
+    Key *keys = PyMem_Malloc(sizeof(Key) * (size_t)(total ? total : 1));
+    /* per scored product: its id (borrowed from the group's list), its group, whether same brand */
+    PyObject **ids = PyMem_Malloc(sizeof(PyObject *) * (size_t)(total ? total : 1));
+    Py_ssize_t *group_of = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(total ? total : 1));
+    char *branded = PyMem_Malloc((size_t)(total ? total : 1));
+    PyObject *out = NULL;
+    if (!keys || !ids || !group_of || !branded) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t at = 0;
+    for (Py_ssize_t k = 0; k < g; k++) {
+        PyObject *group = PyList_GET_ITEM(groups, k), *list = PyTuple_GET_ITEM(group, 2);
+        double weight = PyFloat_AsDouble(PyTuple_GET_ITEM(group, 1));
+        if (weight == -1.0 && PyErr_Occurred()) goto done;
+        weight = share * weight;                              /* CONTENT_SCORE * the category's score */
+        Py_ssize_t m = PyList_GET_SIZE(list);
+        if (m > scan) m = scan;
+        for (Py_ssize_t j = 0; j < m; j++, at++) {
+            PyObject *pid = PyList_GET_ITEM(list, j);
+            double sold;
+            if (count_of(items, pid, &sold) < 0) goto done;
+            sold = sold / scale;
+            double factor = 1.0;
+            branded[at] = 0;
+            if (brand != Py_None) {
+                PyObject *p = PyDict_GetItemWithError(products, pid);       /* borrowed */
+                if (!p) {
+                    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, pid);
+                    goto done;
+                }
+                PyObject *pb = PyObject_GetAttr(p, brand_name);
+                int same = pb ? same_brand(pb, brand) : -1;
+                Py_XDECREF(pb);
+                if (same < 0) goto done;
+                if (same) factor = 1.2;
+                branded[at] = (char)same;
+            }
+            keys[at] = (Key){weight * (0.5 + 0.5 * sold / (sold + 5.0)) * factor, at, at};
+            ids[at] = pid;
+            group_of[at] = k;
+        }
+    }
+    Py_ssize_t top = limit < total ? (limit > 0 ? limit : 0) : total;
+    if (keys_ranked(keys, total, top)) {
+        Py_INCREF(Py_None);
+        out = Py_None;
+        goto done;
+    }
+    if (!(out = PyList_New(0))) goto done;
+    for (Py_ssize_t i = 0; i < top; i++) {
+        Py_ssize_t a = keys[i].at;
+        PyObject *p = PyDict_GetItemWithError(products, ids[a]);      /* borrowed */
+        if (!p) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, ids[a]);
+            goto fail;
+        }
+        PyObject *related = PyTuple_GET_ITEM(PyList_GET_ITEM(groups, group_of[a]), 0);
+        PyObject *why = branded[a] ? Py_BuildValue("(OOOO)", same_fmt, label, related, category)
+                                   : Py_BuildValue("(OOO)", popular_fmt, related, category);
+        PyObject *fields[7] = {PyObject_GetAttr(p, id_name), PyFloat_FromDouble(keys[i].score), why,
+                               PyObject_GetAttr(p, price_name), source, zero, zero};
+        Py_INCREF(source);
+        Py_INCREF(zero);
+        Py_INCREF(zero);
+        PyObject *cand = candidate_of(cls, fields);
+        if (!cand || PyList_Append(out, cand) < 0) { Py_XDECREF(cand); goto fail; }
+        Py_DECREF(cand);
+    }
+    goto done;
+fail:
+    Py_CLEAR(out);
+done:
+    PyMem_Free(keys);
+    PyMem_Free(ids);
+    PyMem_Free(group_of);
+    PyMem_Free(branded);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"complements_scan", complements_scan, METH_VARARGS, complements_scan_doc},
     {"complements_rows", complements_rows, METH_VARARGS, complements_rows_doc},
@@ -1865,6 +2153,8 @@ static PyMethodDef methods[] = {
     {"candidate_values", candidate_values, METH_VARARGS, candidate_values_doc},
     {"eligible_candidates", eligible_candidates, METH_VARARGS, eligible_candidates_doc},
     {"repeat_blend", repeat_blend, METH_VARARGS, repeat_blend_doc},
+    {"category_upsells", category_upsells, METH_VARARGS, category_upsells_doc},
+    {"content_rows", content_rows, METH_VARARGS, content_rows_doc},
     {"ranking_rows", ranking_rows, METH_VARARGS, ranking_rows_doc},
     {"round_to", (PyCFunction)(void (*)(void))round_to, METH_FASTCALL, round_to_doc},
     {NULL, NULL, 0, NULL},

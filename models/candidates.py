@@ -18,9 +18,9 @@ from nextoffer.models.shopper import ShopperState
 from nextoffer.models.upgrades import LearnedUpgrades
 
 try:        # cross_sells' loop and the repeat buys' blend in C (models/_kernels.c): the same candidates
-    from nextoffer.models._kernels import cross_sell_rows, repeat_blend
+    from nextoffer.models._kernels import category_upsells, content_rows, cross_sell_rows, repeat_blend
 except ImportError:
-    cross_sell_rows = repeat_blend = None
+    category_upsells = content_rows = cross_sell_rows = repeat_blend = None
 
 #: Score of the nearest higher tier in the anchor's family; each further tier gets 0.9x.
 FAMILY_SCORE = 1.0
@@ -105,11 +105,18 @@ def upsells(anchor: Product, catalog: Catalog, bought: BoughtTogether, rules: Of
         return []
     low = anchor.price * (1 + low_step)
     high = anchor.price * (1 + max_step) if rules.price_rules else float("inf")
+    in_band = catalog.in_category_between(anchor.category, low, high)
+    if bought.compiled and category_upsells is not None:    # the same candidates, made in C
+        ranked = category_upsells(in_band, anchor.product_id, anchor.price, anchor.brand or None,
+                                  bought.item_counts, bought.scale(now), CATEGORY_SCORE,
+                                  reach_terms(anchor, catalog, profile), SAME_CATEGORY, Candidate)
+        if ranked is not None:
+            return ranked
     out = []
     # A category can offer hundreds: sales read with one scale, the shopper's reach with the
     # anchor's price position read once, the reason made only when read.
     scale, sold_of, fit = bought.scale(now), bought.item_counts.get, reach_from(anchor, catalog, profile)
-    for p in catalog.in_category_between(anchor.category, low, high):
+    for p in in_band:
         if p.product_id == anchor.product_id or p.price <= anchor.price:
             continue
         bought_count = sold_of(p.product_id, 0.0) / scale
@@ -163,18 +170,39 @@ def reach_from(anchor: Product, catalog: Catalog, profile: Optional[ProfileView]
     >>> [fit(c.get(pid)) == reach(c.get("s"), c.get(pid), c, thrifty) for pid in ("m", "l")]
     [True, True]
     """
-    if profile is None or profile.price_level is None:
+    terms = reach_terms(anchor, catalog, profile)
+    if terms is None:
         return lambda upgrade: 1.0
-    base = price_position(anchor, catalog)
-    if base is None:
-        return lambda upgrade: 1.0
-    allowed = max(base, profile.price_level) + REACH_STEP * (1.5 - profile.price_sensitivity)
+    allowed = terms[1]
     medians: dict[str, float] = {}     # each category's median read once
 
     def fit(upgrade: Product) -> float:
         top = price_position(upgrade, catalog, medians)
         return 1.0 if top is None else math.exp(-REACH_FALLOFF * max(0.0, top - allowed))
     return fit
+
+
+def reach_terms(anchor: Product, catalog: Catalog, profile: Optional[ProfileView]):
+    """What :func:`reach` of an upgrade in the anchor's category reads: (the category's median
+    price, the log price step allowed, :data:`REACH_FALLOFF`), or None when every upgrade fits
+    (no price level known, or no price position for the anchor).
+
+    >>> c = Catalog()
+    >>> for pid, price in (("s", 100.0), ("m", 130.0), ("l", 250.0)):
+    ...     c.upsert(Product(pid, price, category="tv"))
+    >>> median, allowed, falloff = reach_terms(c.get("s"), c, ProfileView("repeat", "engaged", "buying", -0.3, 0.9, {}))
+    >>> median, round(allowed, 4), falloff
+    (130.0, -0.0524, 3.0)
+    >>> reach_terms(c.get("s"), c, None) is None
+    True
+    """
+    if profile is None or profile.price_level is None:
+        return None
+    base = price_position(anchor, catalog)
+    if base is None:
+        return None
+    allowed = max(base, profile.price_level) + REACH_STEP * (1.5 - profile.price_sensitivity)
+    return catalog.category_median(anchor.category), allowed, REACH_FALLOFF
 
 
 def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: BoughtTogether,
@@ -202,8 +230,16 @@ def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: Bought
     # and their reasons only for those kept, in the order a stable sort of the candidates by
     # score gives (ties keep the scan's order).
     # The products' counts and brands gathered by map (C loops): a category scan reads 200 each.
-    scale, sold_of, get = bought.scale(now), bought.item_counts.get, catalog.get
     brand = anchor.brand
+    if bought.compiled and content_rows is not None:        # the same candidates, made in C
+        groups = [(rel.product_id, rel.score, catalog.in_category(rel.product_id))
+                  for rel in related if rel.product_id != anchor.category]
+        ranked = content_rows(groups, bought.item_counts, catalog.products_by_id, bought.scale(now), CONTENT_SCORE,
+                              brand or None, anchor.label, anchor.category, CONTENT_SCAN, limit,
+                              SAME_BRAND_POPULAR, POPULAR_IN, Candidate)
+        if ranked is not None:
+            return ranked
+    scale, sold_of, get = bought.scale(now), bought.item_counts.get, catalog.get
     products: list[str] = []
     scores, sources = [], []
     for rel in related:

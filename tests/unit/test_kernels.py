@@ -389,3 +389,90 @@ def test_repeat_buys_are_blended_as_pythons(seed):
     assert [(c, repr(c.score), repr(c.history), type(c)) for c in fast] == \
         [(c, repr(c.score), repr(c.history), type(c)) for c in slow]
     assert [c.reason for c in fast] == [c.reason for c in slow]
+
+
+def _category_store(seed: int):
+    """A long-tail catalog of a few categories and brands, names on some products, prices that
+    repeat (so that scores tie), sales learned from random orders, and category pairs."""
+    from nextoffer.models.catalog import Catalog
+    from nextoffer.models.events import Product
+    rng = random.Random(seed)
+    catalog, bought, categories = Catalog(), BoughtTogether(max_neighbours=40), BoughtTogether()
+    ids = [f"p{n}" for n in range(400)]
+    for n, pid in enumerate(ids):
+        catalog.upsert(Product(pid, float(rng.choice([5, 9.99, 12, 12, 20, 35, 60])) * rng.choice([1.0, 1.5]),
+                               name=f"Item {n}" if n % 3 else None, category=f"c{n % 6}",
+                               brand=rng.choice(["Acme", "Nova", None])))
+    for n in range(600):
+        basket = rng.sample(ids[:120], rng.randint(1, 6)) + rng.sample(ids, 1)
+        bought.observe_basket(basket, ts=n * 900.0)
+        categories.observe_basket([catalog.get(pid).category for pid in basket], ts=n * 900.0)
+    return rng, catalog, bought, categories, ids
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+@pytest.mark.parametrize("seed", range(6))
+def test_category_upsells_are_pythons_to_the_bit(seed):
+    """category_upsells makes what the category branch of candidates.upsells makes: the same
+    candidates, scores (sales, brand, the shopper's reach), reasons and order of ties."""
+    from nextoffer.models.candidates import upsells
+    from nextoffer.models.profile import ProfileView
+    from nextoffer.models.rules import OfferRules
+    rng, catalog, bought, _, ids = _category_store(seed)
+    profiles = [None, ProfileView("repeat", "engaged", "buying", None, 0.5, {}),
+                ProfileView("repeat", "engaged", "buying", -0.4, 0.9, {}),
+                ProfileView("repeat", "engaged", "buying", 0.8, 0.1, {})]
+    compared = 0
+    for _ in range(120):
+        anchor = catalog.get(rng.choice(ids))
+        rules = OfferRules(price_rules=rng.random() < 0.8)
+        args = (anchor, catalog, bought, rules, 600 * 900.0, None, rng.choice(profiles),
+                rng.choice([None, (0.0, 3.0), (0.1, 0.5)]))
+        bought.compiled = True
+        fast = upsells(*args)
+        bought.compiled = False
+        slow = upsells(*args)
+        assert fast == slow
+        assert [(c.reason, type(c), type(c.score)) for c in fast] == [(c.reason, type(c), type(c.score)) for c in slow]
+        compared += len(fast)
+    assert compared > 1000
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+@pytest.mark.parametrize("seed", range(6))
+def test_content_candidates_are_pythons_to_the_bit(seed):
+    """content_rows makes what candidates.content_fallback's Python makes: the related
+    categories' products scored, the anchor's brand first, the best ``limit`` in the stable
+    order of their scores, with the same reasons."""
+    from nextoffer.models.candidates import CONTENT_SCAN, content_fallback
+    from nextoffer.models.rules import OfferRules
+    rng, catalog, bought, categories, ids = _category_store(seed)
+    compared = 0
+    for _ in range(80):
+        anchor = catalog.get(rng.choice(ids))
+        args = (anchor, catalog, bought, categories, OfferRules(min_support=rng.choice([1.0, 2.0])),
+                600 * 900.0, rng.choice([0, 1, 7, 60, 3 * CONTENT_SCAN]))
+        bought.compiled = True
+        fast = content_fallback(*args)
+        bought.compiled = False
+        slow = content_fallback(*args)
+        assert fast == slow
+        assert [(c.reason, type(c), type(c.score)) for c in fast] == [(c.reason, type(c), type(c.score)) for c in slow]
+        compared += len(fast)
+    assert compared > 500
+
+
+@pytest.mark.skipif(kernel is None, reason="the kernel was not built")
+def test_what_the_category_kernels_cannot_rank_is_left_to_python():
+    """A NaN score (a sales count gone NaN) is ranked by Python's sort, not the kernels'."""
+    from nextoffer.models import candidates
+    _, catalog, bought, categories, ids = _category_store(1)
+    bought._items[ids[5]] = float("nan")
+    in_band = [catalog.get(pid) for pid in ids[:60]]
+    assert candidates.category_upsells(in_band, "x", 0.0, None, bought.item_counts, 1.0, 0.3, None,
+                                       candidates.SAME_CATEGORY, candidates.Candidate) is None
+    groups = [("c1", 0.5, [pid for pid in ids if catalog.get(pid).category == "c1"])]
+    groups[0][2].insert(0, ids[5])
+    assert candidates.content_rows(groups, bought.item_counts, catalog.products_by_id, 1.0, 0.5, None, "a", "c0",
+                                   200, 10, candidates.SAME_BRAND_POPULAR, candidates.POPULAR_IN,
+                                   candidates.Candidate) is None
