@@ -4,7 +4,8 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from itertools import islice
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -104,6 +105,12 @@ class Situation:
     generated_at: float           # processing time: stamps the offer
     profile: Optional[ProfileView] = None   # the shopper's profile now (read by decide when None)
     ordered: frozenset = frozenset()        # the products of ``order`` (filled by decide)
+    cart_value: Optional[float] = None      # the cart's value, on the cart and checkout pages (likewise)
+
+
+def _cart_value(s: Situation) -> float:
+    """The cart's value, as read once per decision (a cart holds up to 200 lines)."""
+    return s.cart_value if s.cart_value is not None else s.shopper.cart_value
 
 
 def _nudge(c: Candidate, gap: float) -> Candidate:
@@ -221,12 +228,18 @@ class OfferPolicy:
                      for c in ranked[:self.rules.decision_log_size])
 
     def _prepared(self, s: Situation) -> Situation:
-        """The situation with what every candidate's check reads computed once: profile, order set."""
-        if s.profile is None:
-            s = replace(s, profile=view(s.shopper, s.now, self.profile_settings))
-        if s.order and not s.ordered:
-            s = replace(s, ordered=frozenset(line.product_id for line in s.order))
-        return s
+        """The situation with what every candidate's check reads computed once: profile, order
+        set, and on the cart and checkout pages the cart's value."""
+        profile, ordered, cart_value = s.profile, s.ordered, s.cart_value
+        if profile is None:
+            profile = view(s.shopper, s.now, self.profile_settings)
+        if s.order and not ordered:
+            ordered = frozenset(line.product_id for line in s.order)
+        if cart_value is None and s.event.placement in (Placement.CART, Placement.CHECKOUT):
+            cart_value = s.shopper.cart_value
+        if profile is s.profile and ordered is s.ordered and cart_value is s.cart_value:
+            return s
+        return Situation(s.event, s.shopper, s.order, s.now, s.generated_at, profile, ordered, cart_value)
 
     def _explore(self, ranked: list[Candidate], shortlist: Sequence["LoggedCandidate"]
                  ) -> tuple[list[Candidate], float, list[float]]:
@@ -257,8 +270,11 @@ class OfferPolicy:
         limit = self.rules.max_context
         if placement in (Placement.PRODUCT_PAGE, Placement.CART):
             anchor = s.event.product_id
-            recent = [pid for pid in s.shopper.cart if pid != anchor]
-            return anchor, recent[-limit:] if limit else []
+            if not limit:
+                return anchor, []
+            # the last ``limit`` other lines, read from the cart's end (it holds up to 200)
+            recent = list(islice((pid for pid in reversed(s.shopper.cart) if pid != anchor), limit))
+            return anchor, recent[::-1]
         lines = s.order if placement is Placement.POST_PURCHASE else [
             LineItem(pid, qty, price) for pid, (qty, price) in s.shopper.cart.items()]
         if not lines:
@@ -343,7 +359,7 @@ class OfferPolicy:
         if not rules.price_rules:
             return None
         if placement is Placement.CHECKOUT:
-            return ("cap", rules.checkout_max_share * max(s.shopper.cart_value, anchor.price if anchor else 0.0))
+            return ("cap", rules.checkout_max_share * max(_cart_value(s), anchor.price if anchor else 0.0))
         if anchor is None:
             return None
         return ("share", anchor.price, bounds, lambda pid: self.cross_sell_bound(anchor, pid, s).value)
@@ -525,7 +541,7 @@ class OfferPolicy:
         if not self.rules.price_rules or c.price is None:
             return True
         if placement is Placement.CHECKOUT:
-            return c.price <= self.rules.checkout_max_share * max(s.shopper.cart_value, anchor.price if anchor else 0.0)
+            return c.price <= self.rules.checkout_max_share * max(_cart_value(s), anchor.price if anchor else 0.0)
         if anchor is None:
             return True
         bounds = {} if bounds is None else bounds
@@ -576,7 +592,7 @@ class OfferPolicy:
         threshold = self.rules.free_shipping_threshold
         if threshold <= 0 or placement not in (Placement.CART, Placement.CHECKOUT):
             return None
-        gap = threshold - s.shopper.cart_value
+        gap = threshold - _cart_value(s)
         return gap if 0 < gap <= self.rules.free_shipping_window * threshold else None
 
     def _value_function(self, kind: Kind, placement: Placement, anchor, s: Situation, accept=None):
