@@ -229,17 +229,24 @@ class OfferPolicy:
 
     def _prepared(self, s: Situation) -> Situation:
         """The situation with what every candidate's check reads computed once: profile, order
-        set, and on the cart and checkout pages the cart's value."""
+        set, and the cart's value where the rules read it."""
         profile, ordered, cart_value = s.profile, s.ordered, s.cart_value
         if profile is None:
             profile = view(s.shopper, s.now, self.profile_settings)
         if s.order and not ordered:
             ordered = frozenset(line.product_id for line in s.order)
-        if cart_value is None and s.event.placement in (Placement.CART, Placement.CHECKOUT):
+        if cart_value is None and self._reads_cart_value(s.event.placement):
             cart_value = s.shopper.cart_value
         if profile is s.profile and ordered is s.ordered and cart_value is s.cart_value:
             return s
         return Situation(s.event, s.shopper, s.order, s.now, s.generated_at, profile, ordered, cart_value)
+
+    def _reads_cart_value(self, placement: Optional[Placement]) -> bool:
+        """Whether a decision on ``placement`` reads the cart's value: the free-shipping nudge on
+        the cart and checkout pages, the price cap at checkout."""
+        rules = self.rules
+        return ((placement is Placement.CHECKOUT and rules.price_rules)
+                or (rules.free_shipping_threshold > 0 and placement in (Placement.CART, Placement.CHECKOUT)))
 
     def _explore(self, ranked: list[Candidate], shortlist: Sequence["LoggedCandidate"]
                  ) -> tuple[list[Candidate], float, list[float]]:
