@@ -182,13 +182,17 @@ class OfferEngine:
         if decision.offer is not None:
             lapsed = shopper.record_offer(decision.offer.offer_id, list(decision.records), event.ts,
                                           self.rules.fatigue_window)
-            self._learn_acceptance(shopper, [(r, False) for r in lapsed], event.ts)
+            # the profile as the decision read it: recording the offer changed nothing it reads
+            self._learn_acceptance(shopper, [(r, False) for r in lapsed], event.ts, decision.profile)
         return Outcome(True, decision.offer, decision.reason, basket, decision.shortlist)
 
-    def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[OfferedItem, bool]], ts: float) -> None:
+    def _learn_acceptance(self, shopper: ShopperState, outcomes: list[tuple[OfferedItem, bool]], ts: float,
+                          now: Optional[profile.ProfileView] = None) -> None:
+        """Learn the outcomes, with the shopper's profile at ``ts`` (``now``, when already read)."""
         if not outcomes:
             return
-        now = profile.view(shopper, ts, self.policy.profile_settings)
+        if now is None:
+            now = profile.view(shopper, ts, self.policy.profile_settings)
         for item, taken in outcomes:
             product = self.catalog.get(item.product_id)
             position = profile.price_position(product, self.catalog) if product is not None else None

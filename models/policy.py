@@ -55,6 +55,7 @@ class Decision:
     reason: str
     records: tuple = ()
     shortlist: tuple = ()          # LoggedCandidate of every ranked candidate, for off-policy evaluation
+    profile: Optional[ProfileView] = None   # the shopper's profile the offer was decided with
 
 
 class LoggedCandidate(NamedTuple):
@@ -215,7 +216,7 @@ class OfferPolicy:
                                             c.price, anchor.price if anchor else None, n)
                                 for n, c in enumerate(chosen))
                 offer = self._offer(situation, placement, kind, anchor_id, chosen, propensity, slots)
-                return Decision(offer, "offer", records, shortlist)
+                return Decision(offer, "offer", records, shortlist, situation.profile)
         return Decision(None, "nothing_relevant")
 
     def _shortlist(self, ranked: list[Candidate], value, accept) -> tuple[LoggedCandidate, ...]:
