@@ -115,6 +115,11 @@ class Catalog:
         index = self._categories.get(category)
         return index.prices[len(index.prices) // 2] if index else None
 
+    def price_index(self, category: str) -> Optional["PriceIndex"]:
+        """A category's products in (price, id) order (the index itself: do not change it), or
+        None for an unknown category."""
+        return self._categories.get(category) or None
+
     def in_category(self, category: str) -> list[str]:
         """A category's product ids, cheapest first (the index itself: do not change it).
 
@@ -164,6 +169,17 @@ class PriceIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def position(self, price: float, product_id: str) -> int:
+        """Where (price, product_id) is, or would go, in the index.
+
+        >>> index = PriceIndex()
+        >>> for price, pid in ((3.0, "c"), (9.0, "a"), (9.0, "b")):
+        ...     index.add(price, pid)
+        >>> index.position(9.0, "b"), index.position(5.0, "x")
+        (2, 1)
+        """
+        return self._position(price, product_id)
 
     def _position(self, price: float, product_id: str) -> int:
         lo = bisect.bisect_left(self.prices, price)

@@ -19,6 +19,7 @@ of old ones down, so an update costs O(1) and ranking needs no sweep.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -41,6 +42,8 @@ POPULARITY = ("best_sellers", "most_viewed", "trending")
 
 #: Products of the price band a similar-products window looks at, the nearest in price first.
 SIMILAR_SCAN = 400
+#: A round reads the similar windows' counts of a category of at most this many products at once.
+ROUND_CATEGORY_LIMIT = 8 * SIMILAR_SCAN
 #: Half-lives from the origin after which the counts are rescaled (2 ** 400 is about 1e120).
 _RESCALE_EXPONENT = 400.0
 
@@ -290,7 +293,7 @@ class Showcases:
             raise ValueError(f"unknown showcase {kind!r}; one of {', '.join(KINDS)}")
         k = limit or self.settings.showcase_size
         if kind == "similar":
-            return self._similar(product_id, now, k)
+            return self._similar(product_id, now, k, cache)
         if kind == "frequently_bought_together":
             return self._bought_with(product_id, now, k)
         product = self.catalog.get(product_id) if product_id else None
@@ -319,22 +322,26 @@ class Showcases:
             return []
         return ranked
 
-    def _similar(self, product_id: Optional[str], now: float, k: int) -> list[ShowcaseItem]:
+    def _similar(self, product_id: Optional[str], now: float, k: int,
+                 cache: Optional[dict] = None) -> list[ShowcaseItem]:
         product = self.catalog.get(product_id) if product_id else None
         if product is None or not product.category or not product.price:
             return []
         band = self.settings.showcase_similar_price_band
-        inside = self.catalog.in_category_between(product.category, product.price / band, product.price * band)
-        if len(inside) > SIMILAR_SCAN:         # a large category: the nearest in price
-            inside = sorted(inside, key=lambda o: abs(math.log(o.price / product.price)))[:SIMILAR_SCAN]
-        others = [o for o in inside if o.product_id != product.product_id and o.stock != 0]
-        if not others:
+        read = self._band_in_round(product, band, now, cache) if cache is not None else None
+        if read is None:
+            inside = self.catalog.in_category_between(product.category, product.price / band, product.price * band)
+            if len(inside) > SIMILAR_SCAN:         # a large category: the nearest in price
+                inside = sorted(inside, key=lambda o: abs(math.log(o.price / product.price)))[:SIMILAR_SCAN]
+            others = [o for o in inside if o.product_id != product.product_id and o.stock != 0]
+            ids = [o.product_id for o in others]
+            read = (ids, np.array([o.price for o in others]), self.sold.values_of(ids, now),
+                    self.viewed.values_of(ids, now))
+        ids, prices, sold, viewed = read
+        if not len(ids):
             return []
-        ids = [o.product_id for o in others]
-        prices = np.array([o.price for o in others])
         closeness = 1.0 / (1.0 + np.abs(np.log(prices / product.price)))
-        values = np.round(self.sold.values_of(ids, now) + 0.1 * self.viewed.values_of(ids, now)
-                          + 0.01 * closeness, 6)
+        values = np.round(sold + 0.1 * viewed + 0.01 * closeness, 6)
         # The k best of up to SIMILAR_SCAN: only those scoring at least the k-th largest score
         # can be among them (ties at it included), and only they are sorted.
         among = (np.flatnonzero(values >= np.partition(values, len(ids) - k)[len(ids) - k]).tolist()
@@ -342,6 +349,34 @@ class Showcases:
         score = values.tolist()
         order = sorted(among, key=lambda i: (-score[i], ids[i]))[:k]
         return self._items([(ids[i], score[i]) for i in order])
+
+    def _band_in_round(self, product, band: float, now: float, cache: dict):
+        """What the similar window reads of ``product``'s price band (the ids of the other
+        products in stock, their prices, sales and views, in the band's order), sliced from its
+        category's, which a round of many products reads once (``cache``); None for a band
+        larger than :data:`SIMILAR_SCAN`, which keeps the products nearest in price instead.
+        The sales and views are the same floats a read of the band alone gives."""
+        category = product.category
+        read = cache.get(("similar", category))
+        if read is None:
+            index = self.catalog.price_index(category)
+            if index is None or len(index) > ROUND_CATEGORY_LIMIT:    # reading it all would cost more
+                return None
+            ids = index.ids
+            in_stock = np.fromiter((p.stock != 0 for p in map(self.catalog.get, ids)), dtype=bool, count=len(ids))
+            read = cache[("similar", category)] = (index, np.array(index.prices), in_stock,
+                                                   self.sold.values_of(ids, now), self.viewed.values_of(ids, now))
+        index, prices, in_stock, sold, viewed = read
+        start = bisect.bisect_left(index.prices, product.price / band)
+        end = bisect.bisect_right(index.prices, product.price * band, start)
+        if end - start > SIMILAR_SCAN:
+            return None
+        keep = in_stock[start:end].copy()
+        me = index.position(product.price, product.product_id)
+        if start <= me < end and index.ids[me] == product.product_id:
+            keep[me - start] = False
+        at = np.flatnonzero(keep) + start
+        return _Picked(index.ids, at), prices[at], sold[at], viewed[at]
 
     def _bought_with(self, product_id: Optional[str], now: float, k: int) -> list[ShowcaseItem]:
         if not product_id:
@@ -357,6 +392,22 @@ class Showcases:
             out.append(ShowcaseItem(pid, round(float(score), 6), p.category if p else None, p.brand if p else None,
                                     p.price if p else None))
         return out
+
+
+class _Picked:
+    """Some of a list's items, by position, read as a list (the similar window reads its length,
+    and the ids of the few it ranks)."""
+
+    __slots__ = ("items", "at")
+
+    def __init__(self, items: list, at: np.ndarray) -> None:
+        self.items, self.at = items, at.tolist()
+
+    def __len__(self) -> int:
+        return len(self.at)
+
+    def __getitem__(self, i: int):
+        return self.items[self.at[i]]
 
 
 def excluded(shopper: "ShopperState", now: float, settings: ShowcaseSettings = ShowcaseSettings()) -> set[str]:

@@ -244,3 +244,31 @@ def test_the_similar_window_is_the_plain_sorts(seed):
             fast = [(i.product_id, i.score) for i in s.window("similar", pid, now=T0 + 400, limit=k)]
             assert fast == plain_similar(s, pid, T0 + 400, k)
             assert fast
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_rounds_similar_windows_read_each_category_once_and_are_the_plain_sorts(seed):
+    """In a round (one cache for many products), the similar windows are sliced from their
+    category's counts read once: the same windows as the plain list-and-sort, for categories of
+    a few products, of many, and of more than a round reads at once."""
+    import random
+
+    from nextoffer.models.showcases import ROUND_CATEGORY_LIMIT
+    rng = random.Random(seed)
+    catalog = Catalog()
+    sizes = {"few": 3, "some": 150, "many": 700, "huge": ROUND_CATEGORY_LIMIT + 10}
+    for category, size in sizes.items():
+        for n in range(size):
+            catalog.upsert(Product(f"{category}-{n}", rng.choice([9.99, 10.0, 12.5, 20.0]) * rng.choice([1, 1, 1.2, 0.8]),
+                                   category=category, stock=rng.choice([None, 5, 0])))
+    s = Showcases(catalog, BoughtTogether())
+    ids = [p.product_id for p in catalog.products()]
+    for n in range(400):
+        s.observe_order([(pid, 1) for pid in rng.sample(ids, 3)], T0 + n)
+    s.observe_views({pid: rng.randint(1, 4) for pid in rng.sample(ids, 200)}, T0 + 300)
+    cache: dict = {}
+    for pid in rng.sample(ids, 60) + [f"few-{n}" for n in range(3)]:
+        for k in (1, 10):
+            fast = [(i.product_id, i.score) for i in s.window("similar", pid, now=T0 + 400, limit=k, cache=cache)]
+            assert fast == plain_similar(s, pid, T0 + 400, k)
+    assert {key[1] for key in cache if key[0] == "similar"} == {"few", "some", "many"}
