@@ -20,6 +20,10 @@
  * of a decision's eligible candidates, a list at once.
  * repeat_blend: candidates.repeat_buys and blend in one pass (the shopper's past purchases
  * scored by repeat rate and merged into the complements).
+ * category_upsells: candidates.upsells' same-category upgrades (a long-tail category's price
+ * band holds a hundred or more), scored, reasoned and ranked in one pass.
+ * content_rows: candidates.content_fallback's candidates (up to three related categories of
+ * 200 products each, scored, the best ranked and made into candidates).
  *
  * Built by the project's own install (pyproject.toml, an optional extension): without a C
  * compiler the install still works and the core runs its Python version.

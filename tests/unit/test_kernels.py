@@ -410,6 +410,19 @@ def _category_store(seed: int):
     return rng, catalog, bought, categories, ids
 
 
+def _same_either_way(make, bought: BoughtTogether, args: tuple) -> int:
+    """Asserts that ``make(*args)`` gives the same candidates (reasons and float types too) with
+    the kernels and without; returns how many it compared."""
+    bought.compiled = True
+    fast = make(*args)
+    bought.compiled = False
+    slow = make(*args)
+    bought.compiled = True
+    assert fast == slow
+    assert [(c.reason, type(c), type(c.score)) for c in fast] == [(c.reason, type(c), type(c.score)) for c in slow]
+    return len(fast)
+
+
 @pytest.mark.skipif(kernel is None, reason="the kernel was not built")
 @pytest.mark.parametrize("seed", range(6))
 def test_category_upsells_are_pythons_to_the_bit(seed):
@@ -428,13 +441,7 @@ def test_category_upsells_are_pythons_to_the_bit(seed):
         rules = OfferRules(price_rules=rng.random() < 0.8)
         args = (anchor, catalog, bought, rules, 600 * 900.0, None, rng.choice(profiles),
                 rng.choice([None, (0.0, 3.0), (0.1, 0.5)]))
-        bought.compiled = True
-        fast = upsells(*args)
-        bought.compiled = False
-        slow = upsells(*args)
-        assert fast == slow
-        assert [(c.reason, type(c), type(c.score)) for c in fast] == [(c.reason, type(c), type(c.score)) for c in slow]
-        compared += len(fast)
+        compared += _same_either_way(upsells, bought, args)
     assert compared > 1000
 
 
@@ -452,13 +459,7 @@ def test_content_candidates_are_pythons_to_the_bit(seed):
         anchor = catalog.get(rng.choice(ids))
         args = (anchor, catalog, bought, categories, OfferRules(min_support=rng.choice([1.0, 2.0])),
                 600 * 900.0, rng.choice([0, 1, 7, 60, 3 * CONTENT_SCAN]))
-        bought.compiled = True
-        fast = content_fallback(*args)
-        bought.compiled = False
-        slow = content_fallback(*args)
-        assert fast == slow
-        assert [(c.reason, type(c), type(c.score)) for c in fast] == [(c.reason, type(c), type(c.score)) for c in slow]
-        compared += len(fast)
+        compared += _same_either_way(content_fallback, bought, args)
     assert compared > 500
 
 
