@@ -106,7 +106,7 @@ class Situation:
     generated_at: float           # processing time: stamps the offer
     profile: Optional[ProfileView] = None   # the shopper's profile now (read by decide when None)
     ordered: frozenset = frozenset()        # the products of ``order`` (filled by decide)
-    cart_value: Optional[float] = None      # the cart's value, on the cart and checkout pages (likewise)
+    cart_value: Optional[float] = None      # the cart's value, where the rules read it (likewise)
 
 
 def _cart_value(s: Situation) -> float:
