@@ -33,6 +33,9 @@ class Catalog:
         self.get = self._products.get
         self._families: dict[str, list[str]] = defaultdict(list)
         self._categories: dict[str, PriceIndex] = defaultdict(PriceIndex)
+        #: The ids of the products out of stock (stock 0): what a round of showcases leaves out
+        #: of a category without reading each product (read only).
+        self.out_of_stock: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._products)
@@ -133,6 +136,8 @@ class Catalog:
         return index.ids if index else []
 
     def _index(self, product: Product) -> None:
+        if product.stock == 0:
+            self.out_of_stock.add(product.product_id)
         if product.family is not None:
             ladder = self._families[product.family]
             ladder.append(product.product_id)
@@ -143,6 +148,7 @@ class Catalog:
     def _unindex(self, product: Optional[Product]) -> None:
         if product is None:
             return
+        self.out_of_stock.discard(product.product_id)
         if product.family is not None:
             self._families[product.family].remove(product.product_id)
         if product.category is not None:

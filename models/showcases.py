@@ -189,18 +189,35 @@ class Counts:
         >>> c.values_of(["a", "b"], now=0.0).tolist()
         [2.0, 0.0]
         """
-        values, index = self.covered(), self.index
-        idx = np.fromiter(map(index.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
+        return self.values_at(self.positions(ids), now)
+
+    def positions(self, ids: Sequence[str]) -> np.ndarray:
+        """The positions of ``ids`` in the product index (-1 for one not indexed): what
+        :meth:`values_at` and :meth:`top` read, the same for every count sharing the index.
+
+        >>> c = Counts(); c.add("a", 2.0, ts=0.0)
+        >>> c.positions(["b", "a"]).tolist()
+        [-1, 0]
+        """
+        return np.fromiter(map(self.index.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
+
+    def values_at(self, idx: np.ndarray, now: float) -> np.ndarray:
+        """:meth:`values_of` the products at positions ``idx`` (:meth:`positions`)."""
+        values = self.covered()
         out = np.where(idx >= 0, values[np.maximum(idx, 0)], 0.0)
         return out / self.scale(now)
 
     def top(self, k: int, now: float, among: Optional[Iterable[str]] = None,
-            exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
-        """The ``k`` largest counts (of ``among`` only, if given), largest first, zeros left out;
-        ties: the product counted first."""
+            exclude: Iterable[str] = (), positions: Optional[np.ndarray] = None) -> list[tuple[str, float]]:
+        """The ``k`` largest counts (of ``among`` only, if given, or of the products at
+        ``positions``, :meth:`positions` of them), largest first, zeros left out; ties: the
+        product counted first."""
         values, index, rank = self.covered(), self.index, self._rank
         # Each product by its place in the first-counted order ("rank"): what ties are broken by.
-        if among is None:
+        if positions is not None:
+            ranks = rank[positions[positions >= 0]]
+            ranks = ranks[ranks >= 0]
+        elif among is None:
             ranks = np.arange(self._n)
         else:
             ranks = rank[np.fromiter((i for i in map(index.get, among) if i is not None), dtype=np.int64)]
@@ -314,7 +331,9 @@ class Showcases:
         if ranked is None:
             counts = {"best_sellers": self.sold, "most_viewed": self.viewed, "trending": self.trending}[kind]
             among = self.catalog.in_category(category) if category is not None else None
-            ranked = self._items(counts.top(key[2], now, among=among))
+            positions = (self._category_positions(category, cache)
+                         if among is not None and cache is not None and counts.index is self.sold.index else None)
+            ranked = self._items(counts.top(key[2], now, among=among, positions=positions))
             if cache is not None:
                 cache[key] = ranked
         ranked = [i for i in ranked if i.product_id not in exclude][:limit]
@@ -350,6 +369,14 @@ class Showcases:
         order = sorted(among, key=lambda i: (-score[i], ids[i]))[:k]
         return self._items([(ids[i], score[i]) for i in order])
 
+    def _category_positions(self, category: str, cache: dict) -> np.ndarray:
+        """The index positions of a category's products (cheapest first), read once a round for
+        its three popularity windows and the similar windows of its products."""
+        positions = cache.get(("positions", category))
+        if positions is None:
+            positions = cache[("positions", category)] = self.sold.positions(self.catalog.in_category(category))
+        return positions
+
     def _band_in_round(self, product, band: float, now: float, cache: dict):
         """What the similar window reads of ``product``'s price band (the ids of the other
         products in stock, their prices, sales and views, in the band's order), sliced from its
@@ -363,9 +390,14 @@ class Showcases:
             if index is None or len(index) > ROUND_CATEGORY_LIMIT:    # reading it all would cost more
                 return None
             ids = index.ids
-            in_stock = np.fromiter((p.stock != 0 for p in map(self.catalog.get, ids)), dtype=bool, count=len(ids))
-            read = cache[("similar", category)] = (index, np.array(index.prices), in_stock,
-                                                   self.sold.values_of(ids, now), self.viewed.values_of(ids, now))
+            out = self.catalog.out_of_stock
+            in_stock = (~np.fromiter(map(out.__contains__, ids), dtype=bool, count=len(ids)) if out
+                        else np.ones(len(ids), dtype=bool))
+            at = self._category_positions(category, cache) if self.viewed.index is self.sold.index else None
+            read = cache[("similar", category)] = (
+                index, np.array(index.prices), in_stock,
+                self.sold.values_of(ids, now) if at is None else self.sold.values_at(at, now),
+                self.viewed.values_of(ids, now) if at is None else self.viewed.values_at(at, now))
         index, prices, in_stock, sold, viewed = read
         start = bisect.bisect_left(index.prices, product.price / band)
         end = bisect.bisect_right(index.prices, product.price * band, start)

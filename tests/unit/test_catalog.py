@@ -32,3 +32,15 @@ def test_events_teach_unknown_products_but_never_override_the_catalog():
     assert c.get("declared").price == 9.0 and c.get("declared").category == "real"
     c.observe("no-price", None)
     assert "no-price" not in c
+
+
+def test_the_out_of_stock_set_follows_every_update():
+    c = Catalog()
+    c.upsert(Product("a", 5.0, stock=0))
+    c.upsert(Product("b", 5.0, stock=None))
+    c.upsert(Product("c", 5.0, stock=3))
+    assert c.out_of_stock == {"a"}
+    c.upsert(Product("a", 5.0, stock=2))
+    c.upsert(Product("c", 6.0, stock=0))
+    c.observe("d", 4.0)                      # known from events only: stock unknown
+    assert c.out_of_stock == {"c"} == {p.product_id for p in c.products() if p.stock == 0}

@@ -272,3 +272,24 @@ def test_a_rounds_similar_windows_read_each_category_once_and_are_the_plain_sort
             fast = [(i.product_id, i.score) for i in s.window("similar", pid, now=T0 + 400, limit=k, cache=cache)]
             assert fast == plain_similar(s, pid, T0 + 400, k)
     assert {key[1] for key in cache if key[0] == "similar"} == {"few", "some", "many"}
+
+
+def test_a_rounds_popularity_windows_are_each_windows_alone():
+    """In a round, a category's positions are read once for its three popularity windows and
+    its products' similar windows: each window is the one computed alone, without the round."""
+    import random
+    rng = random.Random(5)
+    catalog = Catalog()
+    for n in range(600):
+        catalog.upsert(Product(f"p{n}", rng.choice([5.0, 9.99, 12.5, 20.0]), category=f"c{n % 7}",
+                               stock=rng.choice([None, 4, 0])))
+    s = Showcases(catalog, BoughtTogether())
+    ids = [f"p{n}" for n in range(600)]
+    for n in range(300):
+        s.observe_order([(pid, 1) for pid in rng.sample(ids[:400], 3)], T0 + n)   # the last 200 never sold
+    s.observe_views({pid: rng.randint(1, 4) for pid in rng.sample(ids, 150)}, T0 + 300)
+    cache: dict = {}
+    for pid in rng.sample(ids, 80):
+        for kind in ("best_sellers", "most_viewed", "trending", "similar"):
+            assert s.window(kind, pid, now=T0 + 400, cache=cache) == s.window(kind, pid, now=T0 + 400)
+    assert sum(key[0] == "positions" for key in cache) == 7
