@@ -176,17 +176,6 @@ class PriceIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def position(self, price: float, product_id: str) -> int:
-        """Where (price, product_id) is, or would go, in the index.
-
-        >>> index = PriceIndex()
-        >>> for price, pid in ((3.0, "c"), (9.0, "a"), (9.0, "b")):
-        ...     index.add(price, pid)
-        >>> index.position(9.0, "b"), index.position(5.0, "x")
-        (2, 1)
-        """
-        return self._position(price, product_id)
-
     def _position(self, price: float, product_id: str) -> int:
         lo = bisect.bisect_left(self.prices, price)
         hi = bisect.bisect_right(self.prices, price, lo)

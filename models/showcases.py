@@ -331,8 +331,9 @@ class Showcases:
         if ranked is None:
             counts = {"best_sellers": self.sold, "most_viewed": self.viewed, "trending": self.trending}[kind]
             among = self.catalog.in_category(category) if category is not None else None
-            positions = (self._category_positions(category, cache)
-                         if among is not None and cache is not None and counts.index is self.sold.index else None)
+            snapshot = (self._category_in_round(category, cache)
+                        if among is not None and cache is not None and counts.index is self.sold.index else None)
+            positions = snapshot[2] if snapshot is not None else None
             ranked = self._items(counts.top(key[2], now, among=among, positions=positions))
             if cache is not None:
                 cache[key] = ranked
@@ -369,13 +370,19 @@ class Showcases:
         order = sorted(among, key=lambda i: (-score[i], ids[i]))[:k]
         return self._items([(ids[i], score[i]) for i in order])
 
-    def _category_positions(self, category: str, cache: dict) -> np.ndarray:
-        """The index positions of a category's products (cheapest first), read once a round for
-        its three popularity windows and the similar windows of its products."""
-        positions = cache.get(("positions", category))
-        if positions is None:
-            positions = cache[("positions", category)] = self.sold.positions(self.catalog.in_category(category))
-        return positions
+    def _category_in_round(self, category: str, cache: dict) -> Optional[tuple]:
+        """A category's products as a round reads them, once: (their ids and prices, cheapest
+        first, copied, and their positions in the product index), for its three popularity
+        windows and its products' similar windows; None for an unknown category. A round's
+        windows are as of its first read of a category, whatever the catalog does meanwhile."""
+        read = cache.get(("category", category))
+        if read is None:
+            index = self.catalog.price_index(category)
+            if index is None:
+                return None
+            ids = list(index.ids)
+            read = cache[("category", category)] = (ids, list(index.prices), self.sold.positions(ids))
+        return read
 
     def _band_in_round(self, product, band: float, now: float, cache: dict):
         """What the similar window reads of ``product``'s price band (the ids of the other
@@ -384,31 +391,32 @@ class Showcases:
         larger than :data:`SIMILAR_SCAN`, which keeps the products nearest in price instead.
         The sales and views are the same floats a read of the band alone gives."""
         category = product.category
+        if self.viewed.index is not self.sold.index:
+            return None
         read = cache.get(("similar", category))
         if read is None:
-            index = self.catalog.price_index(category)
-            if index is None or len(index) > ROUND_CATEGORY_LIMIT:    # reading it all would cost more
+            snapshot = self._category_in_round(category, cache)
+            if snapshot is None or len(snapshot[0]) > ROUND_CATEGORY_LIMIT:    # reading it all would cost more
                 return None
-            ids = index.ids
+            ids, prices, at = snapshot
             out = self.catalog.out_of_stock
             in_stock = (~np.fromiter(map(out.__contains__, ids), dtype=bool, count=len(ids)) if out
                         else np.ones(len(ids), dtype=bool))
-            at = self._category_positions(category, cache) if self.viewed.index is self.sold.index else None
-            read = cache[("similar", category)] = (
-                index, np.array(index.prices), in_stock,
-                self.sold.values_of(ids, now) if at is None else self.sold.values_at(at, now),
-                self.viewed.values_of(ids, now) if at is None else self.viewed.values_at(at, now))
-        index, prices, in_stock, sold, viewed = read
-        start = bisect.bisect_left(index.prices, product.price / band)
-        end = bisect.bisect_right(index.prices, product.price * band, start)
+            read = cache[("similar", category)] = (ids, prices, np.array(prices), in_stock,
+                                                   self.sold.values_at(at, now), self.viewed.values_at(at, now))
+        ids, price_list, prices, in_stock, sold, viewed = read
+        start = bisect.bisect_left(price_list, product.price / band)
+        end = bisect.bisect_right(price_list, product.price * band, start)
         if end - start > SIMILAR_SCAN:
             return None
         keep = in_stock[start:end].copy()
-        me = index.position(product.price, product.product_id)
-        if start <= me < end and index.ids[me] == product.product_id:
+        # the product itself, where PriceIndex keeps it: by price, then by id within a price
+        lo = bisect.bisect_left(price_list, product.price, start, end)
+        me = bisect.bisect_left(ids, product.product_id, lo, bisect.bisect_right(price_list, product.price, lo, end))
+        if me < end and ids[me] == product.product_id:
             keep[me - start] = False
         at = np.flatnonzero(keep) + start
-        return _Picked(index.ids, at), prices[at], sold[at], viewed[at]
+        return _Picked(ids, at), prices[at], sold[at], viewed[at]
 
     def _bought_with(self, product_id: Optional[str], now: float, k: int) -> list[ShowcaseItem]:
         if not product_id:

@@ -97,10 +97,13 @@ class ShowcaseWriter:
         return out
 
     def round(self, products: Iterable[str], shoppers: Mapping[str, bytes], now: float,
-              store_windows: bool = True) -> list[HashWrite]:
+              store_windows: bool = True, cache: Optional[dict] = None) -> list[HashWrite]:
         """The store's windows (unless ``store_windows`` is False), those of ``products`` and the
-        profiles of ``shoppers`` (user id -> encoded state), as of event time ``now``."""
-        shows, s, cache = self.engine.showcases, self.settings, {}
+        profiles of ``shoppers`` (user id -> encoded state), as of event time ``now``. ``cache``
+        keeps what the slices of one round read once (each category's products and counts):
+        the round's windows are as of its first read of a category."""
+        shows, s = self.engine.showcases, self.settings
+        cache = {} if cache is None else cache
         writes: list[HashWrite] = ([(s.showcase_key("store"), {kind: _dump(shows.window(kind, None, now, cache=cache))
                                                                for kind in POPULARITY})] if store_windows else [])
         for pid in products:

@@ -273,11 +273,13 @@ async def write_showcases() -> None:
             continue
         products = showcase_writer.due(products, time.monotonic())
         users = list(shoppers)
-        # In slices, giving the event loop back between them: a round's windows cost about 1 ms a product.
+        # In slices, giving the event loop back between them; one event time and one read of each
+        # category for the whole round (its windows are as of its first read of a category).
+        now, cache = pipeline.latest_ts, {}
         for start in range(0, max(len(products), len(users), 1), SHOWCASE_SLICE):
             part = {u: shoppers[u] for u in users[start:start + SHOWCASE_SLICE]}
-            writes = showcase_writer.round(products[start:start + SHOWCASE_SLICE], part, pipeline.latest_ts,
-                                           store_windows=start == 0)
+            writes = showcase_writer.round(products[start:start + SHOWCASE_SLICE], part, now,
+                                           store_windows=start == 0, cache=cache)
             try:
                 await writer.store.put_hashes(writes, settings.redis_ttl)
                 pipeline.stats["showcases.written"] += len(writes)

@@ -292,4 +292,25 @@ def test_a_rounds_popularity_windows_are_each_windows_alone():
     for pid in rng.sample(ids, 80):
         for kind in ("best_sellers", "most_viewed", "trending", "similar"):
             assert s.window(kind, pid, now=T0 + 400, cache=cache) == s.window(kind, pid, now=T0 + 400)
-    assert sum(key[0] == "positions" for key in cache) == 7
+    assert sum(key[0] == "category" for key in cache) == 7
+
+
+def test_a_rounds_windows_are_as_of_its_first_read_of_a_category():
+    """A round given back to the event loop between slices may see the catalog change: its
+    windows stay those of the category as it first read it (not a misaligned mix)."""
+    catalog = Catalog()
+    for n in range(40):
+        catalog.upsert(Product(f"p{n}", 10.0 + n % 8, category="mugs", stock=0 if n % 9 == 0 else None))
+    s = Showcases(catalog, BoughtTogether())
+    for n in range(60):
+        s.observe_order([(f"p{n % 40}", 1), (f"p{(3 * n) % 40}", 1)], T0 + n)
+    kinds, pids = ("similar", "best_sellers"), ("p5", "p12", "p21")
+    before = {(pid, kind): s.window(kind, pid, now=T0 + 100) for pid in pids for kind in kinds}
+    cache: dict = {}
+    s.window("similar", "p1", now=T0 + 100, cache=cache)          # the round reads the category
+    catalog.upsert(Product("p0-new", 9.0, category="mugs"))       # the cheapest: every position moves
+    catalog.upsert(Product("p20", 14.0, category="mugs", stock=0))
+    for pid in pids:
+        for kind in kinds:
+            assert s.window(kind, pid, now=T0 + 100, cache=cache) == before[(pid, kind)]
+    assert len(catalog.in_category("mugs")) == 41 and "p20" in catalog.out_of_stock
