@@ -1890,6 +1890,20 @@ static int same_brand(PyObject *a, PyObject *b) {
     return PyObject_RichCompareBool(a, b, Py_EQ);
 }
 
+/* Appends a new Candidate of cls to list: its id, score, reason and price stolen (NULL if any
+ * could not be made), its source and the zero of its bought and history scores borrowed. */
+static int append_candidate(PyObject *list, PyTypeObject *cls, PyObject *pid, PyObject *score, PyObject *why,
+                            PyObject *price, PyObject *source, PyObject *zero) {
+    Py_INCREF(source);
+    Py_INCREF(zero);
+    Py_INCREF(zero);
+    PyObject *cand = candidate_of(cls, (PyObject *[7]){pid, score, why, price, source, zero, zero});
+    if (!cand) return -1;
+    int rc = PyList_Append(list, cand);
+    Py_DECREF(cand);
+    return rc;
+}
+
 /* keys[0..n) with the best top first in ranked order: 0, or 1 if a score is NaN (Python's sort
  * orders those otherwise: the caller then leaves the ranking to Python). */
 static int keys_ranked(Key *keys, Py_ssize_t n, Py_ssize_t top) {
@@ -1995,15 +2009,10 @@ static PyObject *category_upsells(PyObject *self, PyObject *args) {
                 }
             }
         }
-        PyObject *fields[7] = {pid, PyFloat_FromDouble(score * fit),
-                               label ? Py_BuildValue("(ONd)", why, label, price / anchor_price - 1.0) : NULL,
-                               PyFloat_FromDouble(price), source, zero, zero};
-        Py_INCREF(source);
-        Py_INCREF(zero);
-        Py_INCREF(zero);
-        PyObject *cand = candidate_of(cls, fields);
-        if (!cand || PyList_Append(made, cand) < 0) { Py_XDECREF(cand); goto done; }
-        Py_DECREF(cand);
+        if (append_candidate(made, cls, pid, PyFloat_FromDouble(score * fit),
+                             label ? Py_BuildValue("(ONd)", why, label, price / anchor_price - 1.0) : NULL,
+                             PyFloat_FromDouble(price), source, zero) < 0)
+            goto done;
         keys[size] = (Key){score * fit, size, size};
         size++;
     }
@@ -2129,14 +2138,9 @@ static PyObject *content_rows(PyObject *self, PyObject *args) {
         PyObject *related = PyTuple_GET_ITEM(PyList_GET_ITEM(groups, group_of[a]), 0);
         PyObject *why = branded[a] ? Py_BuildValue("(OOOO)", same_fmt, label, related, category)
                                    : Py_BuildValue("(OOO)", popular_fmt, related, category);
-        PyObject *fields[7] = {PyObject_GetAttr(p, id_name), PyFloat_FromDouble(keys[i].score), why,
-                               PyObject_GetAttr(p, price_name), source, zero, zero};
-        Py_INCREF(source);
-        Py_INCREF(zero);
-        Py_INCREF(zero);
-        PyObject *cand = candidate_of(cls, fields);
-        if (!cand || PyList_Append(out, cand) < 0) { Py_XDECREF(cand); goto fail; }
-        Py_DECREF(cand);
+        if (append_candidate(out, cls, PyObject_GetAttr(p, id_name), PyFloat_FromDouble(keys[i].score), why,
+                             PyObject_GetAttr(p, price_name), source, zero) < 0)
+            goto fail;
     }
     goto done;
 fail:

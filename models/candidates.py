@@ -17,7 +17,7 @@ from nextoffer.models.rules import OfferRules
 from nextoffer.models.shopper import ShopperState
 from nextoffer.models.upgrades import LearnedUpgrades
 
-try:        # cross_sells' loop and the repeat buys' blend in C (models/_kernels.c): the same candidates
+try:        # candidate lists made in C (models/_kernels.c): the same candidates as the Python below
     from nextoffer.models._kernels import category_upsells, content_rows, cross_sell_rows, repeat_blend
 except ImportError:
     category_upsells = content_rows = cross_sell_rows = repeat_blend = None
@@ -229,7 +229,6 @@ def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: Bought
     # scores as arrays (the same operations in the same order: the same floats), the candidates
     # and their reasons only for those kept, in the order a stable sort of the candidates by
     # score gives (ties keep the scan's order).
-    # The products' counts and brands gathered by map (C loops): a category scan reads 200 each.
     brand = anchor.brand
     if bought.compiled and content_rows is not None:        # the same candidates, made in C
         groups = [(rel.product_id, rel.score, catalog.in_category(rel.product_id))
@@ -239,6 +238,7 @@ def content_fallback(anchor: Optional[Product], catalog: Catalog, bought: Bought
                               SAME_BRAND_POPULAR, POPULAR_IN, Candidate)
         if ranked is not None:
             return ranked
+    # The products' counts and brands gathered by map (C loops): a category scan reads 200 each.
     scale, sold_of, get = bought.scale(now), bought.item_counts.get, catalog.get
     products: list[str] = []
     scores, sources = [], []

@@ -177,9 +177,7 @@ class PriceIndex:
         return len(self.ids)
 
     def _position(self, price: float, product_id: str) -> int:
-        lo = bisect.bisect_left(self.prices, price)
-        hi = bisect.bisect_right(self.prices, price, lo)
-        return bisect.bisect_left(self.ids, product_id, lo, hi)     # ids are sorted within a price
+        return position_in(self.prices, self.ids, price, product_id)
 
     def add(self, price: float, product_id: str) -> None:
         i = self._position(price, product_id)
@@ -189,6 +187,19 @@ class PriceIndex:
     def remove(self, price: float, product_id: str) -> None:
         i = self._position(price, product_id)
         del self.prices[i], self.ids[i]
+
+
+def position_in(prices: list[float], ids: list[str], price: float, product_id: str,
+                lo: int = 0, hi: Optional[int] = None) -> int:
+    """Where (price, product_id) is, or would go, among a :class:`PriceIndex`'s lists (or
+    copies of them), searching ``lo`` to ``hi``: by price, then by id within a price.
+
+    >>> position_in([3.0, 9.0, 9.0], ["c", "a", "b"], 9.0, "b"), position_in([3.0, 9.0], ["c", "a"], 5.0, "x")
+    (2, 1)
+    """
+    lo = bisect.bisect_left(prices, price, lo, len(prices) if hi is None else hi)
+    end = bisect.bisect_right(prices, price, lo, len(prices) if hi is None else hi)
+    return bisect.bisect_left(ids, product_id, lo, end)     # ids are sorted within a price
 
 
 def _interned(product: Product) -> Product:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from nextoffer.models.bought_together import DAY, BoughtTogether
-from nextoffer.models.catalog import Catalog
+from nextoffer.models.catalog import Catalog, position_in
 from nextoffer.models.product_index import ProductIndex
 
 if TYPE_CHECKING:
@@ -331,8 +331,7 @@ class Showcases:
         if ranked is None:
             counts = {"best_sellers": self.sold, "most_viewed": self.viewed, "trending": self.trending}[kind]
             among = self.catalog.in_category(category) if category is not None else None
-            snapshot = (self._category_in_round(category, cache)
-                        if among is not None and cache is not None and counts.index is self.sold.index else None)
+            snapshot = self._category_in_round(category, cache) if among is not None and cache is not None else None
             positions = snapshot[2] if snapshot is not None else None
             ranked = self._items(counts.top(key[2], now, among=among, positions=positions))
             if cache is not None:
@@ -391,8 +390,6 @@ class Showcases:
         larger than :data:`SIMILAR_SCAN`, which keeps the products nearest in price instead.
         The sales and views are the same floats a read of the band alone gives."""
         category = product.category
-        if self.viewed.index is not self.sold.index:
-            return None
         read = cache.get(("similar", category))
         if read is None:
             snapshot = self._category_in_round(category, cache)
@@ -410,9 +407,7 @@ class Showcases:
         if end - start > SIMILAR_SCAN:
             return None
         keep = in_stock[start:end].copy()
-        # the product itself, where PriceIndex keeps it: by price, then by id within a price
-        lo = bisect.bisect_left(price_list, product.price, start, end)
-        me = bisect.bisect_left(ids, product.product_id, lo, bisect.bisect_right(price_list, product.price, lo, end))
+        me = position_in(price_list, ids, product.price, product.product_id, start, end)    # the product itself
         if me < end and ids[me] == product.product_id:
             keep[me - start] = False
         at = np.flatnonzero(keep) + start
