@@ -35,8 +35,6 @@ from nextoffer.streams.worker.watchdog import EXIT_RESTART, OffsetGuard
 log = logging.getLogger("nextoffer")
 
 worker_id = f"{socket.gethostname()}-{os.getpid()}"
-#: Products (and shoppers) of one slice of a showcase round.
-SHOWCASE_SLICE = 100
 engine = OfferEngine(settings.rules, settings.learners, showcases=settings.showcases)
 shared = SharedLearning(settings, engine, worker=worker_id)
 writer = OfferWriter(RedisOfferStore(settings.redis_url, settings.redis_ttl))
@@ -272,21 +270,15 @@ async def write_showcases() -> None:
         if pipeline.latest_ts is None:
             continue
         products = showcase_writer.due(products, time.monotonic())
-        users = list(shoppers)
-        # In slices, giving the event loop back between them; one event time and one read of each
-        # category for the whole round (its windows are as of its first read of a category).
-        now, cache = pipeline.latest_ts, {}
-        for start in range(0, max(len(products), len(users), 1), SHOWCASE_SLICE):
-            part = {u: shoppers[u] for u in users[start:start + SHOWCASE_SLICE]}
-            writes = showcase_writer.round(products[start:start + SHOWCASE_SLICE], part, now,
-                                           store_windows=start == 0, cache=cache)
-            try:
-                await writer.store.put_hashes(writes, settings.redis_ttl)
-                pipeline.stats["showcases.written"] += len(writes)
-            except Exception as exc:  # noqa: BLE001 - the next round writes them again
-                log.warning("could not write the showcases: %s: %s", type(exc).__name__, exc)
-                break
-            await asyncio.sleep(0)
+        try:
+            await showcase_writer.write_round(products, shoppers, pipeline.latest_ts, put_showcases)
+        except Exception as exc:  # noqa: BLE001 - the next round writes them again
+            log.warning("could not write the showcases: %s: %s", type(exc).__name__, exc)
+
+
+async def put_showcases(writes) -> None:
+    await writer.store.put_hashes(writes, settings.redis_ttl)
+    pipeline.stats["showcases.written"] += len(writes)
 
 
 @app.timer(1.0)

@@ -203,6 +203,53 @@ def test_a_round_of_writes_and_a_personalised_read_of_them():
         "kind": "similar", "source": "none", "personalised": False, "items": []}
 
 
+def test_a_round_is_written_in_slices_that_leave_the_loop_to_events_three_times_as_long():
+    from nextoffer.streams.io.showcases import ROUND_SHARE, ROUND_SLICE
+    engine = OfferEngine(OfferRules())
+    products = [f"p{n}" for n in range(250)]
+    for pid in products:
+        engine.update_product(Product(pid, 10.0, category="c"))
+    writer = ShowcaseWriter(Settings(), engine)
+    shoppers = {f"u{n}": encode_state(ShopperState(f"u{n}")) for n in range(120)}
+    clock, slept, puts = [0.0], [], []
+    plain = writer.round
+
+    def timed_round(*args, **kwargs):        # each slice holds the loop 10 ms, then 20, 30
+        clock[0] += 0.01 * (len(puts) + 1)
+        return plain(*args, **kwargs)
+
+    async def put(writes):
+        puts.append([key for key, _ in writes])
+
+    async def sleep(seconds):
+        slept.append((len(puts), seconds))    # after which put, for how long
+    writer.round = timed_round
+    written = asyncio.run(writer.write_round(products, shoppers, T0, put, clock=lambda: clock[0], sleep=sleep))
+    assert ROUND_SLICE == 100 and len(puts) == 3 and written == sum(map(len, puts)) == 1 + 250 + 120
+    assert [n for n, _ in slept] == [1, 2, 3], "the loop is given back after each slice is written"
+    assert [round(seconds, 9) for _, seconds in slept] == [round(held * (1 / ROUND_SHARE - 1), 9)
+                                                          for held in (0.01, 0.02, 0.03)]
+    assert ROUND_SHARE == 0.25, "three times as long as the slice held the loop"
+    assert puts[0][0] == "showcase:store" and sum(k.startswith("showcase:user:") for k in puts[1]) == 20
+
+
+def test_a_round_ends_at_the_first_write_that_fails():
+    engine = OfferEngine(OfferRules())
+    for n in range(150):
+        engine.update_product(Product(f"p{n}", 10.0, category="c"))
+    writer, calls = ShowcaseWriter(Settings(), engine), []
+
+    async def put(writes):
+        calls.append(len(writes))
+        raise ConnectionError("redis is down")
+
+    async def no_sleep(seconds):
+        pass
+    with pytest.raises(ConnectionError):
+        asyncio.run(writer.write_round([f"p{n}" for n in range(150)], {}, T0, put, sleep=no_sleep))
+    assert len(calls) == 1
+
+
 def plain_similar(s, product_id, now, k):
     """The similar window as it was written first: the whole band listed, every candidate sorted."""
     import math
