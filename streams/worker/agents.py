@@ -277,6 +277,7 @@ async def write_showcases() -> None:
 
 
 async def put_showcases(writes) -> None:
+    """One slice of a showcase round to Redis (each hash expiring like the lookup), counted."""
     await writer.store.put_hashes(writes, settings.redis_ttl)
     pipeline.stats["showcases.written"] += len(writes)
 
