@@ -249,6 +249,7 @@ async def share_complements() -> None:
 
 @app.on_partitions_revoked.connect
 async def share_complements_of_revoked_partitions(sender, revoked, **kwargs) -> None:
+    guard.consumer.hold_rereads()       # re-reads that hold, from the fetcher this rebalance starts
     await shared.on_revoked({tp for tp in revoked if tp.topic in guard.consumer.topics}, send_complements)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import defaultdict
 from importlib import metadata
 from typing import Callable, Iterable, Optional
 
@@ -81,6 +82,63 @@ class CompactTable(faust.Table):
     @functools.cached_property
     def _changelog_name(self) -> str:
         return self.changelog_topic.get_topic_name()
+
+
+def _no_offset() -> None:
+    return None
+
+
+class ReadOffsets(defaultdict):
+    """Faust's read offsets (per partition, the last record its fetcher passed to the streams),
+    with re-reads that hold.
+
+    Faust passes a fetched record on only at or past its partition's read offset, and moves the
+    read offset to every record it passes. A seek back sets it to the seek's offset, but the rest
+    of the batch fetched before the seek is still being passed on, and each of those records moves
+    it forward again: the records fetched again from the seek's offset then fall below it and are
+    dropped, and the hole stays until the agent is idle long enough for another re-read (on a busy
+    partition, never). A partition re-read with :meth:`reread` has no read offset (every record
+    passes, and none opens a gap that Faust would commit over) until a record at or before the
+    last one passed comes through: the first record fetched again.
+
+    >>> offsets = ReadOffsets({"cart-0": 560})
+    >>> offsets.reread("cart-0", 537)          # a hole from 537, read again
+    >>> offsets["cart-0"] = 561                 # the rest of the batch fetched before the seek
+    >>> offsets["cart-0"] is None
+    True
+    >>> offsets["cart-0"] = 537                 # the first record fetched again
+    >>> offsets["cart-0"], offsets.pins
+    (537, {})
+    """
+
+    def __init__(self, offsets=()) -> None:
+        super().__init__(_no_offset, offsets)
+        self.pins: dict = {}        # partition -> the last offset passed before its re-read
+        self.used = False           # whether Faust's fetcher reads and moves these offsets
+
+    def reread(self, tp, offset: int) -> None:
+        """``tp`` is read again from ``offset``: no read offset until the records fetched again come."""
+        passed = dict.get(self, tp)
+        self.pins[tp] = offset if passed is None else max(passed, offset)
+        dict.__setitem__(self, tp, None)
+
+    def __setitem__(self, tp, offset) -> None:
+        self.used = True
+        last = self.pins.get(tp)
+        if last is not None and offset is not None:
+            if offset > last:
+                return          # fetched before the seek: the partition stays open
+            del self.pins[tp]
+        super().__setitem__(tp, offset)
+
+    def update(self, *args, **kwargs) -> None:
+        """Faust's seek to the committed offsets after a rebalance: the re-reads are over."""
+        self.pins.clear()
+        super().update(*args, **kwargs)
+
+    def pop(self, tp, *default):
+        self.pins.pop(tp, None)
+        return super().pop(tp, *default)
 
 
 class FaustPartitions:
@@ -169,6 +227,26 @@ class FaustPartitions:
         if at_commit and believed is not None and believed > offset:
             consumer._committed_offset[tp] = offset
         # In the consumer's own thread, between two fetches: a seek from another thread races
-        # with aiokafka's fetcher (and can crash it). Faust's seek_wait also resets the offset
-        # it reads from, so the records come through again.
-        await consumer._thread.seek_wait({tp: offset})
+        # with aiokafka's fetcher (and can crash it). The read offset is reset too, so the
+        # records come through again: held open until they do (ReadOffsets), else as Faust's
+        # own seek_wait leaves it.
+        reads, thread = consumer._read_offset, consumer._thread
+        if not (isinstance(reads, ReadOffsets) and reads.used):
+            await thread.seek_wait({tp: offset})
+            if isinstance(reads, ReadOffsets):
+                reads.used = False      # moved by that seek, not (yet) by the fetcher
+            return
+        kafka = thread._ensure_consumer()
+
+        async def seek_and_hold() -> None:
+            kafka.seek(tp, offset)
+            reads.reread(tp, offset)
+            await asyncio.wait_for(kafka.position(tp), timeout=self.app.conf.broker_request_timeout)
+        await thread.call_thread(seek_and_hold)
+
+    def hold_rereads(self) -> None:
+        """Give Faust's consumer :class:`ReadOffsets`; at the start of a rebalance, before its
+        fetcher starts again (a running fetcher keeps the offsets it started with)."""
+        consumer = self.app.consumer
+        if not isinstance(consumer._read_offset, ReadOffsets):
+            consumer._read_offset = ReadOffsets(consumer._read_offset)
