@@ -1,10 +1,11 @@
 """Every use of faust-streaming's internals, in one place, and the version range they were tested on.
 
 The offset guard needs what Faust's consumer believes (committed offsets, paused and buffered
-partitions, its consumer thread), the shopper table writes its changelog records without a
-per-record future, and the worker reads lag from the consumer's highwaters. These touch private
-attributes of faust-streaming 0.15, so the worker refuses to start on a version outside
-:data:`SUPPORTED` (pyproject.toml pins the same range).
+partitions, its consumer thread) and gives it read offsets that let a re-read through; the
+shopper table writes its changelog records without a per-record future; the worker reads lag
+from the consumer's highwaters. These touch private attributes of faust-streaming 0.15, so the
+worker refuses to start on a version outside :data:`SUPPORTED` (pyproject.toml pins the same
+range).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from importlib import metadata
 from typing import Callable, Iterable, Optional
 
 import faust
+from faust.types import TP
 
 from nextoffer.streams.io.codecs import compact_state
 
@@ -217,8 +219,12 @@ class FaustPartitions:
         if not self.app.in_recovery and self.state_of(tp) != "fetched":
             log.warning("%s was left out of the consumer's fetches (%s); fetching it again", tp,
                         self.state_of(tp))
-            consumer._buffered_partitions.discard(tp)
-            consumer.resume_partitions({tp})
+            # as Faust's own TP: a message's tp is aiokafka's, and Faust's resume_partitions adds
+            # what it is given to the partitions it asserts are all TPs (the agent and the
+            # fetcher crashed on the next buffer drop)
+            own = TP(tp.topic, tp.partition)
+            consumer._buffered_partitions.discard(own)
+            consumer.resume_partitions({own})
         # ``offset`` is the group's committed offset on the broker: Faust acknowledges (and so
         # commits) only records at or past the offset it believes committed, and its belief counts
         # commits that failed. (Below a commit that did succeed, it must stay: Faust would wait

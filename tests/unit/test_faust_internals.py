@@ -100,3 +100,45 @@ def test_a_rebalance_seek_ends_a_re_read():
     reads.update({TP: 50})                             # Faust's seek to the committed offsets
     reads[TP] = 51
     assert reads[TP] == 51 and not reads.pins
+
+
+class _Thread:
+    def __init__(self) -> None:
+        self.seeks: list = []
+
+    async def seek_wait(self, offsets: dict) -> None:
+        self.seeks.append(offsets)
+
+
+class _ConsumerTwin:
+    """The partition sets of Faust's consumer, with its own methods over them."""
+    resume_partitions = Consumer.resume_partitions
+    _get_active_partitions = Consumer._get_active_partitions
+    _set_active_tps = Consumer._set_active_tps
+    on_buffer_drop = Consumer.on_buffer_drop
+
+    def __init__(self, buffered) -> None:
+        self._active_partitions = set()
+        self._paused_partitions = set()
+        self._buffered_partitions = {buffered}
+        self._committed_offset: dict = {}
+        self._read_offset = defaultdict(lambda: None)
+        self._thread = _Thread()
+
+
+def test_a_re_read_of_a_partition_left_out_of_the_fetches_keeps_faust_partition_sets_valid():
+    """A message's tp is aiokafka's TopicPartition; Faust asserts its active partitions are its
+    own TPs, so the one put back into the fetches must be converted (else the next buffer drop
+    crashed the agent and the fetcher)."""
+    from aiokafka.structs import TopicPartition
+    from faust.types import TP as FaustTP
+
+    from nextoffer.streams.worker.faust_internals import FaustPartitions
+    left_out = TopicPartition("cart", 0)
+    consumer = _ConsumerTwin(FaustTP("cart", 0))
+    app = SimpleNamespace(consumer=consumer, in_recovery=False)
+    asyncio.run(FaustPartitions(app, ["cart"]).seek(left_out, 5))
+    assert consumer._get_active_partitions() == {FaustTP("cart", 0)}
+    assert all(type(tp) is FaustTP for tp in consumer._active_partitions)
+    assert consumer._buffered_partitions == set() and consumer._thread.seeks == [{left_out: 5}]
+    consumer.on_buffer_drop(FaustTP("cart", 1))          # what crashed: no assertion error now
