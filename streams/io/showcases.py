@@ -34,7 +34,10 @@ HashWrite = tuple[str, dict[str, bytes]]
 #: Category and brand affinities kept in a shopper's showcase profile.
 PROFILE_AFFINITIES = 8
 #: Products (and shoppers) of one slice of a round: the event loop is given back between slices.
-ROUND_SLICE = 100
+#: A slice holds the loop while its windows are made and its writes packed for Redis: 28 to 39
+#: ms a slice of 100 on the benchmark's synthetic store at 1,000 events/s, under 25 ms a slice
+#: of 25 (and 10 gained nothing more: each slice is a Redis round trip and a pause).
+ROUND_SLICE = 25
 #: Most of the event loop a round takes while it runs: after each slice, the loop is left to the
 #: shoppers' events for (1 / ROUND_SHARE - 1) times as long as the slice held it.
 ROUND_SHARE = 0.25
