@@ -98,8 +98,8 @@ class ReadOffsets(defaultdict):
     read offset to every record it passes. A seek back sets it to the seek's offset, but the rest
     of the batch fetched before the seek is still being passed on, and each of those records moves
     it forward again: the records fetched again from the seek's offset then fall below it and are
-    dropped, and the hole stays until the agent is idle long enough for another re-read (on a busy
-    partition, never). A partition re-read with :meth:`reread` has no read offset (every record
+    dropped, and the hole stays until the agent is idle long enough for another re-read (on a
+    worker that is never idle, never). A partition re-read with :meth:`reread` has no read offset (every record
     passes, and none opens a gap that Faust would commit over) until a record at or before the
     last one passed comes through: the first record fetched again.
 
