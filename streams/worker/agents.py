@@ -72,11 +72,11 @@ shared.on_row = showcase_writer.row_adopted
 
 def _lag() -> dict:
     """Input records not processed yet per partition (:func:`consumer_lag`)."""
-    return consumer_lag(app, guard.consumer.inputs(), guard.expected)
+    return consumer_lag(app, guard.consumer.inputs(), guard.expected, guard.holes)
 
 
 metrics = WorkerMetrics(Figures(pipeline.stats, engine.tally, pipeline.dead_letters),
-                        lambda: _lag() if app.consumer else {})
+                        lambda: _lag() if app.consumer else {}, rereads=lambda: guard.rereads)
 
 guard = OffsetGuard(FaustPartitions(app, (settings.topic(n) for n in SHOPPER_INPUTS),
                                    stage=lambda: f"{pipeline.stage} {pipeline.record}",

@@ -52,15 +52,24 @@ def check_version(installed: Optional[str] = None) -> str:
     return installed
 
 
-def consumer_lag(app, inputs: Iterable, expected: dict) -> dict:
+def consumer_lag(app, inputs: Iterable, expected: dict, holes: Optional[dict] = None) -> dict:
     """Input records not processed yet per partition: the consumer's last fetched highwater less
-    the next offset the agent expects (else the offset Faust believes committed)."""
-    consumer, lag = app.consumer, {}
+    the next offset the agent expects (else the offset Faust believes committed), and the records
+    of ``holes`` (the offset guard's ranges dropped and not read again yet, behind that offset).
+
+    >>> from types import SimpleNamespace
+    >>> tp = TP("cart", 0)
+    >>> app = SimpleNamespace(consumer=SimpleNamespace(highwater=lambda tp: 900, _committed_offset={}))
+    >>> consumer_lag(app, [tp], {tp: 866}, {tp: [[537, 547]]})
+    {('cart', 0): 44}
+    """
+    consumer, lag, holes = app.consumer, {}, holes or {}
     for tp in inputs:
         highwater = consumer.highwater(tp)
         position = expected.get(tp, consumer._committed_offset.get(tp))
         if highwater is not None and position is not None:
-            lag[(tp.topic, tp.partition)] = max(highwater - position, 0)
+            missing = sum(end - start for start, end in holes.get(tp, ()))
+            lag[(tp.topic, tp.partition)] = max(highwater - position, 0) + missing
     return lag
 
 

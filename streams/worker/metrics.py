@@ -27,9 +27,10 @@ class WorkerMetrics:
     """The Prometheus collector of one worker (scraped at ``/metrics`` on the metrics port)."""
 
     def __init__(self, figures: Figures, lag: Callable[[], Mapping[tuple[str, int], int]],
-                 registry: Optional[CollectorRegistry] = None) -> None:
+                 registry: Optional[CollectorRegistry] = None, rereads: Callable[[], int] = lambda: 0) -> None:
         self.figures = figures
         self.lag = lag
+        self.rereads = rereads
         self.registry = registry or CollectorRegistry()
         self.latency = Histogram("nextoffer_offer_latency_seconds",
                                  "Seconds from an event's produce time to its offer written to Redis.",
@@ -66,6 +67,8 @@ class WorkerMetrics:
                        "until NEXTOFFER_DELIVERY_TIMEOUT).", (), {(): f.stats.get("delivery.refused", 0)})
         yield _counter("nextoffer_delivery_retries", "Times a batch's refused records were sent again.",
                        (), {(): f.stats.get("delivery.retries", 0)})
+        yield _counter("nextoffer_partition_rereads", "Times an input partition was read again from records "
+                       "the consumer had dropped (around rebalances).", (), {(): self.rereads()})
         yield _counter("nextoffer_dead_letters", "Input messages sent to the dead-letter topic, by reason.",
                        ("reason",), {(k,): v for k, v in f.dead_letters.items()})
         yield _counter("nextoffer_offers", "Offers published, by kind and placement.", ("kind", "placement"),

@@ -125,6 +125,17 @@ def worker_metric_names() -> set:
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 
 
+def test_the_worker_exposes_its_partition_re_reads():
+    from collections import Counter
+    from prometheus_client import generate_latest
+    from nextoffer.streams.io.figures import Figures
+    from nextoffer.streams.worker.metrics import WorkerMetrics
+    m = WorkerMetrics(Figures(Counter(), Counter(), Counter()), lambda: {("cart", 0): 44}, rereads=lambda: 3)
+    text = generate_latest(m.registry).decode()
+    assert "nextoffer_partition_rereads_total 3.0" in text
+    assert 'nextoffer_consumer_lag{partition="0",topic="cart"} 44.0' in text
+
+
 def test_prometheus_scrapes_the_workers_metrics_port():
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
