@@ -61,6 +61,11 @@ class Settings:
     redis_ttl: int = _doc("Seconds before a quiet shopper's nbo:{user_id} key expires.", default=86_400)
     baskets_retention: int = _doc("Seconds the internal baskets topic keeps orders; workers relearn "
                                   "'bought together' from it when they start.", default=30 * 86_400)
+    changelog_segment: int = _doc("Seconds after which the shopper table's changelog starts a new "
+                                  "segment (segment.ms of the changelog topics the worker creates): "
+                                  "compaction drops superseded states only from closed segments, and a "
+                                  "worker taking over partitions reads their changelog whole.",
+                                  default=900)
     max_message_bytes: int = _doc("Larger input messages go to the dead-letter topic.",
                                   default=1_000_000)
     dead_letter_raw_bytes: int = _doc("Bytes of an unusable message copied into its dead-letter "

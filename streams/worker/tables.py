@@ -11,12 +11,20 @@ from nextoffer.streams.worker.app import app, settings
 from nextoffer.streams.worker.faust_internals import CompactTable
 
 
+#: The changelog topics' own settings. Compaction keeps only a key's latest record, but never
+#: touches the segment being written, and a broker's default segment is 1 GB: a partition's
+#: changelog could hold that much of superseded states, all read by a worker taking it over.
+#: A segment closed every ``changelog_segment`` seconds bounds it by time instead.
+CHANGELOG_CONFIG = {"segment.ms": str(settings.changelog_segment * 1000)}
+
 shoppers = app.tables.add(CompactTable(
     app, name="shoppers", default=None, partitions=settings.partitions,
-    schema=faust.Schema(key_serializer="json", value_serializer="raw")))
+    schema=faust.Schema(key_serializer="json", value_serializer="raw"),
+    extra_topic_configs=CHANGELOG_CONFIG))
 
 #: Per input partition, the offsets of its dead-lettered records
 #: (:mod:`nextoffer.streams.worker.rejections`), recovered with the partition like the shoppers.
 dead_lettered = app.tables.add(CompactTable(
     app, name="dead-lettered", default=None, partitions=settings.partitions,
-    schema=faust.Schema(key_serializer="json", value_serializer="raw")))
+    schema=faust.Schema(key_serializer="json", value_serializer="raw"),
+    extra_topic_configs=CHANGELOG_CONFIG))

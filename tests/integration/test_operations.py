@@ -342,3 +342,26 @@ def test_showcases_count_every_workers_views_and_are_served_personalised(deploym
         assert http("GET", f"{base}/showcases/sideways")[0] == 400
         spec = orjson.loads(http("GET", f"{base}/openapi.json")[1])
         assert "/showcases/{kind}" in spec["paths"]
+
+
+def test_the_worker_creates_its_changelogs_with_segments_that_close_for_compaction(shop):
+    """A changelog's superseded states are compacted away only from closed segments; the worker
+    creates its tables' changelogs with NEXTOFFER_CHANGELOG_SEGMENT (segment.ms)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from nextoffer.streams.io.admin import admin_client
+    from nextoffer.streams.io.settings import Settings
+    d = shop[0]
+    settings = Settings.from_env(d.env)
+    admin = admin_client(settings)
+    try:
+        names = [n for n in admin.list_topics() if n.startswith(d.prefix) and n.endswith("-changelog")]
+        assert {n[len(d.prefix):] for n in names} >= {"nextoffer-shoppers-changelog",
+                                                      "nextoffer-dead-lettered-changelog"}
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+        for name in names:
+            entries = {key: entry["value"] for key, entry in described["topic"][name].items()}
+            assert entries["cleanup.policy"] == "compact", name
+            assert entries["segment.ms"] == str(settings.changelog_segment * 1000), name
+    finally:
+        admin.close()
