@@ -223,11 +223,11 @@ class FaustPartitions:
 
     async def seek(self, tp, offset: int, at_commit: bool = False) -> None:
         consumer = self.app.consumer
-        # The agent is idle, so no stream buffer is full: a partition still left out of the
-        # fetch (paused, or marked full) has lost its resume, e.g. to a rebalance in between.
-        if not self.app.in_recovery and self.state_of(tp) != "fetched":
-            log.warning("%s was left out of the consumer's fetches (%s); fetching it again", tp,
-                        self.state_of(tp))
+        # A partition left out of the fetch (paused, or its buffer marked full) would not bring
+        # the records back; it may also have lost its resume to a rebalance in between.
+        state = self.state_of(tp)
+        if not self.app.in_recovery and state != "fetched":
+            log.warning("%s was left out of the consumer's fetches (%s); fetching it again", tp, state)
             # as Faust's own TP: a message's tp is aiokafka's, and Faust's resume_partitions adds
             # what it is given to the partitions it asserts are all TPs (the agent and the
             # fetcher crashed on the next buffer drop)

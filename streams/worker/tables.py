@@ -17,14 +17,17 @@ from nextoffer.streams.worker.faust_internals import CompactTable
 #: A segment closed every ``changelog_segment`` seconds bounds it by time instead.
 CHANGELOG_CONFIG = {"segment.ms": str(settings.changelog_segment * 1000)}
 
-shoppers = app.tables.add(CompactTable(
-    app, name="shoppers", default=None, partitions=settings.partitions,
-    schema=faust.Schema(key_serializer="json", value_serializer="raw"),
-    extra_topic_configs=CHANGELOG_CONFIG))
+
+def _changelogged(name: str) -> CompactTable:
+    """A table of compact bytes by JSON key, partitioned like the inputs, with its changelog."""
+    return app.tables.add(CompactTable(
+        app, name=name, default=None, partitions=settings.partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="raw"),
+        extra_topic_configs=CHANGELOG_CONFIG))
+
+
+shoppers = _changelogged("shoppers")
 
 #: Per input partition, the offsets of its dead-lettered records
 #: (:mod:`nextoffer.streams.worker.rejections`), recovered with the partition like the shoppers.
-dead_lettered = app.tables.add(CompactTable(
-    app, name="dead-lettered", default=None, partitions=settings.partitions,
-    schema=faust.Schema(key_serializer="json", value_serializer="raw"),
-    extra_topic_configs=CHANGELOG_CONFIG))
+dead_lettered = _changelogged("dead-lettered")
